@@ -1,0 +1,54 @@
+//! The application table and the contract between an application and the kernel.
+
+use core::fmt;
+
+/// An application: a name and the code each core runs.
+#[derive(Debug)]
+pub struct App {
+    /// The name given with `app=NAME` on the kernel command line.
+    pub name: &'static str,
+    /// One line saying what the application does.
+    pub summary: &'static str,
+    /// Runs on every core once all cores are online; the run succeeds when every core
+    /// returns `Ok`.
+    pub run_on_core: fn() -> Result<(), AppError>,
+}
+
+/// Why an application failed on a core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppError(pub &'static str);
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Every application in the image.
+pub static APPS: &[App] = &[crate::hello::APP, crate::panic::APP];
+
+/// Returns the application called `name`.
+pub fn find(name: &str) -> Option<&'static App> {
+    APPS.iter().find(|app| app.name == name)
+}
+
+/// Returns the names of all applications, for error messages.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    APPS.iter().map(|app| app.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_findable() {
+        let mut seen = std::collections::HashSet::new();
+        for name in names() {
+            assert!(seen.insert(name), "duplicate app {name}");
+            assert_eq!(find(name).unwrap().name, name);
+        }
+        assert!(find("hello").is_some());
+        assert!(find("no-such-app").is_none());
+    }
+}

@@ -1,0 +1,131 @@
+//! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT.
+
+use acpi::madt::{Madt, MadtEntry};
+use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use core::ptr::NonNull;
+
+/// The most processors the MADT walk records (more are counted, not kept).
+pub const MAX_PROCESSORS: usize = 256;
+
+/// ACPI tables are in identity-mapped RAM, so "mapping" is taking the address.
+#[derive(Clone, Copy, Debug)]
+struct IdentityMapped;
+
+impl AcpiHandler for IdentityMapped {
+    unsafe fn map_physical_region<T>(
+        &self,
+        physical_address: usize,
+        size: usize,
+    ) -> PhysicalMapping<Self, T> {
+        let virtual_start =
+            NonNull::new(physical_address as *mut T).expect("ACPI table at physical address 0");
+        // SAFETY: the whole RAM below 4 GiB and above is identity mapped (`paging`), and
+        // the caller (the acpi crate) guarantees a valid `T` lives there.
+        unsafe { PhysicalMapping::new(physical_address, virtual_start, size, size, *self) }
+    }
+
+    fn unmap_physical_region<T>(_region: &PhysicalMapping<Self, T>) {}
+}
+
+/// A processor the firmware reported as enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Processor {
+    pub apic_id: u32,
+    /// True when the MADT listed it as an x2APIC entry.
+    pub x2apic_entry: bool,
+}
+
+/// What the MADT told us.
+#[derive(Debug)]
+pub struct Topology {
+    pub processors: heapless::Vec<Processor, MAX_PROCESSORS>,
+    /// Enabled processors that did not fit in `processors`.
+    pub processors_dropped: usize,
+    /// Processors the firmware listed as disabled (absent or hot-pluggable).
+    pub processors_disabled: usize,
+    pub local_apic_address: u64,
+    pub io_apics: heapless::Vec<u64, 8>,
+    /// Where the RSDP was found.
+    pub rsdp_source: &'static str,
+}
+
+/// Why ACPI could not be read.
+#[derive(Debug)]
+pub enum AcpiError {
+    NoRsdp(acpi::AcpiError),
+    NoMadt(acpi::AcpiError),
+}
+
+impl core::fmt::Display for AcpiError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            AcpiError::NoRsdp(e) => {
+                write!(f, "no valid RSDP in start_info or the BIOS area ({e:?})")
+            }
+            AcpiError::NoMadt(e) => write!(f, "no valid MADT ({e:?})"),
+        }
+    }
+}
+
+/// Reads the MADT, starting from the RSDP at `rsdp` (from PVH start_info) or, failing
+/// that, from a scan of the BIOS area.
+pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
+    let from_start_info = rsdp.and_then(|address| {
+        // SAFETY: the PVH loader's rsdp_paddr points at the RSDP; from_rsdp validates
+        // its signature and checksum before trusting it.
+        unsafe { AcpiTables::from_rsdp(IdentityMapped, address as usize) }.ok()
+    });
+    let (tables, rsdp_source) = match from_start_info {
+        Some(tables) => (tables, "start_info"),
+        None => {
+            // SAFETY: QEMU's firmware (SeaBIOS, qboot) is a BIOS platform, so the EBDA
+            // and 0xE0000..0xFFFFF are RAM/ROM that may hold the RSDP; the scan checks
+            // signature and checksum.
+            let tables = unsafe { AcpiTables::search_for_rsdp_bios(IdentityMapped) }
+                .map_err(AcpiError::NoRsdp)?;
+            (tables, "BIOS area scan")
+        }
+    };
+    let madt = tables.find_table::<Madt>().map_err(AcpiError::NoMadt)?;
+    let madt = madt.get();
+
+    let mut topology = Topology {
+        processors: heapless::Vec::new(),
+        processors_dropped: 0,
+        processors_disabled: 0,
+        local_apic_address: u64::from(madt.local_apic_address),
+        io_apics: heapless::Vec::new(),
+        rsdp_source,
+    };
+    const ENABLED: u32 = 1;
+    for entry in madt.entries() {
+        let (apic_id, flags, x2apic_entry) = match entry {
+            MadtEntry::LocalApic(e) => (u32::from(e.apic_id), e.flags, false),
+            MadtEntry::LocalX2Apic(e) => (e.x2apic_id, e.flags, true),
+            MadtEntry::IoApic(e) => {
+                let _ = topology.io_apics.push(u64::from(e.io_apic_address));
+                continue;
+            }
+            MadtEntry::LocalApicAddressOverride(e) => {
+                topology.local_apic_address = e.local_apic_address;
+                continue;
+            }
+            _ => continue,
+        };
+        if flags & ENABLED == 0 {
+            topology.processors_disabled += 1;
+        } else if topology.processors.iter().any(|p| p.apic_id == apic_id) {
+            // Firmware may list a processor both as LocalApic and LocalX2Apic.
+        } else if topology
+            .processors
+            .push(Processor {
+                apic_id,
+                x2apic_entry,
+            })
+            .is_err()
+        {
+            topology.processors_dropped += 1;
+        }
+    }
+    Ok(topology)
+}

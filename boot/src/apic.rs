@@ -1,0 +1,144 @@
+//! The local APIC, in xAPIC (MMIO) or x2APIC (MSR) mode: identity, enabling, and the
+//! INIT and STARTUP IPIs that wake the other cores.
+//!
+//! The boot core picks the mode once: x2APIC when CPUID offers it (usual under KVM),
+//! xAPIC otherwise (QEMU's TCG has no x2APIC). Every core then enables the same mode.
+
+use crate::cpu::{cpuid, rdmsr, wrmsr};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+const IA32_APIC_BASE: u32 = 0x1B;
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
+const APIC_X2_ENABLE: u64 = 1 << 10;
+const X2APIC_MSR_BASE: u32 = 0x800;
+
+const REG_ID: u32 = 0x20;
+const REG_EOI: u32 = 0xB0;
+const REG_SPURIOUS: u32 = 0xF0;
+const REG_ICR_LOW: u32 = 0x300;
+const REG_ICR_HIGH: u32 = 0x310;
+
+const SPURIOUS_VECTOR: u32 = crate::interrupts::SPURIOUS_VECTOR as u32;
+const SOFTWARE_ENABLE: u32 = 1 << 8;
+const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+const ICR_INIT_ASSERT: u32 = 0x0000_4500;
+const ICR_STARTUP: u32 = 0x0000_4600;
+
+static X2APIC: AtomicBool = AtomicBool::new(false);
+static XAPIC_BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+
+/// Returns true when the CPU supports x2APIC mode.
+pub fn x2apic_supported() -> bool {
+    cpuid(1, 0).2 & (1 << 21) != 0
+}
+
+/// Chooses the APIC mode for every core. Boot core only, before other cores start.
+pub fn choose_mode(xapic_base: u64) -> bool {
+    XAPIC_BASE.store(xapic_base, Ordering::Relaxed);
+    let x2 = x2apic_supported();
+    X2APIC.store(x2, Ordering::Relaxed);
+    x2
+}
+
+/// Returns true when cores run their APIC in x2APIC mode.
+pub fn is_x2apic() -> bool {
+    X2APIC.load(Ordering::Relaxed)
+}
+
+fn xapic_register(offset: u32) -> *mut u32 {
+    (XAPIC_BASE.load(Ordering::Relaxed) + u64::from(offset)) as *mut u32
+}
+
+fn read(register: u32) -> u32 {
+    if is_x2apic() {
+        // SAFETY: x2APIC mode is enabled on this core (`enable`), so the MSR exists.
+        unsafe { rdmsr(X2APIC_MSR_BASE + (register >> 4)) as u32 }
+    } else {
+        // SAFETY: the xAPIC page is identity mapped uncached (`paging`); registers are
+        // 32-bit and 16-byte aligned.
+        unsafe { core::ptr::read_volatile(xapic_register(register)) }
+    }
+}
+
+fn write(register: u32, value: u32) {
+    if is_x2apic() {
+        // SAFETY: as in `read`; writing a register of this core's own APIC.
+        unsafe { wrmsr(X2APIC_MSR_BASE + (register >> 4), u64::from(value)) }
+    } else {
+        // SAFETY: as in `read`.
+        unsafe { core::ptr::write_volatile(xapic_register(register), value) }
+    }
+}
+
+/// Enables this core's APIC in the chosen mode, spurious vector 0xFF.
+pub fn enable() {
+    // SAFETY: IA32_APIC_BASE exists on every x86-64 CPU; we keep its base address and
+    // only set the enable bits (x2APIC only when CPUID reported it).
+    unsafe {
+        let mut base = rdmsr(IA32_APIC_BASE) | APIC_GLOBAL_ENABLE;
+        if is_x2apic() {
+            base |= APIC_X2_ENABLE;
+        }
+        wrmsr(IA32_APIC_BASE, base);
+    }
+    write(REG_SPURIOUS, SOFTWARE_ENABLE | SPURIOUS_VECTOR);
+}
+
+/// Returns this core's APIC id (call after [`enable`]).
+pub fn id() -> u32 {
+    let raw = read(REG_ID);
+    if is_x2apic() {
+        raw
+    } else {
+        raw >> 24
+    }
+}
+
+/// Returns this core's initial APIC id from CPUID (works before [`enable`]).
+pub fn id_from_cpuid() -> u32 {
+    if cpuid(0, 0).0 >= 0xB && cpuid(0xB, 0).1 != 0 {
+        cpuid(0xB, 0).3
+    } else {
+        cpuid(1, 0).1 >> 24
+    }
+}
+
+fn send_ipi(destination: u32, command: u32) {
+    if is_x2apic() {
+        // SAFETY: x2APIC mode is on; the ICR MSR takes destination and command at once.
+        unsafe {
+            wrmsr(
+                X2APIC_MSR_BASE + (REG_ICR_LOW >> 4),
+                u64::from(destination) << 32 | u64::from(command),
+            )
+        };
+    } else {
+        write(REG_ICR_HIGH, destination << 24);
+        write(REG_ICR_LOW, command);
+        let mut spins = 0u32;
+        while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 && spins < 1_000_000 {
+            core::hint::spin_loop();
+            spins += 1;
+        }
+    }
+}
+
+/// Acknowledges the interrupt being handled.
+pub fn end_of_interrupt() {
+    write(REG_EOI, 0);
+}
+
+/// Sends a fixed interrupt `vector` to the core with APIC id `destination`.
+pub fn send_interrupt(destination: u32, vector: u8) {
+    send_ipi(destination, 0x4000 | u32::from(vector));
+}
+
+/// Sends INIT to the core with APIC id `destination`.
+pub fn send_init(destination: u32) {
+    send_ipi(destination, ICR_INIT_ASSERT);
+}
+
+/// Sends STARTUP to `destination`: it starts in real mode at `page * 4096`.
+pub fn send_startup(destination: u32, page: u8) {
+    send_ipi(destination, ICR_STARTUP | u32::from(page));
+}

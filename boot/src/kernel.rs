@@ -1,0 +1,420 @@
+//! The start-up sequence: boot core, then every core's own instance, then the app.
+//!
+//! Boot core: PVH start_info -> console -> TSC -> ACPI MADT -> memory split and paging
+//! -> start-up plan -> own stack -> wake the others -> publish `BootInfo` -> go.
+//! Every core: own GDT/TSS/IDT -> online -> wait for go -> `CoreLocal` -> the app.
+
+use crate::acpi::{self, Topology};
+use crate::cpu::{halt_forever, rdtsc};
+use crate::exit::{exit, Outcome};
+use crate::gdt::{CoreTables, IST_STACKS};
+use crate::{apic, console, entry, interrupts, paging, pvh, smp, tsc};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use percore::bootinfo::{self, BootInfo, CoreDesc};
+use percore::memory::{self, CoreMemory, PhysRange};
+use percore::{println, CoreLocal, MAX_CORES};
+
+const KERNEL_STACK_SIZE: u64 = 64 * 1024;
+const IST_STACK_SIZE: u64 = 16 * 1024;
+const AP_START_TIMEOUT_US: u64 = 3_000_000;
+const DEFAULT_APP: &str = "hello";
+const MIB: u64 = 1 << 20;
+const FOUR_GIB: u64 = 4 << 30;
+
+/// One core's start-up resources, decided by the boot core before any other core runs.
+#[derive(Debug)]
+struct Slot {
+    apic_id: u32,
+    stack_top: u64,
+    ist_tops: [u64; IST_STACKS],
+    /// A page of the core's own memory for its GDT, TSS and `CoreLocal`.
+    local_page: u64,
+    memory: CoreMemory,
+}
+
+/// The start-up plan, decided by the boot core. Read-only once published.
+#[derive(Debug)]
+struct Plan {
+    /// Slot 0 is the boot core.
+    slots: heapless::Vec<Slot, MAX_CORES>,
+    cmdline: heapless::String<{ bootinfo::CMDLINE_MAX }>,
+    app: &'static apps::App,
+}
+
+static PLAN: spin::Once<Plan> = spin::Once::new();
+/// Set by the boot core once `BootInfo` is published: every core may run the app.
+static GO: AtomicBool = AtomicBool::new(false);
+/// Cores that finished the app, and how many of them failed.
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+static FAILED: AtomicUsize = AtomicUsize::new(0);
+
+extern "C" {
+    static __kernel_start: u8;
+    static __kernel_end: u8;
+}
+
+/// The layout of a core's local page.
+#[repr(C)]
+struct LocalPage {
+    tables: CoreTables,
+    local: CoreLocal,
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn boot_core_main(start_info: u32) -> ! {
+    console::init();
+    // SAFETY: `start_info` is the ebx value of the PVH entry, passed through unchanged,
+    // and nothing has written low memory yet.
+    let params = match unsafe { pvh::read(u64::from(start_info)) } {
+        Ok(params) => params,
+        Err(error) => fatal(format_args!("cannot read PVH start_info: {error}")),
+    };
+    let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
+    let app_name = command_line.get("app").unwrap_or(DEFAULT_APP);
+    let ram_total: u64 = params.ram.iter().map(PhysRange::len).sum();
+    println!(
+        "manada: PVH boot, command line '{}', {} MiB RAM in {} ranges",
+        params.cmdline,
+        ram_total / MIB,
+        params.ram.len()
+    );
+    let Some(app) = apps::find(app_name) else {
+        let mut names = heapless::String::<256>::new();
+        for (i, name) in apps::names().enumerate() {
+            let _ = names.push_str(if i == 0 { "" } else { ", " });
+            let _ = names.push_str(name);
+        }
+        fatal(format_args!(
+            "unknown app '{app_name}' (available: {names})"
+        ));
+    };
+
+    // SAFETY: masking both 8259 PICs (all IRQ lines) only stops legacy interrupts.
+    unsafe {
+        x86::io::outb(0x21, 0xFF);
+        x86::io::outb(0xA1, 0xFF);
+    }
+    let (hz, source) = tsc::calibrate();
+    println!(
+        "manada: TSC {}.{:02} GHz ({source:?})",
+        hz / 1_000_000_000,
+        hz / 10_000_000 % 100
+    );
+
+    let topology = match acpi::read_topology(params.rsdp) {
+        Ok(topology) => topology,
+        Err(error) => fatal(format_args!("cannot read ACPI: {error}")),
+    };
+    let x2apic = apic::choose_mode(topology.local_apic_address);
+    apic::enable();
+    let boot_apic_id = apic::id();
+    report_topology(&topology, x2apic);
+
+    let apic_ids = choose_cores(&topology, boot_apic_id, x2apic);
+    let slots = build_plan(&params.ram, &topology, &apic_ids);
+    interrupts::init();
+    let plan = PLAN.call_once(|| Plan {
+        slots,
+        cmdline: params.cmdline.clone(),
+        app,
+    });
+    // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
+    unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
+    // SAFETY: slot 0's stack was carved from the boot core's own memory just now and is
+    // used by nothing else; nothing on the boot stack is needed afterwards.
+    unsafe { smp::switch_stack(plan.slots[0].stack_top, boot_core_continue, 0) }
+}
+
+extern "C" fn boot_core_continue(_: usize) -> ! {
+    let plan = PLAN.get().expect("plan published before the switch");
+    let app = plan.app;
+    enter_own_tables(&plan.slots[0]);
+    smp::mark_online(0);
+
+    let others: heapless::Vec<u32, MAX_CORES> =
+        plan.slots.iter().skip(1).map(|slot| slot.apic_id).collect();
+    let mut left_asleep = None;
+    if !others.is_empty() {
+        println!("manada: starting {} application processors", others.len());
+        if crate::selftest::simulate_dead_core(&plan.cmdline) {
+            left_asleep = others.last().copied();
+            println!("manada: selftest: leaving the core with APIC id {left_asleep:?} asleep");
+        }
+    }
+    smp::start_application_processors(&others, left_asleep, AP_START_TIMEOUT_US);
+    let online_tsc = rdtsc();
+
+    let mut cores = heapless::Vec::new();
+    for (slot_index, slot) in plan.slots.iter().enumerate() {
+        if smp::is_online(slot_index) {
+            let memory = slot.memory.extents().iter().copied().collect();
+            let _ = cores.push(CoreDesc {
+                apic_id: slot.apic_id,
+                memory,
+            });
+        } else {
+            println!(
+                "manada: core with APIC id {} did not come up within {} ms; going on without it",
+                slot.apic_id,
+                AP_START_TIMEOUT_US / 1000
+            );
+        }
+    }
+    let info = bootinfo::publish(BootInfo {
+        cores,
+        cmdline: plan.cmdline.clone(),
+        tsc_hz: tsc::hz(),
+        boot_tsc: entry::boot_tsc(),
+        online_tsc,
+        x2apic: apic::is_x2apic(),
+    });
+    let micros = info.online_micros();
+    println!(
+        "manada: {} cores online in {}.{} ms",
+        info.cores.len(),
+        micros / 1000,
+        micros / 100 % 10
+    );
+    let per_core = info
+        .cores
+        .iter()
+        .map(|c| c.memory.iter().map(PhysRange::len).sum::<u64>())
+        .min()
+        .unwrap_or(0);
+    println!(
+        "manada: running app {} on {} cores ({} MiB of memory each)",
+        app.name,
+        info.cores.len(),
+        per_core / MIB
+    );
+    GO.store(true, Ordering::Release);
+
+    run_app(app, &plan.slots[0]);
+    let cores = info.cores.len();
+    // Idle until the last core finishes; each finishing core sends a wake-up IPI.
+    while FINISHED.load(Ordering::Acquire) < cores {
+        interrupts::halt_until_interrupt();
+    }
+    if FAILED.load(Ordering::Acquire) == 0 {
+        println!("manada: app {} finished: success", app.name);
+        exit(Outcome::Success)
+    }
+    println!(
+        "manada: app {} finished: failed on {} cores",
+        app.name,
+        FAILED.load(Ordering::Acquire)
+    );
+    exit(Outcome::Failure)
+}
+
+/// Where a woken core lands, on a bootstrap stack chosen by `ticket`.
+extern "C" fn ap_entry(_ticket: u32) -> ! {
+    apic::enable();
+    let apic_id = apic::id();
+    let plan = PLAN
+        .get()
+        .expect("APs are woken after the plan is published");
+    let Some(slot) = plan.slots.iter().position(|slot| slot.apic_id == apic_id) else {
+        percore::console::CONSOLE.print_fatal(format_args!(
+            "manada: woke a core with unplanned APIC id {apic_id}; parking it\n"
+        ));
+        halt_forever()
+    };
+    // SAFETY: the slot's stack was carved from this core's own memory for it alone.
+    unsafe { smp::switch_stack(plan.slots[slot].stack_top, ap_continue, slot) }
+}
+
+extern "C" fn ap_continue(slot_index: usize) -> ! {
+    let plan = PLAN.get().expect("plan published");
+    let slot = &plan.slots[slot_index];
+    enter_own_tables(slot);
+    smp::mark_online(slot_index);
+    while !GO.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    if percore::bootinfo::boot_info()
+        .core_index(slot.apic_id)
+        .is_none()
+    {
+        // Came up after the boot core gave up on it: it is not part of this run.
+        halt_forever()
+    }
+    run_app(plan.app, slot);
+    halt_forever()
+}
+
+/// Loads this core's own GDT/TSS (in its local page) and the shared IDT.
+fn enter_own_tables(slot: &Slot) {
+    let page = slot.local_page as *mut LocalPage;
+    // SAFETY: the local page was carved from this core's memory for this core alone;
+    // it is written once here and stays in place for the life of the core.
+    let tables: &'static mut CoreTables = unsafe {
+        core::ptr::write(&raw mut (*page).tables, CoreTables::new(slot.ist_tops));
+        &mut (*page).tables
+    };
+    // SAFETY: the tables are 'static and this core is in long mode with interrupts off.
+    unsafe { tables.load() };
+    interrupts::load();
+}
+
+fn run_app(app: &'static apps::App, slot: &Slot) {
+    let info = percore::boot_info();
+    let index = info
+        .core_index(slot.apic_id)
+        .expect("only numbered cores run the app");
+    let page = slot.local_page as *mut LocalPage;
+    // SAFETY: same page as in `enter_own_tables`; `local` is a separate field, written
+    // once here before being installed, never written again.
+    let local: &'static mut CoreLocal = unsafe {
+        core::ptr::write(&raw mut (*page).local, CoreLocal::new(index, slot.apic_id));
+        &mut (*page).local
+    };
+    // SAFETY: this core's block, in this core's memory, for the rest of the run.
+    unsafe { percore::cpu::install(local) };
+
+    crate::selftest::maybe_fault(index, info.cores.len());
+    if let Err(error) = (app.run_on_core)() {
+        println!("manada: app {} failed on core {index}: {error}", app.name);
+        FAILED.fetch_add(1, Ordering::AcqRel);
+    }
+    FINISHED.fetch_add(1, Ordering::AcqRel);
+    if index != 0 {
+        // The boot core halts while it waits for the others; a pending IPI is never
+        // lost (it stays in the APIC until interrupts are enabled for the `hlt`).
+        apic::send_interrupt(info.cores[0].apic_id, interrupts::WAKEUP_VECTOR);
+    }
+}
+
+fn report_topology(topology: &Topology, x2apic: bool) {
+    println!(
+        "manada: ACPI (RSDP from {}): {} processors enabled, {} disabled, {} IOAPICs; {} at {:#x}",
+        topology.rsdp_source,
+        topology.processors.len() + topology.processors_dropped,
+        topology.processors_disabled,
+        topology.io_apics.len(),
+        if x2apic { "x2APIC" } else { "xAPIC" },
+        topology.local_apic_address,
+    );
+}
+
+/// Returns the APIC ids that get a start-up slot, boot core first.
+fn choose_cores(
+    topology: &Topology,
+    boot_apic_id: u32,
+    x2apic: bool,
+) -> heapless::Vec<u32, MAX_CORES> {
+    let mut ids: heapless::Vec<u32, MAX_CORES> = heapless::Vec::new();
+    let _ = ids.push(boot_apic_id);
+    let mut left_out = topology.processors_dropped;
+    for processor in topology
+        .processors
+        .iter()
+        .filter(|p| p.apic_id != boot_apic_id)
+    {
+        if !x2apic && processor.apic_id > 0xFE {
+            println!(
+                "manada: APIC id {} needs x2APIC, which this CPU lacks; leaving it out",
+                processor.apic_id
+            );
+            left_out += 1;
+        } else if ids.push(processor.apic_id).is_err() {
+            left_out += 1;
+        }
+    }
+    if left_out > 0 {
+        println!(
+            "manada: {left_out} processors left out (this kernel runs at most {MAX_CORES} cores)"
+        );
+    }
+    ids
+}
+
+/// Splits RAM among the cores, maps what lies above 4 GiB, and carves each core's
+/// stacks and local page from its own share.
+fn build_plan(
+    ram: &[PhysRange],
+    topology: &Topology,
+    apic_ids: &[u32],
+) -> heapless::Vec<Slot, MAX_CORES> {
+    let mut usable: heapless::Vec<PhysRange, 64> = ram.iter().copied().collect();
+    let kernel = PhysRange::new(
+        &raw const __kernel_start as u64,
+        &raw const __kernel_end as u64,
+    );
+    for hole in [PhysRange::new(0, MIB), kernel] {
+        if !memory::subtract(&mut usable, hole) {
+            fatal(format_args!("memory map too fragmented"));
+        }
+    }
+
+    // Page tables for RAM above 4 GiB come from the first usable RAM below 4 GiB,
+    // which the entry code already mapped.
+    let gib_above_4g: u64 = ram
+        .iter()
+        .filter(|r| r.end > FOUR_GIB)
+        .map(|r| (r.end - r.start.max(FOUR_GIB)) >> 30)
+        .sum();
+    let table_bytes = (gib_above_4g + 8) * memory::PAGE_SIZE;
+    let Some(table_area) = usable
+        .iter_mut()
+        .find(|r| r.end <= FOUR_GIB && r.len() >= table_bytes + memory::PAGE_SIZE)
+    else {
+        fatal(format_args!("no room below 4 GiB for page tables"))
+    };
+    let mut next_frame = (table_area.start + memory::PAGE_SIZE - 1) & !(memory::PAGE_SIZE - 1);
+    let frames_end = next_frame + table_bytes;
+    table_area.start = frames_end;
+    let mut frames = move || {
+        (next_frame < frames_end).then(|| {
+            next_frame += memory::PAGE_SIZE;
+            next_frame - memory::PAGE_SIZE
+        })
+    };
+    if let Err(error) = paging::init(ram, &mut frames) {
+        fatal(format_args!("cannot map RAM: {error:?}"));
+    }
+    for &mmio in core::iter::once(&topology.local_apic_address).chain(topology.io_apics.iter()) {
+        if let Err(error) = paging::map_mmio(mmio, 4096, &mut frames) {
+            fatal(format_args!(
+                "cannot map the interrupt controllers: {error:?}"
+            ));
+        }
+    }
+
+    let Some(shares) = memory::partition::<MAX_CORES>(&usable, apic_ids.len()) else {
+        fatal(format_args!(
+            "cannot split memory among {} cores",
+            apic_ids.len()
+        ))
+    };
+    let mut plan = heapless::Vec::new();
+    for (&apic_id, mut memory) in apic_ids.iter().zip(shares) {
+        let mut carve = |size: u64| match memory.carve(size) {
+            Some(range) => range,
+            None => fatal(format_args!(
+                "core with APIC id {apic_id} has too little memory for its stacks"
+            )),
+        };
+        let stack_top = carve(KERNEL_STACK_SIZE).end;
+        let ist_tops = [
+            carve(IST_STACK_SIZE).end,
+            carve(IST_STACK_SIZE).end,
+            carve(IST_STACK_SIZE).end,
+        ];
+        let local_page = carve(core::mem::size_of::<LocalPage>() as u64).start;
+        let _ = plan.push(Slot {
+            apic_id,
+            stack_top,
+            ist_tops,
+            local_page,
+            memory,
+        });
+    }
+    plan
+}
+
+/// Reports a start-up failure and ends the run.
+fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    percore::console::CONSOLE.print_fatal(format_args!("manada: {args}\n"));
+    exit(Outcome::Failure)
+}

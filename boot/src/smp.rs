@@ -1,0 +1,237 @@
+//! Waking the application processors: the real-mode trampoline and INIT-SIPI-SIPI.
+//!
+//! The trampoline is copied to [`TRAMPOLINE_PAGE`]. A woken core runs it from real mode
+//! through protected mode into long mode on the kernel's page tables, takes a ticket
+//! (`lock xadd`) that picks a small bootstrap stack, and calls `ap_entry(ticket)`. There
+//! it finds its APIC id in the start-up plan and moves onto its own stack, carved from
+//! its own memory. All cores are woken together (INIT to each, 10 ms, STARTUP to each,
+//! 200 µs, STARTUP again to those not yet running) so bring-up time does not grow with
+//! the core count.
+
+use crate::cpu::rdtsc;
+use crate::{apic, tsc};
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicBool, Ordering};
+use percore::MAX_CORES;
+
+/// Physical page the trampoline runs from (below 1 MiB, clear of PVH's start_info).
+pub const TRAMPOLINE_PAGE: u64 = 0x8000;
+const BOOTSTRAP_STACK_SIZE: usize = 8 * 1024;
+
+global_asm!(
+    r#"
+    .section .text.ap_trampoline, "ax"
+    .set TRAMPOLINE_BASE, 0x8000
+    .global AP_TRAMPOLINE_START
+    .global AP_TRAMPOLINE_END
+    .global AP_TRAMPOLINE_PARAMS
+    .code16
+AP_TRAMPOLINE_START:
+    jmp ap_real_mode
+
+    .p2align 3
+AP_TRAMPOLINE_PARAMS:
+    .long 0                         /* +0  cr3 */
+    .long 0                         /* +4  ticket counter */
+    .quad 0                         /* +8  bootstrap stacks base */
+    .quad 0                         /* +16 bootstrap stack size */
+    .quad 0                         /* +24 64-bit entry point */
+    .p2align 3
+ap_gdt:
+    .quad 0
+    .quad 0x00AF9A000000FFFF        /* 0x08: 64-bit code */
+    .quad 0x00CF92000000FFFF        /* 0x10: data */
+    .quad 0x00CF9A000000FFFF        /* 0x18: 32-bit code */
+ap_gdt_end:
+ap_gdtr:
+    .word ap_gdt_end - ap_gdt - 1
+    .long TRAMPOLINE_BASE + ap_gdt - AP_TRAMPOLINE_START
+
+ap_real_mode:
+    cli
+    cld
+    xorw %ax, %ax
+    movw %ax, %ds
+    lgdtl (TRAMPOLINE_BASE + ap_gdtr - AP_TRAMPOLINE_START)
+    movl %cr0, %eax
+    orl $1, %eax
+    movl %eax, %cr0
+    ljmpl $0x18, $(TRAMPOLINE_BASE + ap_protected_mode - AP_TRAMPOLINE_START)
+
+    .code32
+ap_protected_mode:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    movl %cr4, %eax
+    orl $0x20, %eax                 /* PAE */
+    movl %eax, %cr4
+    movl (TRAMPOLINE_BASE + AP_TRAMPOLINE_PARAMS - AP_TRAMPOLINE_START), %eax
+    movl %eax, %cr3
+    movl $0xC0000080, %ecx          /* EFER.LME */
+    rdmsr
+    orl $0x100, %eax
+    wrmsr
+    movl %cr0, %eax
+    orl $0x80000000, %eax           /* PG */
+    movl %eax, %cr0
+    ljmpl $0x08, $(TRAMPOLINE_BASE + ap_long_mode - AP_TRAMPOLINE_START)
+
+    .code64
+ap_long_mode:
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+    movl $1, %eax
+    lock xaddl %eax, (TRAMPOLINE_BASE + AP_TRAMPOLINE_PARAMS - AP_TRAMPOLINE_START + 4)
+    movl %eax, %edi                 /* ticket: first argument */
+    incl %eax
+    imulq (TRAMPOLINE_BASE + AP_TRAMPOLINE_PARAMS - AP_TRAMPOLINE_START + 16), %rax
+    addq (TRAMPOLINE_BASE + AP_TRAMPOLINE_PARAMS - AP_TRAMPOLINE_START + 8), %rax
+    movq %rax, %rsp
+    xorl %ebp, %ebp
+    movq (TRAMPOLINE_BASE + AP_TRAMPOLINE_PARAMS - AP_TRAMPOLINE_START + 24), %rax
+    call *%rax
+1:
+    cli
+    hlt
+    jmp 1b
+AP_TRAMPOLINE_END:
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    static AP_TRAMPOLINE_START: u8;
+    static AP_TRAMPOLINE_END: u8;
+    static AP_TRAMPOLINE_PARAMS: u8;
+}
+
+#[repr(C)]
+struct TrampolineParams {
+    cr3: u32,
+    ticket: u32,
+    stacks: u64,
+    stack_size: u64,
+    entry: u64,
+}
+
+#[repr(C, align(16))]
+struct BootstrapStacks([[u8; BOOTSTRAP_STACK_SIZE]; MAX_CORES]);
+
+static mut BOOTSTRAP_STACKS: BootstrapStacks =
+    BootstrapStacks([[0; BOOTSTRAP_STACK_SIZE]; MAX_CORES]);
+
+/// One flag per start-up slot: set by that core once it runs on its own tables.
+static ONLINE: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+
+/// Marks start-up slot `slot` online (called by that core).
+pub fn mark_online(slot: usize) {
+    ONLINE[slot].store(true, Ordering::Release);
+}
+
+/// Returns true when start-up slot `slot` reported online.
+pub fn is_online(slot: usize) -> bool {
+    ONLINE[slot].load(Ordering::Acquire)
+}
+
+/// Copies the trampoline to its page and fills in its parameters.
+///
+/// # Safety
+/// Boot core only, before any AP is woken; [`TRAMPOLINE_PAGE`] must be RAM that
+/// nothing else uses (it is below 1 MiB, which the kernel never hands out).
+pub unsafe fn install_trampoline(cr3: u64, entry: extern "C" fn(u32) -> !) {
+    let (start, end, params) = (
+        &raw const AP_TRAMPOLINE_START as usize,
+        &raw const AP_TRAMPOLINE_END as usize,
+        &raw const AP_TRAMPOLINE_PARAMS as usize,
+    );
+    let length = end - start;
+    assert!(length <= 4096, "AP trampoline does not fit in one page");
+    assert!(
+        cr3 < 1 << 32,
+        "page tables must be below 4 GiB for the 32-bit trampoline"
+    );
+    let page = TRAMPOLINE_PAGE as *mut u8;
+    // SAFETY: copying the trampoline's bytes into its dedicated, identity-mapped page
+    // (caller's contract); the source is the kernel image.
+    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, page, length) };
+    let parameters = TrampolineParams {
+        cr3: cr3 as u32,
+        ticket: 0,
+        stacks: &raw const BOOTSTRAP_STACKS as u64,
+        stack_size: BOOTSTRAP_STACK_SIZE as u64,
+        entry: entry as usize as u64,
+    };
+    // SAFETY: the parameter block lies inside the page just written, 8-byte aligned.
+    unsafe {
+        core::ptr::write_volatile(
+            page.add(params - start) as *mut TrampolineParams,
+            parameters,
+        )
+    };
+}
+
+/// Wakes the cores with APIC ids `apic_ids` (start-up slots 1..) and waits until each is
+/// online or `timeout_us` passed. Returns how many came online. `left_asleep` (a self
+/// test) is waited for but never woken, as a core that does not answer would be.
+pub fn start_application_processors(
+    apic_ids: &[u32],
+    left_asleep: Option<u32>,
+    timeout_us: u64,
+) -> usize {
+    let vector = (TRAMPOLINE_PAGE >> 12) as u8;
+    let woken = || {
+        apic_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &id)| Some(id) != left_asleep)
+    };
+    for (_, &id) in woken() {
+        apic::send_init(id);
+    }
+    tsc::delay_us(10_000);
+    for (_, &id) in woken() {
+        apic::send_startup(id, vector);
+    }
+    tsc::delay_us(200);
+    for (i, &id) in woken() {
+        if !is_online(i + 1) {
+            apic::send_startup(id, vector);
+        }
+    }
+    let deadline = tsc::deadline_us(timeout_us);
+    loop {
+        let online = (1..=apic_ids.len()).filter(|&slot| is_online(slot)).count();
+        if online == apic_ids.len() || rdtsc() > deadline {
+            return online;
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Moves the running core onto the stack ending at `top` and calls `next(argument)`.
+///
+/// # Safety
+/// `top` must be the 16-byte aligned end of an unused stack that stays valid forever;
+/// nothing on the current stack may be used afterwards.
+pub unsafe fn switch_stack(top: u64, next: extern "C" fn(usize) -> !, argument: usize) -> ! {
+    // SAFETY: the caller guarantees the new stack; `next` never returns.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "xor ebp, ebp",
+            "call {next}",
+            "ud2",
+            top = in(reg) top,
+            next = in(reg) next,
+            in("rdi") argument,
+            options(noreturn),
+        )
+    }
+}

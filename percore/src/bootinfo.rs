@@ -1,0 +1,127 @@
+//! Boot information: what the boot core learned about the machine, shared read-only.
+//!
+//! The boot core fills a [`BootInfo`] while it brings the machine up and publishes it
+//! once, before any core runs kernel or application code. From then on it never
+//! changes, so every core may read it without locks (invariant: boot information is
+//! read-only after start-up).
+
+use crate::memory::PhysRange;
+use crate::MAX_CORES;
+
+/// Longest kernel command line kept, in bytes.
+pub const CMDLINE_MAX: usize = 512;
+
+/// One online core, as numbered by the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoreDesc {
+    /// The core's local APIC id (not necessarily equal to its index).
+    pub apic_id: u32,
+    /// The core's own memory, stacks already carved out.
+    pub memory: heapless::Vec<PhysRange, { crate::memory::MAX_EXTENTS }>,
+}
+
+/// The machine as the boot core found it.
+#[derive(Debug)]
+pub struct BootInfo {
+    /// Online cores; a core's index is its position here. Core 0 is the boot core.
+    pub cores: heapless::Vec<CoreDesc, MAX_CORES>,
+    /// The kernel command line.
+    pub cmdline: heapless::String<CMDLINE_MAX>,
+    /// TSC ticks per second, as calibrated at boot.
+    pub tsc_hz: u64,
+    /// TSC value when the boot core entered the kernel.
+    pub boot_tsc: u64,
+    /// TSC value when the last core came online.
+    pub online_tsc: u64,
+    /// True when cores use x2APIC mode (APIC ids above 255 are possible).
+    pub x2apic: bool,
+}
+
+impl BootInfo {
+    /// Returns the parsed command line.
+    pub fn command_line(&self) -> crate::cmdline::CommandLine<'_> {
+        crate::cmdline::CommandLine::new(&self.cmdline)
+    }
+
+    /// Returns the index of the core whose APIC id is `apic_id`.
+    pub fn core_index(&self, apic_id: u32) -> Option<usize> {
+        self.cores.iter().position(|c| c.apic_id == apic_id)
+    }
+
+    /// Returns how long the cores took to come online, in microseconds since kernel entry.
+    pub fn online_micros(&self) -> u64 {
+        ticks_to_micros(self.online_tsc.saturating_sub(self.boot_tsc), self.tsc_hz)
+    }
+}
+
+/// Returns `ticks` of a `hz` clock in microseconds (0 when `hz` is 0).
+pub fn ticks_to_micros(ticks: u64, hz: u64) -> u64 {
+    if hz == 0 {
+        return 0;
+    }
+    (ticks as u128 * 1_000_000 / hz as u128).min(u64::MAX as u128) as u64
+}
+
+static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
+
+/// Publishes the boot information. Only the first call has an effect; returns the
+/// published value.
+pub fn publish(info: BootInfo) -> &'static BootInfo {
+    BOOT_INFO.call_once(|| info)
+}
+
+/// Returns the boot information, or `None` before the boot core published it.
+pub fn try_boot_info() -> Option<&'static BootInfo> {
+    BOOT_INFO.get()
+}
+
+/// Returns the boot information.
+///
+/// # Panics
+/// Panics when called before the boot core published it, which only kernel start-up
+/// code could do.
+pub fn boot_info() -> &'static BootInfo {
+    try_boot_info().expect("boot information read before it was published")
+}
+
+/// Returns the number of online cores.
+pub fn core_count() -> usize {
+    boot_info().cores.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_from_ticks() {
+        assert_eq!(ticks_to_micros(3_000_000, 3_000_000_000), 1000);
+        assert_eq!(ticks_to_micros(u64::MAX, 1), u64::MAX, "saturates");
+        assert_eq!(ticks_to_micros(5, 0), 0);
+    }
+
+    #[test]
+    fn core_lookup_by_apic_id() {
+        let mut cores = heapless::Vec::new();
+        for apic_id in [0, 2, 4, 6] {
+            cores
+                .push(CoreDesc {
+                    apic_id,
+                    memory: heapless::Vec::new(),
+                })
+                .unwrap();
+        }
+        let info = BootInfo {
+            cores,
+            cmdline: heapless::String::try_from("app=hello").unwrap(),
+            tsc_hz: 1_000_000,
+            boot_tsc: 100,
+            online_tsc: 2100,
+            x2apic: false,
+        };
+        assert_eq!(info.core_index(4), Some(2));
+        assert_eq!(info.core_index(1), None);
+        assert_eq!(info.online_micros(), 2000);
+        assert_eq!(info.command_line().get("app"), Some("hello"));
+    }
+}

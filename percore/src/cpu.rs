@@ -1,0 +1,162 @@
+//! The current core's identity block, found through the GS base register.
+//!
+//! Each core points its GS base at its own [`CoreLocal`], whose first word is its own
+//! address, so `gs:[0]` yields it without a lock or a table look-up. A core installs
+//! [`CoreLocal::UNASSIGNED`] first thing after it enters long mode and its real block once
+//! it knows its index. On the host (tests) a thread-local plays the register.
+
+/// The per-core block. `#[repr(C)]` because `self_addr` must be at offset 0.
+#[repr(C)]
+#[derive(Debug)]
+pub struct CoreLocal {
+    self_addr: usize,
+    index: usize,
+    apic_id: u32,
+}
+
+impl CoreLocal {
+    /// The block of a core that does not know its index yet.
+    pub const UNASSIGNED: CoreLocal = CoreLocal {
+        self_addr: 0,
+        index: usize::MAX,
+        apic_id: u32::MAX,
+    };
+
+    /// Returns a block for core `index` with local APIC id `apic_id`.
+    pub const fn new(index: usize, apic_id: u32) -> Self {
+        Self {
+            self_addr: 0,
+            index,
+            apic_id,
+        }
+    }
+
+    /// Returns the core's index, or `None` for [`CoreLocal::UNASSIGNED`].
+    pub fn index(&self) -> Option<usize> {
+        (self.index != usize::MAX).then_some(self.index)
+    }
+
+    /// Returns the core's local APIC id, or `None` for [`CoreLocal::UNASSIGNED`].
+    pub fn apic_id(&self) -> Option<u32> {
+        (self.apic_id != u32::MAX).then_some(self.apic_id)
+    }
+}
+
+/// Returns the index of the core running the caller.
+///
+/// # Panics
+/// Panics when called on a core that has not been given its index yet (only early
+/// start-up code runs there).
+pub fn current_core() -> usize {
+    current()
+        .and_then(CoreLocal::index)
+        .expect("current_core() called before the core was numbered")
+}
+
+#[cfg(target_os = "none")]
+mod imp {
+    use super::CoreLocal;
+
+    const IA32_GS_BASE: u32 = 0xC000_0101;
+
+    /// Makes `local` the running core's block.
+    ///
+    /// # Safety
+    /// Must run on the core that `local` describes, in ring 0, and `local` must stay at
+    /// this address for as long as the core runs (it is `'static`, so it does).
+    pub unsafe fn install(local: &'static mut CoreLocal) {
+        local.self_addr = local as *mut CoreLocal as usize;
+        let addr = local.self_addr as u64;
+        // SAFETY: ring 0 (caller's contract); writing GS base changes no memory and only
+        // this core's GS-relative accesses, which all go through this module.
+        unsafe {
+            core::arch::asm!(
+                "wrmsr",
+                in("ecx") IA32_GS_BASE,
+                in("eax") addr as u32,
+                in("edx") (addr >> 32) as u32,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+
+    /// Returns the running core's block, or `None` before the core installed one.
+    pub fn current() -> Option<&'static CoreLocal> {
+        let (low, high): (u32, u32);
+        // SAFETY: reading IA32_GS_BASE has no side effect; kernel code runs in ring 0.
+        unsafe {
+            core::arch::asm!(
+                "rdmsr",
+                in("ecx") IA32_GS_BASE,
+                out("eax") low,
+                out("edx") high,
+                options(nostack, nomem, preserves_flags),
+            );
+        }
+        let base = (u64::from(high) << 32 | u64::from(low)) as usize;
+        if base == 0 {
+            return None;
+        }
+        // SAFETY: a non-zero GS base was set by `install`, which only takes `'static`
+        // blocks; blocks are never written after installation.
+        Some(unsafe { &*(base as *const CoreLocal) })
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+mod imp {
+    use super::CoreLocal;
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static CURRENT: Cell<Option<&'static CoreLocal>> = const { Cell::new(None) };
+    }
+
+    /// Makes `local` the calling thread's block (host stand-in for the GS base).
+    ///
+    /// # Safety
+    /// Always safe on the host; `unsafe` to match the kernel's signature.
+    pub unsafe fn install(local: &'static mut CoreLocal) {
+        local.self_addr = local as *mut CoreLocal as usize;
+        let local: &'static CoreLocal = local;
+        CURRENT.with(|c| c.set(Some(local)));
+    }
+
+    /// Returns the calling thread's block, or `None` before one was installed.
+    pub fn current() -> Option<&'static CoreLocal> {
+        CURRENT.with(Cell::get)
+    }
+}
+
+pub use imp::{current, install};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_see_their_own_block() {
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    assert!(current().is_none());
+                    let local = Box::leak(Box::new(CoreLocal::new(i, 10 + i as u32)));
+                    // SAFETY: host stand-in, always safe.
+                    unsafe { install(local) };
+                    std::thread::yield_now();
+                    assert_eq!(current_core(), i);
+                    assert_eq!(current().unwrap().apic_id(), Some(10 + i as u32));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn unassigned_block_has_no_index() {
+        assert_eq!(CoreLocal::UNASSIGNED.index(), None);
+        assert_eq!(CoreLocal::UNASSIGNED.apic_id(), None);
+    }
+}

@@ -1,0 +1,27 @@
+//! One core's kernel instance: what a core knows about itself and about the machine.
+//!
+//! Every core runs its own copy of the kernel. This crate holds the pieces of that
+//! instance that are pure logic (memory partitioning, command-line parsing, the
+//! line-atomic console) and the read-only boot information that all instances share.
+//! The hardware glue lives in `boot`; everything here builds and is tested on the host.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+// The host stand-in for the GS register (`cpu`) is a thread-local.
+#[cfg(not(target_os = "none"))]
+extern crate std;
+
+pub mod bootinfo;
+pub mod cmdline;
+pub mod console;
+#[allow(unsafe_code)]
+pub mod cpu;
+pub mod memory;
+
+pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
+pub use cpu::{current_core, CoreLocal};
+pub use memory::{CoreMemory, PhysRange};
+
+/// The most cores one image supports. `cargo xtask run --cores` refuses more.
+pub const MAX_CORES: usize = 64;

@@ -1,0 +1,278 @@
+//! Physical memory ranges and the boot-time split of usable RAM into per-core regions.
+//!
+//! Policy: after the kernel image and boot-time allocations are taken out, usable RAM is
+//! divided into equal shares, one per core, in address order. A share may be made of
+//! several extents when it spans a hole in the memory map. Every extent is 4 KiB aligned.
+//! A core owns its share outright: it carves its stacks from it and later its heap.
+
+use core::fmt;
+
+/// Page size used for all carving.
+pub const PAGE_SIZE: u64 = 4096;
+/// The most extents one core's share may have; further memory of that share is left unused.
+pub const MAX_EXTENTS: usize = 8;
+
+/// A half-open range of physical addresses `[start, end)`.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct PhysRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl PhysRange {
+    /// Returns the range `[start, end)`; an inverted range becomes empty.
+    pub const fn new(start: u64, end: u64) -> Self {
+        if end < start {
+            Self { start, end: start }
+        } else {
+            Self { start, end }
+        }
+    }
+
+    /// Returns the number of bytes in the range.
+    pub const fn len(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Returns true when the range holds no byte.
+    pub const fn is_empty(&self) -> bool {
+        self.end == self.start
+    }
+
+    /// Returns true when the two ranges share at least one byte.
+    pub const fn overlaps(&self, other: &PhysRange) -> bool {
+        self.start < other.end && other.start < self.end
+    }
+
+    /// Returns the range shrunk inwards to `align` boundaries (`align` a power of two).
+    pub fn align_inwards(&self, align: u64) -> PhysRange {
+        let start = self
+            .start
+            .checked_add(align - 1)
+            .map_or(u64::MAX, |s| s & !(align - 1));
+        let end = self.end & !(align - 1);
+        PhysRange::new(start, end.max(start))
+    }
+}
+
+impl fmt::Debug for PhysRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}..{:#x}", self.start, self.end)
+    }
+}
+
+/// Removes `hole` from every range in `ranges`, splitting a range where needed.
+/// Returns false (and leaves `ranges` unchanged) when a split does not fit in `N`.
+pub fn subtract<const N: usize>(ranges: &mut heapless::Vec<PhysRange, N>, hole: PhysRange) -> bool {
+    let mut out: heapless::Vec<PhysRange, N> = heapless::Vec::new();
+    for r in ranges.iter() {
+        if !r.overlaps(&hole) {
+            if out.push(*r).is_err() {
+                return false;
+            }
+            continue;
+        }
+        for piece in [
+            PhysRange::new(r.start, hole.start),
+            PhysRange::new(hole.end, r.end),
+        ] {
+            if !piece.is_empty() && out.push(piece).is_err() {
+                return false;
+            }
+        }
+    }
+    *ranges = out;
+    true
+}
+
+/// One core's share of RAM: a few extents, and a cursor that carves from their start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CoreMemory {
+    extents: heapless::Vec<PhysRange, MAX_EXTENTS>,
+}
+
+impl CoreMemory {
+    /// Returns the extents of this share, in address order, what is carved included.
+    pub fn extents(&self) -> &[PhysRange] {
+        &self.extents
+    }
+
+    /// Returns the number of bytes still available in this share.
+    pub fn bytes(&self) -> u64 {
+        self.extents.iter().map(PhysRange::len).sum()
+    }
+
+    /// Takes `size` bytes (rounded up to whole pages) from the first extent that can hold
+    /// them, and returns their range. Returns `None` when no extent is large enough.
+    pub fn carve(&mut self, size: u64) -> Option<PhysRange> {
+        let size = size.checked_add(PAGE_SIZE - 1)? & !(PAGE_SIZE - 1);
+        let extent = self.extents.iter_mut().find(|e| e.len() >= size)?;
+        let taken = PhysRange::new(extent.start, extent.start + size);
+        extent.start += size;
+        Some(taken)
+    }
+}
+
+/// Splits `usable` (sorted, non-overlapping) into `cores` equal shares in address order.
+///
+/// Each share is page aligned; a share whose extents would exceed [`MAX_EXTENTS`] keeps
+/// the first ones only. Returns `None` when `cores` is zero or above `N`.
+pub fn partition<const N: usize>(
+    usable: &[PhysRange],
+    cores: usize,
+) -> Option<heapless::Vec<CoreMemory, N>> {
+    if cores == 0 || cores > N {
+        return None;
+    }
+    let pages = |r: &PhysRange| r.align_inwards(PAGE_SIZE).len() / PAGE_SIZE;
+    let total_pages: u64 = usable.iter().map(pages).sum();
+    let share_pages = total_pages / cores as u64;
+
+    let mut shares: heapless::Vec<CoreMemory, N> = heapless::Vec::new();
+    let mut current = CoreMemory::default();
+    let mut wanted = share_pages;
+    for range in usable {
+        let mut range = range.align_inwards(PAGE_SIZE);
+        while !range.is_empty() && shares.len() < cores {
+            let take = (range.len() / PAGE_SIZE).min(wanted);
+            let piece = PhysRange::new(range.start, range.start + take * PAGE_SIZE);
+            range.start = piece.end;
+            wanted -= take;
+            if !piece.is_empty() {
+                // A share that ran out of extent slots keeps what it has.
+                let _ = current.extents.push(piece);
+            }
+            if wanted == 0 {
+                let _ = shares.push(core::mem::take(&mut current));
+                wanted = share_pages;
+            }
+        }
+    }
+    while shares.len() < cores {
+        let _ = shares.push(core::mem::take(&mut current));
+    }
+    Some(shares)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn ranges(list: &[(u64, u64)]) -> Vec<PhysRange> {
+        list.iter().map(|&(s, e)| PhysRange::new(s, e)).collect()
+    }
+
+    #[test]
+    fn equal_shares_of_one_range() {
+        let usable = ranges(&[(MIB, 257 * MIB)]);
+        let shares = partition::<64>(&usable, 4).unwrap();
+        assert_eq!(shares.len(), 4);
+        for (i, s) in shares.iter().enumerate() {
+            assert_eq!(s.bytes(), 64 * MIB, "share {i}");
+            assert_eq!(s.extents().len(), 1);
+        }
+        assert_eq!(shares[0].extents()[0].start, MIB);
+        assert_eq!(shares[3].extents()[0].end, 257 * MIB);
+    }
+
+    #[test]
+    fn shares_never_overlap_and_stay_inside_usable_ram() {
+        let usable = ranges(&[
+            (0x1000, 0x9f000),
+            (MIB + 123, 3000 * MIB + 7),
+            (4096 * MIB, 5000 * MIB),
+        ]);
+        for cores in 1..=64 {
+            let shares = partition::<64>(&usable, cores).unwrap();
+            let mut all: Vec<PhysRange> =
+                shares.iter().flat_map(|s| s.extents().to_vec()).collect();
+            all.sort_by_key(|r| r.start);
+            for pair in all.windows(2) {
+                assert!(
+                    pair[0].end <= pair[1].start,
+                    "{cores} cores: {:?} overlaps {:?}",
+                    pair[0],
+                    pair[1]
+                );
+            }
+            for r in &all {
+                assert_eq!(r.start % PAGE_SIZE, 0);
+                assert_eq!(r.end % PAGE_SIZE, 0);
+                assert!(
+                    usable.iter().any(|u| u.start <= r.start && r.end <= u.end),
+                    "{r:?} outside RAM"
+                );
+            }
+            let sizes: Vec<u64> = shares.iter().map(CoreMemory::bytes).collect();
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert_eq!(min, max, "{cores} cores: unequal shares {sizes:?}");
+        }
+    }
+
+    #[test]
+    fn share_spanning_a_hole_has_two_extents() {
+        let usable = ranges(&[(0, 10 * MIB), (20 * MIB, 30 * MIB)]);
+        let shares = partition::<64>(&usable, 2).unwrap();
+        assert_eq!(shares[0].extents(), &ranges(&[(0, 10 * MIB)])[..]);
+        assert_eq!(shares[1].extents(), &ranges(&[(20 * MIB, 30 * MIB)])[..]);
+        let shares = partition::<64>(&usable, 4).unwrap();
+        assert_eq!(shares[1].extents(), &ranges(&[(5 * MIB, 10 * MIB)])[..]);
+        assert_eq!(shares[2].extents(), &ranges(&[(20 * MIB, 25 * MIB)])[..]);
+    }
+
+    #[test]
+    fn zero_or_too_many_cores_is_refused() {
+        let usable = ranges(&[(0, MIB)]);
+        assert!(partition::<4>(&usable, 0).is_none());
+        assert!(partition::<4>(&usable, 5).is_none());
+    }
+
+    #[test]
+    fn carve_takes_whole_pages_from_the_front() {
+        let mut shares = partition::<4>(&ranges(&[(0, 16 * PAGE_SIZE)]), 1).unwrap();
+        let m = &mut shares[0];
+        assert_eq!(m.carve(1), Some(PhysRange::new(0, PAGE_SIZE)));
+        assert_eq!(
+            m.carve(2 * PAGE_SIZE),
+            Some(PhysRange::new(PAGE_SIZE, 3 * PAGE_SIZE))
+        );
+        assert_eq!(m.bytes(), 13 * PAGE_SIZE);
+        assert_eq!(m.carve(14 * PAGE_SIZE), None);
+        assert_eq!(m.carve(u64::MAX), None);
+    }
+
+    #[test]
+    fn subtract_splits_and_trims() {
+        let mut v: heapless::Vec<PhysRange, 8> = heapless::Vec::new();
+        v.push(PhysRange::new(0, 100)).unwrap();
+        v.push(PhysRange::new(200, 300)).unwrap();
+        assert!(subtract(&mut v, PhysRange::new(50, 60)));
+        assert!(subtract(&mut v, PhysRange::new(250, 400)));
+        assert_eq!(
+            &v[..],
+            &[
+                PhysRange::new(0, 50),
+                PhysRange::new(60, 100),
+                PhysRange::new(200, 250)
+            ]
+        );
+        let mut full: heapless::Vec<PhysRange, 1> = heapless::Vec::new();
+        full.push(PhysRange::new(0, 100)).unwrap();
+        assert!(!subtract(&mut full, PhysRange::new(10, 20)));
+        assert_eq!(&full[..], &[PhysRange::new(0, 100)]);
+    }
+
+    #[test]
+    fn align_inwards_never_grows() {
+        assert_eq!(
+            PhysRange::new(1, 8191).align_inwards(4096),
+            PhysRange::new(4096, 4096)
+        );
+        assert!(PhysRange::new(1, 4095).align_inwards(4096).is_empty());
+        assert!(PhysRange::new(u64::MAX - 10, u64::MAX)
+            .align_inwards(4096)
+            .is_empty());
+    }
+}
