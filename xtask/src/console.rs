@@ -1,0 +1,286 @@
+//! Parsing of the marker lines the kernel prints on its serial console.
+
+/// A line of the kernel console that xtask recognises.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Marker {
+    /// `manada: N cores online in X.Y ms`: all cores are up, X.Y ms after kernel entry.
+    Online { cores: usize, kernel_ms: f64 },
+    /// `hello from core K/N`: the hello app ran on core K of N.
+    Hello { core: usize, cores: usize },
+    /// `PANIC on core K: <message>`.
+    Panic { core: usize, message: String },
+    /// `EXCEPTION on core K: <detail>`.
+    Exception { core: usize, detail: String },
+    /// `manada: app NAME finished: success` or `... failed`.
+    AppFinished { app: String, success: bool },
+    /// `manada: unknown app 'X' (available: a, b)`.
+    UnknownApp { app: String, available: String },
+}
+
+impl Marker {
+    /// Returns whether the marker reports a kernel panic or a CPU exception.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Marker::Panic { .. } | Marker::Exception { .. })
+    }
+}
+
+/// Returns the marker on a console line, if the line is one.
+pub fn parse_line(line: &str) -> Option<Marker> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    if let Some(rest) = line.strip_prefix("manada: ") {
+        return parse_manada(rest);
+    }
+    if let Some(rest) = line.strip_prefix("hello from core ") {
+        let (core, cores) = rest.split_once('/')?;
+        return Some(Marker::Hello {
+            core: number(core)?,
+            cores: number(cores)?,
+        });
+    }
+    if let Some(rest) = line.strip_prefix("PANIC on core ") {
+        let (core, message) = core_and_text(rest)?;
+        return Some(Marker::Panic { core, message });
+    }
+    if let Some(rest) = line.strip_prefix("EXCEPTION on core ") {
+        let (core, detail) = core_and_text(rest)?;
+        return Some(Marker::Exception { core, detail });
+    }
+    None
+}
+
+/// Parses the part of a `manada: ...` line after the prefix.
+fn parse_manada(rest: &str) -> Option<Marker> {
+    if let Some((cores, time)) = rest
+        .split_once(" cores online in ")
+        .or_else(|| rest.split_once(" core online in "))
+    {
+        let kernel_ms = time.strip_suffix(" ms")?.parse::<f64>().ok()?;
+        if !kernel_ms.is_finite() || kernel_ms < 0.0 {
+            return None;
+        }
+        return Some(Marker::Online {
+            cores: number(cores)?,
+            kernel_ms,
+        });
+    }
+    if let Some(app) = rest.strip_prefix("app ") {
+        let (app, result) = app.split_once(" finished: ")?;
+        let success = match result {
+            "success" => true,
+            "failed" => false,
+            _ => return None,
+        };
+        return Some(Marker::AppFinished {
+            app: app.to_string(),
+            success,
+        });
+    }
+    if let Some(rest) = rest.strip_prefix("unknown app '") {
+        let (app, rest) = rest.split_once('\'')?;
+        let available = rest
+            .trim()
+            .strip_prefix("(available: ")?
+            .strip_suffix(')')?;
+        return Some(Marker::UnknownApp {
+            app: app.to_string(),
+            available: available.to_string(),
+        });
+    }
+    None
+}
+
+/// Parses `K: text` into the core number and the text.
+fn core_and_text(rest: &str) -> Option<(usize, String)> {
+    let (core, text) = rest.split_once(':')?;
+    Some((number(core)?, text.trim_start().to_string()))
+}
+
+/// Parses a plain decimal number (digits only, no sign or spaces).
+fn number(text: &str) -> Option<usize> {
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Returns `Ok` when the console shows the `N cores online` line for `cores` and exactly one
+/// `hello from core K/N` for every K in `0..cores`, otherwise the first problem found.
+pub fn check_hello(lines: &[String], cores: usize) -> Result<(), String> {
+    let mut hellos = vec![0usize; cores];
+    let mut online = false;
+    for line in lines {
+        match parse_line(line) {
+            Some(Marker::Hello { core, cores: total }) => {
+                if total != cores || core >= cores {
+                    return Err(format!(
+                        "unexpected `{}` with {cores} cores",
+                        line.trim_end()
+                    ));
+                }
+                hellos[core] += 1;
+            }
+            Some(Marker::Online { cores: total, .. }) => {
+                if total != cores {
+                    return Err(format!(
+                        "kernel says {total} cores online, expected {cores}"
+                    ));
+                }
+                online = true;
+            }
+            _ => {}
+        }
+    }
+    if !online {
+        return Err(format!("no `manada: {cores} cores online` line"));
+    }
+    let missing: Vec<String> = (0..cores)
+        .filter(|&core| hellos[core] == 0)
+        .map(|core| core.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("no hello from core {}", missing.join(", ")));
+    }
+    if let Some(core) = (0..cores).find(|&core| hellos[core] > 1) {
+        return Err(format!("core {core} said hello {} times", hellos[core]));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_online_line() {
+        assert_eq!(
+            parse_line("manada: 4 cores online in 12.3 ms"),
+            Some(Marker::Online {
+                cores: 4,
+                kernel_ms: 12.3
+            })
+        );
+        assert_eq!(
+            parse_line("manada: 1 core online in 0.5 ms\r"),
+            Some(Marker::Online {
+                cores: 1,
+                kernel_ms: 0.5
+            })
+        );
+        assert_eq!(
+            parse_line("manada: 8 cores online in 7 ms"),
+            Some(Marker::Online {
+                cores: 8,
+                kernel_ms: 7.0
+            })
+        );
+        assert_eq!(parse_line("manada: 4 cores online in 12.3"), None);
+        assert_eq!(parse_line("manada: x cores online in 1 ms"), None);
+        assert_eq!(parse_line("manada: 4 cores online in NaN ms"), None);
+        assert_eq!(parse_line("xmanada: 4 cores online in 1 ms"), None);
+    }
+
+    #[test]
+    fn parses_hello_line() {
+        assert_eq!(
+            parse_line("hello from core 3/8"),
+            Some(Marker::Hello { core: 3, cores: 8 })
+        );
+        assert_eq!(
+            parse_line("hello from core 0/1\r\n"),
+            Some(Marker::Hello { core: 0, cores: 1 })
+        );
+        assert_eq!(parse_line("hello from core 3/"), None);
+        assert_eq!(parse_line("hello from core -1/4"), None);
+        assert_eq!(parse_line("hello from core 1/4 extra"), None);
+        assert_eq!(parse_line(" hello from core 1/4"), None);
+    }
+
+    #[test]
+    fn parses_fatal_lines() {
+        let panic = parse_line("PANIC on core 3: attempt to divide by zero").unwrap();
+        assert_eq!(
+            panic,
+            Marker::Panic {
+                core: 3,
+                message: "attempt to divide by zero".into()
+            }
+        );
+        assert!(panic.is_fatal());
+        let exception = parse_line("EXCEPTION on core 0: #PF at 0xdead").unwrap();
+        assert_eq!(
+            exception,
+            Marker::Exception {
+                core: 0,
+                detail: "#PF at 0xdead".into()
+            }
+        );
+        assert!(exception.is_fatal());
+        assert_eq!(parse_line("PANIC on core : x"), None);
+    }
+
+    #[test]
+    fn parses_app_lines() {
+        assert_eq!(
+            parse_line("manada: app hello finished: success"),
+            Some(Marker::AppFinished {
+                app: "hello".into(),
+                success: true
+            })
+        );
+        assert_eq!(
+            parse_line("manada: app panic finished: failed"),
+            Some(Marker::AppFinished {
+                app: "panic".into(),
+                success: false
+            })
+        );
+        assert_eq!(
+            parse_line("manada: unknown app 'nope' (available: hello, panic)"),
+            Some(Marker::UnknownApp {
+                app: "nope".into(),
+                available: "hello, panic".into()
+            })
+        );
+        assert_eq!(parse_line("manada: app hello finished: maybe"), None);
+        assert!(!parse_line("manada: app hello finished: failed")
+            .unwrap()
+            .is_fatal());
+    }
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn hello_check_accepts_every_core_once_in_any_order() {
+        let console = lines(
+            "boot noise\nmanada: 3 cores online in 1.0 ms\nhello from core 2/3\n\
+             hello from core 0/3\nhello from core 1/3\n",
+        );
+        assert_eq!(check_hello(&console, 3), Ok(()));
+    }
+
+    #[test]
+    fn hello_check_reports_problems() {
+        let missing =
+            lines("manada: 3 cores online in 1.0 ms\nhello from core 0/3\nhello from core 2/3");
+        assert_eq!(check_hello(&missing, 3), Err("no hello from core 1".into()));
+        let twice = lines("manada: 2 cores online in 1 ms\nhello from core 0/2\nhello from core 1/2\nhello from core 1/2");
+        assert_eq!(
+            check_hello(&twice, 2),
+            Err("core 1 said hello 2 times".into())
+        );
+        let no_online = lines("hello from core 0/1");
+        assert!(check_hello(&no_online, 1)
+            .unwrap_err()
+            .contains("cores online"));
+        let wrong_total = lines("manada: 4 cores online in 1 ms\nhello from core 0/4");
+        assert!(check_hello(&wrong_total, 2)
+            .unwrap_err()
+            .contains("expected 2"));
+        let wrong_hello = lines("manada: 2 cores online in 1 ms\nhello from core 0/4");
+        assert!(check_hello(&wrong_hello, 2)
+            .unwrap_err()
+            .contains("unexpected"));
+    }
+}

@@ -1,0 +1,742 @@
+//! QEMU command lines for Manada images, and running QEMU with a live console and a timeout.
+
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+
+use crate::console::{parse_line, Marker};
+use crate::MAX_CORES;
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// How long QEMU may keep running after the kernel printed a panic or exception line.
+const FATAL_GRACE: Duration = Duration::from_secs(5);
+
+/// The QEMU machine type to boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Machine {
+    /// Modern PC with PCIe (ECAM).
+    Q35,
+    /// i440FX PC with legacy PCI.
+    Pc,
+    /// Minimal machine without firmware work (with ACPI on).
+    Microvm,
+}
+
+impl Machine {
+    /// Returns the name used on xtask's command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Pc => "pc",
+            Machine::Microvm => "microvm",
+        }
+    }
+
+    /// Returns the value of QEMU's `-machine` option.
+    fn qemu_value(self) -> &'static str {
+        match self {
+            Machine::Q35 => "q35",
+            Machine::Pc => "pc",
+            // The kernel finds its cores through the ACPI MADT.
+            Machine::Microvm => "microvm,acpi=on",
+        }
+    }
+}
+
+/// The accelerator asked for on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AccelChoice {
+    /// KVM when this host can run it, else TCG.
+    Auto,
+    /// KVM with the host CPU model.
+    Kvm,
+    /// Multi-threaded TCG (MTTCG).
+    Tcg,
+}
+
+/// The accelerator QEMU runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualization.
+    Kvm,
+    /// Multi-threaded TCG.
+    Tcg,
+}
+
+impl Accel {
+    /// Returns the short name used in reports (`kvm`, `tcg`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+
+    /// Returns the name with a word on the mode, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg (MTTCG)",
+        }
+    }
+
+    /// Returns QEMU's arguments for this accelerator.
+    fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            Accel::Kvm => &["-accel", "kvm", "-cpu", "host"],
+            Accel::Tcg => &["-accel", "tcg,thread=multi"],
+        }
+    }
+}
+
+/// A guest memory size, kept in MiB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemSize {
+    mebibytes: u64,
+}
+
+impl MemSize {
+    /// The largest size accepted (1 TiB).
+    const MAX_MEBIBYTES: u64 = 1 << 20;
+
+    /// Returns a size of `mebibytes` MiB.
+    pub const fn from_mebibytes(mebibytes: u64) -> MemSize {
+        MemSize { mebibytes }
+    }
+}
+
+impl FromStr for MemSize {
+    type Err = String;
+
+    /// Parses `512M`, `1G`, `2048` (MiB, as QEMU reads a bare number), `1T`; `MiB`/`GiB` too.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("invalid memory size '{text}': expected a size like 512M or 1G");
+        let trimmed = text.trim();
+        let digits_end = trimmed
+            .find(|char: char| !char.is_ascii_digit())
+            .unwrap_or(trimmed.len());
+        let (digits, unit) = trimmed.split_at(digits_end);
+        let count: u64 = digits.parse().map_err(|_| invalid())?;
+        let unit = unit.to_ascii_uppercase();
+        let multiplier = match unit.trim_end_matches("IB").trim_end_matches('B') {
+            "" | "M" => 1,
+            "G" => 1 << 10,
+            "T" => 1 << 20,
+            _ => return Err(invalid()),
+        };
+        let mebibytes = count.checked_mul(multiplier).ok_or_else(invalid)?;
+        if mebibytes == 0 || mebibytes > Self::MAX_MEBIBYTES {
+            return Err(format!(
+                "invalid memory size '{text}': must be between 1M and 1T"
+            ));
+        }
+        Ok(MemSize { mebibytes })
+    }
+}
+
+impl fmt::Display for MemSize {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mebibytes.is_multiple_of(1024) {
+            write!(formatter, "{}G", self.mebibytes / 1024)
+        } else {
+            write!(formatter, "{}M", self.mebibytes)
+        }
+    }
+}
+
+/// Returns the core count in `text` when it is within `1..=MAX_CORES`.
+pub fn parse_cores(text: &str) -> Result<usize, String> {
+    let out_of_range =
+        || format!("cores must be in 1..={MAX_CORES} (the kernel supports 1 to {MAX_CORES} cores)");
+    let cores: usize = text.trim().parse().map_err(|_| out_of_range())?;
+    if (1..=MAX_CORES).contains(&cores) {
+        Ok(cores)
+    } else {
+        Err(out_of_range())
+    }
+}
+
+/// Returns the app name when it can travel on the kernel command line.
+pub fn parse_app(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid app name '{text}': use letters, digits, '_' and '-'"
+        ))
+    }
+}
+
+/// Parses a kernel command-line word `key=value` (no spaces or quotes; `app` is set by `--app`).
+pub fn parse_kernel_arg(text: &str) -> Result<String, String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!(
+            "invalid kernel argument '{text}': expected KEY=VALUE"
+        ));
+    };
+    let plain = |part: &str| {
+        part.bytes()
+            .all(|byte| byte.is_ascii_graphic() && !b"'\"".contains(&byte))
+    };
+    if key.is_empty() || !plain(key) || !plain(value) {
+        return Err(format!(
+            "invalid kernel argument '{text}': use KEY=VALUE without spaces or quotes"
+        ));
+    }
+    if key == "app" {
+        return Err("set the app with --app, not --kernel-arg app=...".into());
+    }
+    Ok(text.to_string())
+}
+
+/// Everything that decides a QEMU command line.
+#[derive(Clone, Debug)]
+pub struct QemuConfig {
+    /// The kernel ELF image.
+    pub kernel: PathBuf,
+    /// The machine type.
+    pub machine: Machine,
+    /// The number of virtual CPUs.
+    pub cores: usize,
+    /// The guest memory size.
+    pub mem: MemSize,
+    /// The accelerator.
+    pub accel: Accel,
+    /// The app the kernel runs (`app=NAME` on its command line).
+    pub app: String,
+    /// Further words for the kernel command line (`key=value`).
+    pub kernel_args: Vec<String>,
+    /// Whether QEMU waits for gdb on :1234 before the first instruction.
+    pub gdb: bool,
+}
+
+impl QemuConfig {
+    /// Returns QEMU's arguments (without the program name).
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "-machine".into(),
+            self.machine.qemu_value().into(),
+            "-smp".into(),
+            self.cores.to_string(),
+            "-m".into(),
+            self.mem.to_string(),
+        ];
+        args.extend(self.accel.qemu_args().iter().map(|arg| arg.to_string()));
+        args.extend([
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-append".into(),
+            std::iter::once(format!("app={}", self.app))
+                .chain(self.kernel_args.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ]);
+        args.extend(
+            [
+                "-serial",
+                "stdio",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-no-reboot",
+                "-device",
+                "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            ]
+            .map(String::from),
+        );
+        if self.gdb {
+            args.extend(["-s".into(), "-S".into()]);
+        }
+        args
+    }
+
+    /// Returns the command line as a shell would take it, for printing.
+    pub fn command_line(&self) -> String {
+        std::iter::once(QEMU.to_string())
+            .chain(self.args().iter().map(|arg| shell_quote(arg)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Returns `arg` quoted for a POSIX shell when it needs quoting.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"-_=,./:+@%".contains(&byte));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// How QEMU ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// The kernel wrote 0x10 to the exit port (QEMU status 33).
+    KernelSuccess,
+    /// The kernel wrote 0x11 to the exit port (QEMU status 35).
+    KernelFailure,
+    /// QEMU exited 0: no kernel status, usually a triple fault under `-no-reboot`.
+    NoKernelCode,
+    /// Any other QEMU exit status.
+    Other(i32),
+    /// QEMU was killed by a signal xtask did not send.
+    Signal,
+    /// xtask killed QEMU at the timeout.
+    TimedOut,
+    /// xtask killed QEMU because it kept running after a panic or exception line.
+    KilledAfterCrash,
+}
+
+impl Status {
+    /// Returns the status for QEMU's exit status.
+    pub fn from_exit(status: ExitStatus) -> Status {
+        match status.code() {
+            Some(33) => Status::KernelSuccess,
+            Some(35) => Status::KernelFailure,
+            Some(0) => Status::NoKernelCode,
+            Some(code) => Status::Other(code),
+            None => Status::Signal,
+        }
+    }
+}
+
+/// When the kernel said all its cores were online.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Online {
+    /// The number of cores the kernel reported.
+    pub cores: usize,
+    /// The kernel's own figure: milliseconds since kernel entry.
+    pub kernel_ms: f64,
+    /// Host time from QEMU's spawn to the line arriving.
+    pub after_start: Duration,
+}
+
+/// What a QEMU run produced.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How QEMU ended.
+    pub status: Status,
+    /// The guest console (QEMU's stdout), line by line.
+    pub console: Vec<String>,
+    /// QEMU's own stderr lines.
+    pub stderr: Vec<String>,
+    /// The `cores online` marker, if it appeared.
+    pub online: Option<Online>,
+    /// The first panic or exception line, if any.
+    pub fatal: Option<String>,
+    /// The first `unknown app` marker, if any.
+    pub unknown_app: Option<String>,
+    /// Host time from spawn to exit.
+    pub elapsed: Duration,
+    /// The timeout the run had.
+    pub timeout: Option<Duration>,
+}
+
+impl Outcome {
+    /// Returns `Ok` when the kernel reported success and nothing fatal appeared, otherwise why not.
+    pub fn verdict(&self) -> Result<(), String> {
+        if let Some(line) = &self.fatal {
+            return Err(match self.status {
+                Status::KernelFailure => format!("kernel reported failure: {line}"),
+                _ => format!("kernel crashed: {line}"),
+            });
+        }
+        if let Some(message) = &self.unknown_app {
+            return Err(message.clone());
+        }
+        match self.status {
+            Status::KernelSuccess => Ok(()),
+            Status::KernelFailure => Err("kernel reported failure".into()),
+            Status::NoKernelCode => {
+                Err("QEMU exited without a kernel status (triple fault?)".into())
+            }
+            Status::Other(code) => {
+                let last = self
+                    .stderr
+                    .last()
+                    .map(|line| format!(": {line}"))
+                    .unwrap_or_default();
+                Err(format!("QEMU exited with status {code}{last}"))
+            }
+            Status::Signal => Err("QEMU was killed by a signal".into()),
+            Status::KilledAfterCrash => {
+                Err("kernel kept running after a crash; QEMU killed".into())
+            }
+            Status::TimedOut => Err(format!(
+                "timed out after {} s; QEMU killed",
+                self.timeout.map_or(0, |timeout| timeout.as_secs())
+            )),
+        }
+    }
+
+    /// Returns the last `count` console lines, then QEMU's stderr lines, for failure reports.
+    pub fn tail(&self, count: usize) -> Vec<String> {
+        let start = self.console.len().saturating_sub(count);
+        let console = self.console[start..].iter().cloned();
+        console
+            .chain(self.stderr.iter().map(|line| format!("qemu: {line}")))
+            .collect()
+    }
+}
+
+/// A running QEMU that is killed when dropped, so no test leaves one behind.
+#[derive(Debug)]
+struct QemuGuard {
+    child: Child,
+}
+
+impl Drop for QemuGuard {
+    fn drop(&mut self) {
+        // Fails harmlessly when QEMU already exited; wait() reaps it either way.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A line from one of QEMU's output streams.
+enum Event {
+    Console(String, Instant),
+    ConsoleClosed,
+    Stderr(String),
+}
+
+/// Sends each line of `stream` through `sender`, then `closed` (if any).
+fn forward_lines(
+    stream: impl Read + Send + 'static,
+    sender: mpsc::Sender<Event>,
+    make: fn(String, Instant) -> Event,
+    closed: Option<fn() -> Event>,
+) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            match reader.read_until(b'\n', &mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buffer);
+                    let line = line.trim_end_matches(['\r', '\n']).to_string();
+                    if sender.send(make(line, Instant::now())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(closed) = closed {
+            let _ = sender.send(closed());
+        }
+    });
+}
+
+/// Boots `config` under QEMU until it exits or `timeout` passes (then QEMU is killed).
+///
+/// With `echo`, the console goes to stdout and QEMU's stderr to stderr as it arrives.
+pub fn run(config: &QemuConfig, timeout: Option<Duration>, echo: bool) -> Result<Outcome, String> {
+    let timeout = if config.gdb { None } else { timeout };
+    let start = Instant::now();
+    let child = Command::new(QEMU)
+        .args(config.args())
+        // Not the terminal: QEMU would put it in raw mode and a killed QEMU leaves it so.
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| format!("cannot start {QEMU}: {error}"))?;
+    let mut guard = QemuGuard { child };
+    let (sender, receiver) = mpsc::channel();
+    let stdout = guard
+        .child
+        .stdout
+        .take()
+        .ok_or("QEMU stdout not captured")?;
+    let stderr = guard
+        .child
+        .stderr
+        .take()
+        .ok_or("QEMU stderr not captured")?;
+    forward_lines(
+        stdout,
+        sender.clone(),
+        Event::Console,
+        Some(|| Event::ConsoleClosed),
+    );
+    forward_lines(stderr, sender, |line, _| Event::Stderr(line), None);
+
+    let mut outcome = Outcome {
+        status: Status::TimedOut,
+        console: Vec::new(),
+        stderr: Vec::new(),
+        online: None,
+        fatal: None,
+        unknown_app: None,
+        elapsed: Duration::ZERO,
+        timeout,
+    };
+    let deadline = timeout.map(|timeout| start + timeout);
+    let mut fatal_deadline: Option<Instant> = None;
+    let mut console_open = true;
+    let status = loop {
+        if !console_open {
+            if let Some(status) = guard.child.try_wait().map_err(|error| error.to_string())? {
+                break Some(status);
+            }
+        }
+        let now = Instant::now();
+        let limit = [deadline, fatal_deadline].into_iter().flatten().min();
+        if limit.is_some_and(|limit| now >= limit) {
+            break None;
+        }
+        let wait = limit.map_or(Duration::from_millis(100), |limit| limit - now);
+        match receiver.recv_timeout(wait.min(Duration::from_millis(100))) {
+            Ok(Event::Console(line, arrived)) => {
+                if echo {
+                    println!("{line}");
+                }
+                match parse_line(&line) {
+                    Some(Marker::Online { cores, kernel_ms }) if outcome.online.is_none() => {
+                        outcome.online = Some(Online {
+                            cores,
+                            kernel_ms,
+                            after_start: arrived - start,
+                        });
+                    }
+                    Some(marker) if marker.is_fatal() && outcome.fatal.is_none() => {
+                        outcome.fatal = Some(line.clone());
+                        fatal_deadline = Some(arrived + FATAL_GRACE);
+                    }
+                    Some(Marker::UnknownApp { app, available })
+                        if outcome.unknown_app.is_none() =>
+                    {
+                        outcome.unknown_app = Some(format!(
+                            "the kernel has no app '{app}' (available: {available})"
+                        ));
+                    }
+                    _ => {}
+                }
+                outcome.console.push(line);
+            }
+            Ok(Event::Stderr(line)) => {
+                if echo {
+                    eprintln!("{line}");
+                }
+                outcome.stderr.push(line);
+            }
+            Ok(Event::ConsoleClosed) => console_open = false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => console_open = false,
+        }
+    };
+    if echo {
+        let _ = std::io::stdout().flush();
+    }
+    outcome.status = match status {
+        Some(status) => Status::from_exit(status),
+        // A panic's grace period ran out: the kernel did not exit by itself.
+        None if fatal_deadline.is_some_and(|limit| Instant::now() >= limit) => {
+            Status::KilledAfterCrash
+        }
+        None => Status::TimedOut,
+    };
+    drop(guard);
+    // QEMU's stderr may still hold its last words (e.g. why it refused to start).
+    while let Ok(event) = receiver.recv_timeout(Duration::from_millis(50)) {
+        if let Event::Stderr(line) = event {
+            if echo {
+                eprintln!("{line}");
+            }
+            outcome.stderr.push(line);
+        }
+    }
+    outcome.elapsed = start.elapsed();
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(machine: Machine, accel: Accel) -> QemuConfig {
+        QemuConfig {
+            kernel: PathBuf::from("/t/manada"),
+            machine,
+            cores: 4,
+            mem: "512M".parse().unwrap(),
+            accel,
+            app: "hello".into(),
+            kernel_args: Vec::new(),
+            gdb: false,
+        }
+    }
+
+    const COMMON_TAIL: &str = "-kernel /t/manada -append app=hello -serial stdio -display none \
+        -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04";
+
+    #[test]
+    fn builds_arguments_for_each_machine_and_accel() {
+        let cases = [
+            (
+                Machine::Q35,
+                Accel::Tcg,
+                "-machine q35 -smp 4 -m 512M -accel tcg,thread=multi",
+            ),
+            (
+                Machine::Pc,
+                Accel::Tcg,
+                "-machine pc -smp 4 -m 512M -accel tcg,thread=multi",
+            ),
+            (
+                Machine::Microvm,
+                Accel::Tcg,
+                "-machine microvm,acpi=on -smp 4 -m 512M -accel tcg,thread=multi",
+            ),
+            (
+                Machine::Q35,
+                Accel::Kvm,
+                "-machine q35 -smp 4 -m 512M -accel kvm -cpu host",
+            ),
+            (
+                Machine::Pc,
+                Accel::Kvm,
+                "-machine pc -smp 4 -m 512M -accel kvm -cpu host",
+            ),
+            (
+                Machine::Microvm,
+                Accel::Kvm,
+                "-machine microvm,acpi=on -smp 4 -m 512M -accel kvm -cpu host",
+            ),
+        ];
+        for (machine, accel, head) in cases {
+            let args = config(machine, accel).args().join(" ");
+            assert_eq!(
+                args,
+                format!("{head} {COMMON_TAIL}"),
+                "{machine:?} {accel:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gdb_waits_for_the_debugger() {
+        let mut gdb = config(Machine::Q35, Accel::Tcg);
+        gdb.gdb = true;
+        gdb.app = "my app".into();
+        let args = gdb.args();
+        assert_eq!(&args[args.len() - 2..], ["-s", "-S"]);
+        assert!(gdb.command_line().contains("-append 'app=my app'"));
+        assert!(gdb
+            .command_line()
+            .starts_with("qemu-system-x86_64 -machine q35 "));
+    }
+
+    #[test]
+    fn parses_memory_sizes() {
+        let mib = |text: &str| text.parse::<MemSize>().map(|size| size.mebibytes);
+        assert_eq!(mib("512M"), Ok(512));
+        assert_eq!(mib("512m"), Ok(512));
+        assert_eq!(mib("512MiB"), Ok(512));
+        assert_eq!(mib("1G"), Ok(1024));
+        assert_eq!(mib("2gb"), Ok(2048));
+        assert_eq!(mib("256"), Ok(256));
+        assert_eq!(mib("1T"), Ok(1 << 20));
+        for bad in [
+            "",
+            "M",
+            "0M",
+            "1.5G",
+            "-1G",
+            "12Q",
+            "2T",
+            "99999999999999999999G",
+            "1 G",
+        ] {
+            assert!(mib(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!("1G".parse::<MemSize>().unwrap().to_string(), "1G");
+        assert_eq!("1536M".parse::<MemSize>().unwrap().to_string(), "1536M");
+    }
+
+    #[test]
+    fn validates_core_counts() {
+        assert_eq!(parse_cores("1"), Ok(1));
+        assert_eq!(parse_cores("64"), Ok(64));
+        for bad in ["0", "65", "-1", "", "four", "1000000000000000000000"] {
+            let error = parse_cores(bad).unwrap_err();
+            assert!(error.contains("1..=64"), "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn validates_app_names() {
+        assert_eq!(parse_app("hello"), Ok("hello".into()));
+        assert_eq!(parse_app("http_d-2"), Ok("http_d-2".into()));
+        assert!(parse_app("").is_err());
+        assert!(parse_app("a b").is_err());
+        assert!(parse_app("a=b").is_err());
+    }
+
+    #[test]
+    fn maps_exit_statuses() {
+        use std::os::unix::process::ExitStatusExt;
+        let exit = |code: i32| Status::from_exit(ExitStatus::from_raw(code << 8));
+        assert_eq!(exit(33), Status::KernelSuccess);
+        assert_eq!(exit(35), Status::KernelFailure);
+        assert_eq!(exit(0), Status::NoKernelCode);
+        assert_eq!(exit(1), Status::Other(1));
+        assert_eq!(Status::from_exit(ExitStatus::from_raw(9)), Status::Signal);
+    }
+
+    #[test]
+    fn verdict_prefers_fatal_lines_over_status() {
+        let mut outcome = Outcome {
+            status: Status::KernelSuccess,
+            console: vec!["PANIC on core 1: boom".into()],
+            stderr: Vec::new(),
+            online: None,
+            fatal: None,
+            unknown_app: None,
+            elapsed: Duration::ZERO,
+            timeout: None,
+        };
+        assert_eq!(outcome.verdict(), Ok(()));
+        outcome.fatal = Some("PANIC on core 1: boom".into());
+        assert!(outcome.verdict().unwrap_err().contains("PANIC on core 1"));
+        outcome.fatal = None;
+        outcome.status = Status::NoKernelCode;
+        assert!(outcome.verdict().unwrap_err().contains("triple fault"));
+        outcome.status = Status::KernelFailure;
+        assert_eq!(outcome.verdict(), Err("kernel reported failure".into()));
+    }
+
+    #[test]
+    fn kernel_args_join_the_command_line() {
+        let mut c = config(Machine::Q35, Accel::Tcg);
+        c.kernel_args = vec!["selftest=dead-core".into()];
+        let args = c.args();
+        let append = args.iter().position(|a| a == "-append").unwrap();
+        assert_eq!(args[append + 1], "app=hello selftest=dead-core");
+        assert!(parse_kernel_arg("selftest=page-fault").is_ok());
+        assert!(parse_kernel_arg("novalue").is_err());
+        assert!(parse_kernel_arg("a=b c").is_err());
+        assert!(parse_kernel_arg("app=x").is_err());
+        assert!(parse_kernel_arg("=x").is_err());
+    }
+}

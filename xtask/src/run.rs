@@ -1,0 +1,88 @@
+//! `cargo xtask run`: boots the kernel under QEMU with the console on stdout.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::qemu::{self, AccelChoice, Machine, MemSize, QemuConfig};
+use crate::{build, tools};
+
+/// Options of `cargo xtask run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Number of cores (1..=64).
+    #[arg(long, default_value = "4", value_name = "N", value_parser = qemu::parse_cores)]
+    pub cores: usize,
+    /// The app the kernel runs.
+    #[arg(long, default_value = "hello", value_name = "NAME", value_parser = qemu::parse_app)]
+    pub app: String,
+    /// QEMU machine type.
+    #[arg(long, value_enum, default_value_t = Machine::Q35)]
+    pub machine: Machine,
+    /// Guest memory, e.g. 512M or 1G.
+    #[arg(long, default_value = "512M", value_name = "SIZE")]
+    pub mem: MemSize,
+    /// Accelerator: KVM when usable (auto), or forced.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// Build and boot the release kernel.
+    #[arg(long)]
+    pub release: bool,
+    /// Let QEMU wait for gdb on localhost:1234 (disables the timeout).
+    #[arg(long)]
+    pub gdb: bool,
+    /// Kill QEMU after this many seconds (0 = never).
+    #[arg(long, default_value_t = 120, value_name = "SECS")]
+    pub timeout: u64,
+    /// Extra kernel command-line word (`key=value`), repeatable; e.g. `selftest=dead-core`.
+    #[arg(long = "kernel-arg", value_name = "KEY=VALUE", value_parser = qemu::parse_kernel_arg)]
+    pub kernel_args: Vec<String>,
+    /// Boot this kernel image instead of building one.
+    #[arg(long, value_name = "ELF")]
+    pub kernel: Option<PathBuf>,
+}
+
+/// Builds the kernel, boots it and returns `Ok` only when the kernel reported success.
+pub fn main(args: &RunArgs) -> Result<(), String> {
+    let workspace = tools::workspace()?;
+    let kernel = build::kernel_or_build(&workspace, args.kernel.as_deref(), args.release)?;
+    tools::ensure_qemu()?;
+    let accel = tools::resolve_accel(args.accel)?;
+    let config = QemuConfig {
+        kernel,
+        machine: args.machine,
+        cores: args.cores,
+        mem: args.mem,
+        accel,
+        app: args.app.clone(),
+        kernel_args: args.kernel_args.clone(),
+        gdb: args.gdb,
+    };
+    eprintln!("xtask: running {}", config.command_line());
+    if args.gdb {
+        eprintln!("xtask: QEMU waits for gdb; attach with:");
+        eprintln!(
+            "    gdb {} -ex 'target remote :1234'",
+            config.kernel.display()
+        );
+    }
+    let timeout = (args.timeout > 0).then(|| Duration::from_secs(args.timeout));
+    let outcome = qemu::run(&config, timeout, true)?;
+    match outcome.online {
+        Some(online) => eprintln!(
+            "xtask: all {} cores online {:.2} s after QEMU start (kernel: {:.1} ms from entry)",
+            online.cores,
+            online.after_start.as_secs_f64(),
+            online.kernel_ms
+        ),
+        None => eprintln!("xtask: the kernel never reported its cores online"),
+    }
+    outcome.verdict()?;
+    eprintln!(
+        "xtask: app {} finished: success ({:.2} s)",
+        args.app,
+        outcome.elapsed.as_secs_f64()
+    );
+    Ok(())
+}

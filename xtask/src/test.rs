@@ -1,0 +1,677 @@
+//! `cargo xtask test`: host unit tests, then QEMU integration tests with markers and timeouts.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use crate::console::{self, Marker};
+use crate::qemu::{self, Accel, AccelChoice, Machine, MemSize, QemuConfig, Status};
+use crate::tools::{self, Workspace};
+use crate::{build, MAX_CORES};
+
+/// Options of `cargo xtask test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Test the release kernel.
+    #[arg(long)]
+    pub release: bool,
+    /// Accelerator for the QEMU tests.
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    pub accel: AccelChoice,
+    /// QEMU tests run at the same time.
+    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: u64,
+    /// Per-test timeout for QEMU tests, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Run only the host unit tests.
+    #[arg(long, conflicts_with = "qemu_only")]
+    pub host_only: bool,
+    /// Run only the QEMU integration tests.
+    #[arg(long)]
+    pub qemu_only: bool,
+    /// Run only the QEMU tests whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub filter: Option<String>,
+    /// Boot this kernel image instead of building one.
+    #[arg(long, value_name = "ELF")]
+    pub kernel: Option<PathBuf>,
+}
+
+/// Passed and failed counts, summed over all steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: usize,
+    failed: usize,
+}
+
+impl std::ops::AddAssign for Totals {
+    fn add_assign(&mut self, other: Totals) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+    }
+}
+
+/// Runs every test tier and prints `N passed, N failed` last.
+pub fn main(args: &TestArgs) -> Result<(), String> {
+    let workspace = tools::workspace()?;
+    let mut totals = Totals::default();
+    if !args.qemu_only {
+        for step in HOST_STEPS.iter().filter(|step| (step.applies)(&workspace)) {
+            totals += run_host_step(step, &workspace);
+        }
+    }
+    if !args.host_only {
+        totals += run_qemu_tests(args, &workspace);
+    }
+    // The last line of the output, for people and scripts alike.
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    if totals.failed > 0 {
+        return Err(String::new());
+    }
+    Ok(())
+}
+
+/// One cargo invocation that runs host tests.
+#[derive(Debug)]
+struct HostStep {
+    /// What the step tests, for messages.
+    name: &'static str,
+    /// Cargo's arguments.
+    args: fn(&Workspace) -> Vec<String>,
+    /// Extra environment.
+    env: &'static [(&'static str, &'static str)],
+    /// Whether the step applies to this workspace.
+    applies: fn(&Workspace) -> bool,
+}
+
+/// The host test steps, in order.
+const HOST_STEPS: &[HostStep] = &[
+    HostStep {
+        name: "host unit tests",
+        args: unit_test_args,
+        env: &[],
+        applies: always,
+    },
+    HostStep {
+        name: "loom models of ipc",
+        args: loom_args,
+        env: &[("RUSTFLAGS", "--cfg loom"), ("LOOM_MAX_PREEMPTIONS", "2")],
+        applies: ipc_has_loom_tests,
+    },
+];
+
+fn always(_: &Workspace) -> bool {
+    true
+}
+
+fn unit_test_args(_: &Workspace) -> Vec<String> {
+    ["test", "--workspace", "--exclude", "boot", "--no-fail-fast"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn loom_args(workspace: &Workspace) -> Vec<String> {
+    let target_dir = workspace.target_dir.join("loom").display().to_string();
+    let mut args: Vec<String> = [
+        "test",
+        "-p",
+        "ipc",
+        "--release",
+        "--target-dir",
+        &target_dir,
+    ]
+    .map(String::from)
+    .to_vec();
+    // A name filter matches test names, not test binaries: a `tests/loom.rs` binary whose
+    // tests are not named "loom..." would be filtered out entirely, so select it by name.
+    if workspace.root.join("ipc/tests/loom.rs").is_file() {
+        args.extend(["--test", "loom"].map(String::from));
+    } else {
+        args.extend(["--lib", "--", "loom"].map(String::from));
+    }
+    args
+}
+
+fn ipc_has_loom_tests(workspace: &Workspace) -> bool {
+    let ipc = workspace.root.join("ipc");
+    [ipc.join("src"), ipc.join("tests")]
+        .iter()
+        .any(|dir| tree_contains(dir, "cfg(loom)"))
+}
+
+/// Returns whether any `.rs` file under `dir` contains `needle`.
+fn tree_contains(dir: &Path, needle: &str) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            tree_contains(&path, needle)
+        } else {
+            path.extension().is_some_and(|extension| extension == "rs")
+                && fs::read_to_string(&path).is_ok_and(|text| text.contains(needle))
+        }
+    })
+}
+
+/// Returns the counts on a libtest summary line (`test result: ok. 3 passed; 0 failed; ...`).
+fn parse_test_result(line: &str) -> Option<Totals> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (_, counts) = rest.split_once(". ")?;
+    let mut totals = Totals::default();
+    let (mut saw_passed, mut saw_failed) = (false, false);
+    for part in counts.split(';') {
+        let mut words = part.split_whitespace();
+        let (Some(count), Some(kind)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(count) = count.parse::<usize>() else {
+            continue;
+        };
+        match kind {
+            "passed" => (totals.passed, saw_passed) = (count, true),
+            "failed" => (totals.failed, saw_failed) = (count, true),
+            _ => {}
+        }
+    }
+    (saw_passed && saw_failed).then_some(totals)
+}
+
+/// Runs one host step, streaming its output, and returns its summed counts.
+fn run_host_step(step: &HostStep, workspace: &Workspace) -> Totals {
+    let args = (step.args)(workspace);
+    println!("xtask: {}: cargo {}", step.name, args.join(" "));
+    let mut command = Command::new(tools::cargo());
+    command
+        .args(&args)
+        .current_dir(&workspace.root)
+        .stdout(Stdio::piped());
+    for (key, value) in step.env {
+        command.env(key, value);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            println!("FAIL {}: cannot run cargo: {error}", step.name);
+            return Totals {
+                passed: 0,
+                failed: 1,
+            };
+        }
+    };
+    let mut totals = Totals::default();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            println!("{line}");
+            if let Some(counts) = parse_test_result(&line) {
+                totals += counts;
+            }
+        }
+    }
+    match child.wait() {
+        Ok(status) if status.success() => {}
+        Ok(status) => {
+            println!("FAIL {}: cargo exited with {status}", step.name);
+            // A build error fails the step even though no test reported a failure.
+            if totals.failed == 0 {
+                totals.failed = 1;
+            }
+        }
+        Err(error) => {
+            println!("FAIL {}: {error}", step.name);
+            totals.failed += 1;
+        }
+    }
+    totals
+}
+
+/// What a QEMU integration test checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Every core says hello once, all cores come online, the kernel reports success.
+    Hello,
+    /// A `PANIC on core` line, then the kernel reports failure (QEMU status 35).
+    Panic,
+    /// An `EXCEPTION on core` line on the last core naming this mnemonic (e.g. `#UD`),
+    /// then the kernel reports failure.
+    Exception(&'static str),
+    /// The last core never starts: it is reported, and the others greet and succeed.
+    DeadCore,
+}
+
+/// One integration test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Case {
+    /// Boot `app` on `machine` with `cores` cores.
+    Boot {
+        app: &'static str,
+        machine: Machine,
+        cores: usize,
+        /// Further kernel command-line words.
+        kernel_args: &'static [&'static str],
+        expect: Expect,
+    },
+    /// `xtask run --cores <cores>` must be refused before QEMU starts.
+    RefuseCores { cores: &'static str },
+}
+
+impl Case {
+    /// Returns the name printed on the result line.
+    fn name(&self) -> String {
+        match self {
+            Case::Boot {
+                app,
+                machine,
+                cores,
+                kernel_args,
+                ..
+            } => {
+                let mut name = format!("{app} {} x{cores}", machine.name());
+                for arg in *kernel_args {
+                    name.push(' ');
+                    name.push_str(arg);
+                }
+                name
+            }
+            Case::RefuseCores { cores } => format!("run --cores {cores} refused"),
+        }
+    }
+}
+
+/// Returns the integration tests, in the order they start.
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    // The slowest (8-core) guests first, so the two slots stay busy at the end.
+    for cores in [8, 4, 2, 1] {
+        for machine in [Machine::Q35, Machine::Pc] {
+            cases.push(Case::Boot {
+                app: "hello",
+                machine,
+                cores,
+                kernel_args: &[],
+                expect: Expect::Hello,
+            });
+        }
+        if cores != 2 {
+            cases.push(Case::Boot {
+                app: "hello",
+                machine: Machine::Microvm,
+                cores,
+                kernel_args: &[],
+                expect: Expect::Hello,
+            });
+        }
+    }
+    cases.push(Case::Boot {
+        app: "panic",
+        machine: Machine::Q35,
+        cores: 4,
+        kernel_args: &[],
+        expect: Expect::Panic,
+    });
+    let faults: [(&'static [&'static str], &'static str); 2] = [
+        (&["selftest=invalid-opcode"], "#UD"),
+        (&["selftest=page-fault"], "#PF"),
+    ];
+    for (kernel_args, mnemonic) in faults {
+        cases.push(Case::Boot {
+            app: "hello",
+            machine: Machine::Q35,
+            cores: 2,
+            kernel_args,
+            expect: Expect::Exception(mnemonic),
+        });
+    }
+    cases.push(Case::Boot {
+        app: "hello",
+        machine: Machine::Pc,
+        cores: 4,
+        kernel_args: &["selftest=dead-core"],
+        expect: Expect::DeadCore,
+    });
+    cases.push(Case::RefuseCores { cores: "0" });
+    cases.push(Case::RefuseCores { cores: "65" });
+    cases
+}
+
+/// A test's result: `Ok` or the reason and console lines to show.
+type CaseResult = Result<(), (String, Vec<String>)>;
+
+/// What every boot test shares.
+#[derive(Debug)]
+struct Context {
+    kernel: PathBuf,
+    accel: Accel,
+    timeout: Duration,
+}
+
+/// Returns the boot tests' context: the kernel built, QEMU present, the accelerator chosen.
+fn boot_context(args: &TestArgs, workspace: &Workspace) -> Result<Context, String> {
+    let kernel = build::kernel_or_build(workspace, args.kernel.as_deref(), args.release)?;
+    tools::ensure_qemu()?;
+    let accel = tools::resolve_accel(args.accel)?;
+    Ok(Context {
+        kernel,
+        accel,
+        timeout: Duration::from_secs(args.timeout),
+    })
+}
+
+/// Runs the integration tests `args.jobs` at a time and returns their counts.
+fn run_qemu_tests(args: &TestArgs, workspace: &Workspace) -> Totals {
+    let mut cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|case| {
+            args.filter
+                .as_ref()
+                .is_none_or(|filter| case.name().contains(filter.as_str()))
+        })
+        .collect();
+    let mut totals = Totals::default();
+    let mut context = None;
+    if cases.iter().any(|case| matches!(case, Case::Boot { .. })) {
+        match boot_context(args, workspace) {
+            Ok(ready) => context = Some(ready),
+            Err(error) => {
+                // One failure for the setup; the boot tests cannot say more than it.
+                totals.failed += 1;
+                let booting = cases
+                    .iter()
+                    .filter(|case| matches!(case, Case::Boot { .. }))
+                    .count();
+                println!("FAIL QEMU test setup: {error} ({booting} boot tests not run)");
+                cases.retain(|case| !matches!(case, Case::Boot { .. }));
+            }
+        }
+    }
+    println!(
+        "xtask: {} integration tests, {} at a time, {} s timeout each",
+        cases.len(),
+        args.jobs,
+        args.timeout
+    );
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Totals::default());
+    let jobs = usize::try_from(args.jobs)
+        .unwrap_or(1)
+        .min(cases.len().max(1));
+    thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(case) = cases.get(index) else { break };
+                let started = Instant::now();
+                let result = run_case(case, context.as_ref());
+                let seconds = started.elapsed().as_secs_f64();
+                let mut totals = results
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                match result {
+                    Ok(()) => {
+                        totals.passed += 1;
+                        println!("ok   {} ({seconds:.1} s)", case.name());
+                    }
+                    Err((reason, tail)) => {
+                        totals.failed += 1;
+                        let mut report = format!("FAIL {} ({seconds:.1} s): {reason}", case.name());
+                        for line in tail {
+                            report.push_str("\n     | ");
+                            report.push_str(&line);
+                        }
+                        println!("{report}");
+                    }
+                }
+            });
+        }
+    });
+    totals += results
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    totals
+}
+
+/// Runs one integration test; boot tests need the `context`.
+fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
+    match *case {
+        Case::Boot {
+            app,
+            machine,
+            cores,
+            kernel_args,
+            expect,
+        } => {
+            let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
+            let config = QemuConfig {
+                kernel: context.kernel.clone(),
+                machine,
+                cores,
+                mem: MemSize::from_mebibytes(512),
+                accel: context.accel,
+                app: app.to_string(),
+                kernel_args: kernel_args.iter().map(|arg| arg.to_string()).collect(),
+                gdb: false,
+            };
+            let outcome = qemu::run(&config, Some(context.timeout), false)
+                .map_err(|error| (error, Vec::new()))?;
+            let tail = || outcome.tail(20);
+            match expect {
+                Expect::Hello => {
+                    outcome.verdict().map_err(|reason| (reason, tail()))?;
+                    console::check_hello(&outcome.console, cores).map_err(|reason| (reason, tail()))
+                }
+                Expect::Panic => check_panic(&outcome, cores).map_err(|reason| (reason, tail())),
+                Expect::Exception(mnemonic) => {
+                    check_exception(&outcome, cores, mnemonic).map_err(|reason| (reason, tail()))
+                }
+                Expect::DeadCore => {
+                    outcome.verdict().map_err(|reason| (reason, tail()))?;
+                    if !outcome
+                        .console
+                        .iter()
+                        .any(|line| line.contains("did not come up"))
+                    {
+                        return Err(("the sleeping core was not reported".into(), tail()));
+                    }
+                    console::check_hello(&outcome.console, cores - 1)
+                        .map_err(|reason| (reason, tail()))
+                }
+            }
+        }
+        Case::RefuseCores { cores } => check_refused(cores),
+    }
+}
+
+/// Returns `Ok` when the run shows a panic on the last core and the kernel reported failure.
+fn check_panic(outcome: &qemu::Outcome, cores: usize) -> Result<(), String> {
+    let panic_core = outcome
+        .console
+        .iter()
+        .find_map(|line| match console::parse_line(line) {
+            Some(Marker::Panic { core, .. }) => Some(core),
+            _ => None,
+        });
+    match panic_core {
+        None => Err("no `PANIC on core` line".into()),
+        // The panic app panics on the last core, so an AP's panic must reach the console.
+        Some(core) if core != cores - 1 => Err(format!(
+            "panic on core {core}, expected the last core ({})",
+            cores - 1
+        )),
+        Some(_) if outcome.status == Status::KernelFailure => Ok(()),
+        Some(_) => Err(format!(
+            "panic seen but QEMU ended with {:?}, not the kernel's failure status",
+            outcome.status
+        )),
+    }
+}
+
+/// Returns `Ok` when the last core reported CPU exception `mnemonic` and the kernel then
+/// reported failure.
+fn check_exception(outcome: &qemu::Outcome, cores: usize, mnemonic: &str) -> Result<(), String> {
+    let exception = outcome
+        .console
+        .iter()
+        .find_map(|line| match console::parse_line(line) {
+            Some(Marker::Exception { core, detail }) => Some((core, detail)),
+            _ => None,
+        });
+    match exception {
+        None => Err("no `EXCEPTION on core` line".into()),
+        Some((core, _)) if core != cores - 1 => Err(format!(
+            "exception on core {core}, expected the last core ({})",
+            cores - 1
+        )),
+        Some((_, detail)) if !detail.starts_with(mnemonic) || !detail.contains("RIP 0x") => Err(
+            format!("exception report `{detail}` lacks {mnemonic} or the RIP"),
+        ),
+        Some(_) if outcome.status == Status::KernelFailure => Ok(()),
+        Some(_) => Err(format!(
+            "exception seen but QEMU ended with {:?}, not the kernel's failure status",
+            outcome.status
+        )),
+    }
+}
+
+/// Returns `Ok` when `xtask run --cores <cores>` fails, names the valid range and starts no QEMU.
+fn check_refused(cores: &str) -> CaseResult {
+    let fail = |reason: String| (reason, Vec::new());
+    let exe = std::env::current_exe()
+        .map_err(|error| fail(format!("cannot find xtask's binary: {error}")))?;
+    // A bogus kernel path keeps a broken check from building or booting anything.
+    let mut child = Command::new(exe)
+        .args([
+            "run",
+            "--cores",
+            cores,
+            "--timeout",
+            "5",
+            "--kernel",
+            "/nonexistent/manada",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| fail(format!("cannot run xtask: {error}")))?;
+    let stdout = child.stdout.take().map(read_all_in_background);
+    let stderr = child.stderr.take().map(read_all_in_background);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail("xtask run did not exit within 30 s".into()));
+            }
+            Err(error) => return Err(fail(error.to_string())),
+        }
+    };
+    let output: String = [stdout, stderr]
+        .into_iter()
+        .flatten()
+        .map(|reader| reader.join().unwrap_or_default())
+        .collect();
+    let tail: Vec<String> = output.lines().map(String::from).collect();
+    let range = format!("1..={MAX_CORES}");
+    if status.success() {
+        Err((format!("xtask run --cores {cores} succeeded"), tail))
+    } else if output.contains("xtask: running") || output.contains(qemu::QEMU) {
+        Err(("QEMU was started".into(), tail))
+    } else if !output.contains(&range) {
+        Err((format!("message does not name the range {range}"), tail))
+    } else {
+        Ok(())
+    }
+}
+
+/// Returns a thread that reads `stream` to its end.
+fn read_all_in_background(mut stream: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_libtest_summaries() {
+        let ok = "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!(
+            parse_test_result(ok),
+            Some(Totals {
+                passed: 12,
+                failed: 0
+            })
+        );
+        let failed =
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(
+            parse_test_result(failed),
+            Some(Totals {
+                passed: 3,
+                failed: 2
+            })
+        );
+        assert_eq!(parse_test_result("running 3 tests"), None);
+        assert_eq!(parse_test_result("test result: ok."), None);
+    }
+
+    #[test]
+    fn case_list_covers_the_matrix() {
+        let names: Vec<String> = cases().iter().map(Case::name).collect();
+        for machine in ["q35", "pc"] {
+            for cores in [1, 2, 4, 8] {
+                assert!(names.contains(&format!("hello {machine} x{cores}")));
+            }
+        }
+        for cores in [1, 4, 8] {
+            assert!(names.contains(&format!("hello microvm x{cores}")));
+        }
+        assert!(!names.contains(&"hello microvm x2".to_string()));
+        assert!(names.contains(&"panic q35 x4".to_string()));
+        assert!(names.contains(&"run --cores 0 refused".to_string()));
+        assert!(names.contains(&"run --cores 65 refused".to_string()));
+        assert!(names.contains(&"hello q35 x2 selftest=invalid-opcode".to_string()));
+        assert!(names.contains(&"hello q35 x2 selftest=page-fault".to_string()));
+        assert!(names.contains(&"hello pc x4 selftest=dead-core".to_string()));
+        assert_eq!(names.len(), 11 + 1 + 2 + 3);
+    }
+
+    #[test]
+    fn panic_check_needs_the_line_and_the_failure_status() {
+        let mut outcome = qemu::Outcome {
+            status: Status::KernelFailure,
+            console: vec!["PANIC on core 3: on purpose".into()],
+            stderr: Vec::new(),
+            online: None,
+            fatal: None,
+            unknown_app: None,
+            elapsed: Duration::ZERO,
+            timeout: None,
+        };
+        assert_eq!(check_panic(&outcome, 4), Ok(()));
+        assert!(check_panic(&outcome, 2).is_err());
+        assert!(check_panic(&outcome, 8).is_err());
+        outcome.status = Status::NoKernelCode;
+        assert!(check_panic(&outcome, 4).is_err());
+        outcome.status = Status::KernelFailure;
+        outcome.console.clear();
+        assert!(check_panic(&outcome, 4).is_err());
+    }
+}
