@@ -10,9 +10,11 @@ use crate::exit::{exit, Outcome};
 use crate::gdt::{CoreTables, IST_STACKS};
 use crate::{apic, console, entry, interrupts, paging, pvh, smp, tsc};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
+use percore::mailbox::{self, Hooks, MailboxLocation, Ring};
 use percore::memory::{self, CoreMemory, PhysRange};
-use percore::{println, CoreLocal, MAX_CORES};
+use percore::{println, CoreLocal, Mailbox, MAX_CORES};
 
 const KERNEL_STACK_SIZE: u64 = 64 * 1024;
 const IST_STACK_SIZE: u64 = 16 * 1024;
@@ -27,8 +29,10 @@ struct Slot {
     apic_id: u32,
     stack_top: u64,
     ist_tops: [u64; IST_STACKS],
-    /// A page of the core's own memory for its GDT, TSS and `CoreLocal`.
+    /// A page of the core's own memory for its GDT, TSS, doorbell and `CoreLocal`.
     local_page: u64,
+    /// The core's inbound mailbox rings, one per planned core.
+    rings: u64,
     memory: CoreMemory,
 }
 
@@ -44,9 +48,8 @@ struct Plan {
 static PLAN: spin::Once<Plan> = spin::Once::new();
 /// Set by the boot core once `BootInfo` is published: every core may run the app.
 static GO: AtomicBool = AtomicBool::new(false);
-/// Cores that finished the app, and how many of them failed.
+/// Cores that finished the app successfully (a failure ends the run at once).
 static FINISHED: AtomicUsize = AtomicUsize::new(0);
-static FAILED: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" {
     static __kernel_start: u8;
@@ -57,6 +60,7 @@ extern "C" {
 #[repr(C)]
 struct LocalPage {
     tables: CoreTables,
+    doorbell: Doorbell,
     local: CoreLocal,
 }
 
@@ -144,6 +148,9 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     smp::start_application_processors(&others, left_asleep, AP_START_TIMEOUT_US);
     let online_tsc = rdtsc();
 
+    let online_count = (0..plan.slots.len())
+        .filter(|&slot| smp::is_online(slot))
+        .count();
     let mut cores = heapless::Vec::new();
     for (slot_index, slot) in plan.slots.iter().enumerate() {
         if smp::is_online(slot_index) {
@@ -151,6 +158,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
             let _ = cores.push(CoreDesc {
                 apic_id: slot.apic_id,
                 memory,
+                mailbox: mailbox_location(slot, online_count),
             });
         } else {
             println!(
@@ -187,6 +195,10 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         info.cores.len(),
         per_core / MIB
     );
+    mailbox::install_hooks(Hooks {
+        wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
+        halt: interrupts::halt_until_interrupt,
+    });
     GO.store(true, Ordering::Release);
 
     run_app(app, &plan.slots[0]);
@@ -195,16 +207,8 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     while FINISHED.load(Ordering::Acquire) < cores {
         interrupts::halt_until_interrupt();
     }
-    if FAILED.load(Ordering::Acquire) == 0 {
-        println!("manada: app {} finished: success", app.name);
-        exit(Outcome::Success)
-    }
-    println!(
-        "manada: app {} finished: failed on {} cores",
-        app.name,
-        FAILED.load(Ordering::Acquire)
-    );
-    exit(Outcome::Failure)
+    println!("manada: app {} finished: success", app.name);
+    exit(Outcome::Success)
 }
 
 /// Where a woken core lands, on a bootstrap stack chosen by `ticket`.
@@ -255,6 +259,39 @@ fn enter_own_tables(slot: &Slot) {
     // SAFETY: the tables are 'static and this core is in long mode with interrupts off.
     unsafe { tables.load() };
     interrupts::load();
+
+    // The mailbox's memory, in this core's share, made ready before the core reports
+    // online; senders take their ends only after `GO`.
+    let planned = PLAN.get().map_or(0, |plan| plan.slots.len());
+    let rings = slot.rings as *mut Ring;
+    // SAFETY: `rings` was carved for `planned` rings from this core's own memory, and
+    // the doorbell is a field of this core's local page; no other core reads either
+    // before this core reports online.
+    unsafe {
+        core::ptr::write(&raw mut (*page).doorbell, Doorbell::new());
+        for i in 0..planned {
+            core::ptr::write(rings.add(i), Ring::new());
+        }
+    }
+}
+
+/// Returns where `slot`'s mailbox lives, for a run of `cores` online cores.
+fn mailbox_location(slot: &Slot, cores: usize) -> MailboxLocation {
+    let page = slot.local_page as *const LocalPage;
+    // SAFETY: the core of this slot initialised its rings (at least `cores` of them:
+    // one per planned core) and its doorbell before it reported online, and never
+    // moves or frees them; they are only used through their atomics from now on.
+    let (inbound, doorbell) = unsafe {
+        (
+            core::slice::from_raw_parts(slot.rings as *const Ring, cores),
+            &(*page).doorbell,
+        )
+    };
+    MailboxLocation {
+        inbound,
+        doorbell,
+        apic_id: slot.apic_id,
+    }
 }
 
 fn run_app(app: &'static apps::App, slot: &Slot) {
@@ -262,11 +299,20 @@ fn run_app(app: &'static apps::App, slot: &Slot) {
     let index = info
         .core_index(slot.apic_id)
         .expect("only numbered cores run the app");
+    let locations: heapless::Vec<MailboxLocation, MAX_CORES> =
+        info.cores.iter().map(|core| core.mailbox).collect();
+    let mailbox = match Mailbox::open(index, &locations) {
+        Ok(mailbox) => mailbox,
+        Err(error) => panic!("cannot open the mailbox of core {index}: {error:?}"),
+    };
     let page = slot.local_page as *mut LocalPage;
     // SAFETY: same page as in `enter_own_tables`; `local` is a separate field, written
     // once here before being installed, never written again.
     let local: &'static mut CoreLocal = unsafe {
-        core::ptr::write(&raw mut (*page).local, CoreLocal::new(index, slot.apic_id));
+        core::ptr::write(
+            &raw mut (*page).local,
+            CoreLocal::new(index, slot.apic_id, Some(mailbox)),
+        );
         &mut (*page).local
     };
     // SAFETY: this core's block, in this core's memory, for the rest of the run.
@@ -274,8 +320,12 @@ fn run_app(app: &'static apps::App, slot: &Slot) {
 
     crate::selftest::maybe_fault(index, info.cores.len());
     if let Err(error) = (app.run_on_core)() {
-        println!("manada: app {} failed on core {index}: {error}", app.name);
-        FAILED.fetch_add(1, Ordering::AcqRel);
+        // Other cores may be waiting on this one: end the run now rather than hang.
+        percore::console::CONSOLE.print_fatal(format_args!(
+            "manada: app {} failed on core {index}: {error}\n",
+            app.name
+        ));
+        exit(Outcome::Failure)
     }
     FINISHED.fetch_add(1, Ordering::AcqRel);
     if index != 0 {
@@ -402,11 +452,13 @@ fn build_plan(
             carve(IST_STACK_SIZE).end,
         ];
         let local_page = carve(core::mem::size_of::<LocalPage>() as u64).start;
+        let rings = carve((apic_ids.len() * core::mem::size_of::<Ring>()) as u64).start;
         let _ = plan.push(Slot {
             apic_id,
             stack_top,
             ist_tops,
             local_page,
+            rings,
             memory,
         });
     }

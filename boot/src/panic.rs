@@ -9,7 +9,7 @@ pub struct CoreName(Option<usize>, u32);
 impl CoreName {
     /// Returns the name of the running core.
     pub fn current() -> Self {
-        let index = percore::cpu::current().and_then(percore::CoreLocal::index);
+        let index = percore::cpu::current().map(percore::CoreLocal::index);
         CoreName(index, crate::apic::id_from_cpuid())
     }
 }

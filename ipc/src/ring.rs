@@ -71,15 +71,19 @@ impl Slot {
 ///
 /// `N` must be a power of two (checked at compile time). The ring can live in a
 /// `static` (`Ring::new` is `const`) or in memory the caller provides. It is used
-/// through the one [`Sender`] and one [`Receiver`] that [`Ring::split`] hands out.
+/// through the one [`Sender`] and one [`Receiver`] that [`Ring::split`] hands out
+/// together, or that [`Ring::take_sender`] and [`Ring::take_receiver`] hand out
+/// separately (each on the core that will use it).
 ///
 /// Dropping a ring that still holds messages leaks whatever buffers they own.
 pub struct Ring<T: Wire, const N: usize> {
     slots: [Slot; N],
     /// Receiver's position, published in batches. Written only by the receiver.
     consumed: CachePadded<AtomicU64>,
-    /// Set once by `split`.
-    split: AtomicBool,
+    /// Set once the sender was handed out.
+    sender_taken: AtomicBool,
+    /// Set once the receiver was handed out.
+    receiver_taken: AtomicBool,
     _carries: PhantomData<fn(T) -> T>,
 }
 
@@ -98,7 +102,8 @@ impl<T: Wire, const N: usize> Ring<T, N> {
         Self {
             slots: [const { Slot::new() }; N],
             consumed: CachePadded::new(AtomicU64::new(0)),
-            split: AtomicBool::new(false),
+            sender_taken: AtomicBool::new(false),
+            receiver_taken: AtomicBool::new(false),
             _carries: PhantomData,
         }
     }
@@ -110,7 +115,8 @@ impl<T: Wire, const N: usize> Ring<T, N> {
         Self {
             slots: core::array::from_fn(|_| Slot::new()),
             consumed: CachePadded::new(AtomicU64::new(0)),
-            split: AtomicBool::new(false),
+            sender_taken: AtomicBool::new(false),
+            receiver_taken: AtomicBool::new(false),
             _carries: PhantomData,
         }
     }
@@ -120,25 +126,41 @@ impl<T: Wire, const N: usize> Ring<T, N> {
         N
     }
 
-    /// Returns the ring's only sender and only receiver, or `None` if the ring was
-    /// split before.
+    /// Returns the ring's only sender and only receiver, or `None` if either was
+    /// handed out before.
     ///
     /// Give the sender to the sending core and the receiver to the receiving core.
     pub fn split(&self) -> Option<(Sender<'_, T, N>, Receiver<'_, T, N>)> {
-        if self.split.swap(true, Ordering::AcqRel) {
+        if self.receiver_taken.load(Ordering::Acquire) {
             return None;
         }
-        let sender = Sender {
+        let sender = self.take_sender()?;
+        let receiver = self.take_receiver()?;
+        Some((sender, receiver))
+    }
+
+    /// Returns the ring's only sender, or `None` if it was handed out before.
+    pub fn take_sender(&self) -> Option<Sender<'_, T, N>> {
+        if self.sender_taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Sender {
             ring: self,
             head: 0,
             consumed_copy: 0,
-        };
-        let receiver = Receiver {
+        })
+    }
+
+    /// Returns the ring's only receiver, or `None` if it was handed out before.
+    pub fn take_receiver(&self) -> Option<Receiver<'_, T, N>> {
+        if self.receiver_taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Receiver {
             ring: self,
             tail: 0,
             published: 0,
-        };
-        Some((sender, receiver))
+        })
     }
 
     fn slot(&self, position: u64) -> &Slot {
@@ -158,7 +180,11 @@ impl<T: Wire, const N: usize> core::fmt::Debug for Ring<T, N> {
         f.debug_struct("Ring")
             .field("capacity", &N)
             .field("consumed", &self.consumed.load(Ordering::Relaxed))
-            .field("split", &self.split.load(Ordering::Relaxed))
+            .field("sender_taken", &self.sender_taken.load(Ordering::Relaxed))
+            .field(
+                "receiver_taken",
+                &self.receiver_taken.load(Ordering::Relaxed),
+            )
             .finish()
     }
 }
@@ -325,6 +351,18 @@ mod tests {
     fn slot_is_one_cache_line() {
         assert_eq!(core::mem::size_of::<Slot>(), 64);
         assert_eq!(core::mem::align_of::<Slot>(), 64);
+    }
+
+    #[test]
+    fn each_end_is_handed_out_once() {
+        let ring: Ring<Words, 4> = Ring::new();
+        let mut rx = ring.take_receiver().unwrap();
+        assert!(ring.take_receiver().is_none());
+        assert!(ring.split().is_none());
+        let mut tx = ring.take_sender().unwrap();
+        assert!(ring.take_sender().is_none());
+        tx.try_send([7; SLOT_WORDS]).unwrap();
+        assert_eq!(rx.try_recv(), Some([7; SLOT_WORDS]));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! changes, so every core may read it without locks (invariant: boot information is
 //! read-only after start-up).
 
+use crate::mailbox::MailboxLocation;
 use crate::memory::PhysRange;
 use crate::MAX_CORES;
 
@@ -12,12 +13,14 @@ use crate::MAX_CORES;
 pub const CMDLINE_MAX: usize = 512;
 
 /// One online core, as numbered by the kernel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct CoreDesc {
     /// The core's local APIC id (not necessarily equal to its index).
     pub apic_id: u32,
-    /// The core's own memory, stacks already carved out.
+    /// The core's own memory, stacks and rings already carved out.
     pub memory: heapless::Vec<PhysRange, { crate::memory::MAX_EXTENTS }>,
+    /// Where the core's inbound rings and doorbell are.
+    pub mailbox: MailboxLocation,
 }
 
 /// The machine as the boot core found it.
@@ -104,10 +107,16 @@ mod tests {
     fn core_lookup_by_apic_id() {
         let mut cores = heapless::Vec::new();
         for apic_id in [0, 2, 4, 6] {
+            let mailbox = MailboxLocation {
+                inbound: &[],
+                doorbell: Box::leak(Box::new(ipc::Doorbell::new())),
+                apic_id,
+            };
             cores
                 .push(CoreDesc {
                     apic_id,
                     memory: heapless::Vec::new(),
+                    mailbox,
                 })
                 .unwrap();
         }

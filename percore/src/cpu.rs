@@ -1,9 +1,12 @@
 //! The current core's identity block, found through the GS base register.
 //!
 //! Each core points its GS base at its own [`CoreLocal`], whose first word is its own
-//! address, so `gs:[0]` yields it without a lock or a table look-up. A core installs
-//! [`CoreLocal::UNASSIGNED`] first thing after it enters long mode and its real block once
-//! it knows its index. On the host (tests) a thread-local plays the register.
+//! address. A core installs its block once it knows its index (after the boot core
+//! numbered the online cores); before that its GS base is zero and [`current`] returns
+//! `None`. On the host (tests) a thread-local plays the register.
+
+use crate::mailbox::Mailbox;
+use core::cell::RefCell;
 
 /// The per-core block. `#[repr(C)]` because `self_addr` must be at offset 0.
 #[repr(C)]
@@ -12,34 +15,47 @@ pub struct CoreLocal {
     self_addr: usize,
     index: usize,
     apic_id: u32,
+    /// Only this core touches it, and nothing preempts kernel code on a core, so a
+    /// `RefCell` suffices: a nested borrow is a bug and panics instead of corrupting.
+    mailbox: RefCell<Option<Mailbox>>,
 }
 
 impl CoreLocal {
-    /// The block of a core that does not know its index yet.
-    pub const UNASSIGNED: CoreLocal = CoreLocal {
-        self_addr: 0,
-        index: usize::MAX,
-        apic_id: u32::MAX,
-    };
-
-    /// Returns a block for core `index` with local APIC id `apic_id`.
-    pub const fn new(index: usize, apic_id: u32) -> Self {
+    /// Returns a block for core `index` with local APIC id `apic_id` and its mailbox.
+    pub const fn new(index: usize, apic_id: u32, mailbox: Option<Mailbox>) -> Self {
         Self {
             self_addr: 0,
             index,
             apic_id,
+            mailbox: RefCell::new(mailbox),
         }
     }
 
-    /// Returns the core's index, or `None` for [`CoreLocal::UNASSIGNED`].
-    pub fn index(&self) -> Option<usize> {
-        (self.index != usize::MAX).then_some(self.index)
+    /// Returns `f` applied to this core's mailbox, or `None` if the core has none.
+    pub fn with_mailbox<R>(&self, f: impl FnOnce(&mut Mailbox) -> R) -> Option<R> {
+        self.mailbox.borrow_mut().as_mut().map(f)
     }
 
-    /// Returns the core's local APIC id, or `None` for [`CoreLocal::UNASSIGNED`].
-    pub fn apic_id(&self) -> Option<u32> {
-        (self.apic_id != u32::MAX).then_some(self.apic_id)
+    /// Returns the core's index.
+    pub fn index(&self) -> usize {
+        self.index
     }
+
+    /// Returns the core's local APIC id.
+    pub fn apic_id(&self) -> u32 {
+        self.apic_id
+    }
+}
+
+/// Runs `f` with the running core's mailbox.
+///
+/// # Panics
+/// Panics on a core without a mailbox (before it was numbered) or when called from
+/// inside `f` itself.
+pub fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
+    current()
+        .and_then(|local| local.with_mailbox(f))
+        .expect("this core has no mailbox yet")
 }
 
 /// Returns the index of the core running the caller.
@@ -49,7 +65,7 @@ impl CoreLocal {
 /// start-up code runs there).
 pub fn current_core() -> usize {
     current()
-        .and_then(CoreLocal::index)
+        .map(CoreLocal::index)
         .expect("current_core() called before the core was numbered")
 }
 
@@ -140,23 +156,17 @@ mod tests {
             .map(|i| {
                 std::thread::spawn(move || {
                     assert!(current().is_none());
-                    let local = Box::leak(Box::new(CoreLocal::new(i, 10 + i as u32)));
+                    let local = Box::leak(Box::new(CoreLocal::new(i, 10 + i as u32, None)));
                     // SAFETY: host stand-in, always safe.
                     unsafe { install(local) };
                     std::thread::yield_now();
                     assert_eq!(current_core(), i);
-                    assert_eq!(current().unwrap().apic_id(), Some(10 + i as u32));
+                    assert_eq!(current().unwrap().apic_id(), 10 + i as u32);
                 })
             })
             .collect();
         for h in handles {
             h.join().unwrap();
         }
-    }
-
-    #[test]
-    fn unassigned_block_has_no_index() {
-        assert_eq!(CoreLocal::UNASSIGNED.index(), None);
-        assert_eq!(CoreLocal::UNASSIGNED.apic_id(), None);
     }
 }

@@ -17,11 +17,15 @@ pub mod cmdline;
 pub mod console;
 #[allow(unsafe_code)]
 pub mod cpu;
+pub mod mailbox;
 pub mod memory;
+pub mod time;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
-pub use cpu::{current_core, CoreLocal};
+pub use cpu::{current_core, with_mailbox, CoreLocal};
+pub use mailbox::{Mailbox, MailboxLocation};
 pub use memory::{CoreMemory, PhysRange};
+pub use time::Instant;
 
 /// The most cores one image supports. `cargo xtask run --cores` refuses more.
 pub const MAX_CORES: usize = 64;

@@ -1,0 +1,309 @@
+//! This core's mailbox: a sender into every other core's ring for this core, one
+//! endpoint over all inbound rings, and the doorbell that lets it halt when idle.
+//!
+//! Every core has one inbound [`Ring`] per source core (the slot for itself is unused),
+//! carved from its own memory and initialised by itself before it reports online. The
+//! boot core publishes where each core's rings and doorbell are ([`MailboxLocation`]
+//! in `BootInfo`); each core then takes its own ends: the receivers of its inbound
+//! rings and, in every other core's rings, the sender for itself.
+//!
+//! Sending: [`Mailbox::try_send`] publishes without ringing the doorbell, so a batch
+//! costs one [`Mailbox::notify`]; [`Mailbox::send`] waits while the ring is full
+//! (after ringing, so a halted receiver wakes to drain it) and rings afterwards.
+//! Waiting: [`Mailbox::wait`] halts this core until a message arrives, never missing one.
+//! A kernel thread reaches its core's mailbox through `crate::cpu::with_mailbox`.
+
+use ipc::doorbell::WakeMemo;
+use ipc::{Doorbell, Endpoint, Full, Message, Receiver, Sender};
+
+/// Slots per ring: 64 cache lines, 4 KiB.
+pub const RING_SLOTS: usize = 64;
+/// Most messages taken from one ring per endpoint round.
+const RECEIVE_BATCH: usize = 16;
+
+/// A ring of kernel messages between two cores.
+pub type Ring = ipc::Ring<Message, RING_SLOTS>;
+
+/// Where one core's mailbox lives, as published in `BootInfo`.
+#[derive(Debug, Clone, Copy)]
+pub struct MailboxLocation {
+    /// The core's inbound rings, indexed by source core (its own index unused).
+    pub inbound: &'static [Ring],
+    /// The core's doorbell.
+    pub doorbell: &'static Doorbell,
+    /// The core's APIC id, for the wake-up interrupt.
+    pub apic_id: u32,
+}
+
+/// How the kernel wakes a halted core and halts this one (installed by `boot`).
+#[derive(Debug, Clone, Copy)]
+pub struct Hooks {
+    /// Sends the wake-up interrupt to the core with this APIC id.
+    pub wake: fn(u32),
+    /// Halts until an interrupt arrives (interrupts masked before and after).
+    pub halt: fn(),
+}
+
+static HOOKS: spin::Once<Hooks> = spin::Once::new();
+
+/// Installs the wake-up and halt hooks. Only the first call has an effect.
+pub fn install_hooks(hooks: Hooks) {
+    HOOKS.call_once(|| hooks);
+}
+
+fn hooks() -> Hooks {
+    // Without hooks (host tests), waking is a no-op and halting is a spin hint.
+    HOOKS.get().copied().unwrap_or(Hooks {
+        wake: |_| {},
+        halt: core::hint::spin_loop,
+    })
+}
+
+/// Why a mailbox could not be opened or a message could not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxError {
+    /// The destination is not a core of this run, or is this core.
+    NoSuchCore(usize),
+    /// A ring end this core needs was already taken (a second mailbox for one core).
+    AlreadyOpen,
+}
+
+/// This core's mailbox.
+pub struct Mailbox {
+    me: usize,
+    /// `outbound[d]`: the sender into core `d`'s ring for this core, and its memo.
+    outbound: heapless::Vec<Option<Outbound>, { crate::MAX_CORES }>,
+    endpoint: Endpoint<'static, Message, RING_SLOTS, { crate::MAX_CORES }>,
+    doorbell: &'static Doorbell,
+}
+
+struct Outbound {
+    sender: Sender<'static, Message, RING_SLOTS>,
+    memo: WakeMemo,
+    doorbell: &'static Doorbell,
+    apic_id: u32,
+}
+
+impl core::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("me", &self.me)
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+impl Mailbox {
+    /// Opens core `me`'s mailbox among the cores at `locations` (indexed by core).
+    pub fn open(me: usize, locations: &[MailboxLocation]) -> Result<Mailbox, MailboxError> {
+        let own = locations.get(me).ok_or(MailboxError::NoSuchCore(me))?;
+        let mut outbound = heapless::Vec::new();
+        let mut endpoint = Endpoint::new(RECEIVE_BATCH);
+        for (core, location) in locations.iter().enumerate() {
+            if core == me {
+                let _ = outbound.push(None);
+                continue;
+            }
+            let ring = location
+                .inbound
+                .get(me)
+                .ok_or(MailboxError::NoSuchCore(me))?;
+            let sender = ring.take_sender().ok_or(MailboxError::AlreadyOpen)?;
+            let _ = outbound.push(Some(Outbound {
+                sender,
+                memo: WakeMemo::new(),
+                doorbell: location.doorbell,
+                apic_id: location.apic_id,
+            }));
+            let inbound = own
+                .inbound
+                .get(core)
+                .ok_or(MailboxError::NoSuchCore(core))?;
+            let receiver: Receiver<'static, Message, RING_SLOTS> =
+                inbound.take_receiver().ok_or(MailboxError::AlreadyOpen)?;
+            if endpoint.attach(core as u16, receiver).is_err() {
+                return Err(MailboxError::NoSuchCore(core));
+            }
+        }
+        Ok(Mailbox {
+            me,
+            outbound,
+            endpoint,
+            doorbell: own.doorbell,
+        })
+    }
+
+    /// Returns this core's index.
+    pub fn core(&self) -> usize {
+        self.me
+    }
+
+    fn outbound(&mut self, to: usize) -> Result<&mut Outbound, MailboxError> {
+        self.outbound
+            .get_mut(to)
+            .and_then(Option::as_mut)
+            .ok_or(MailboxError::NoSuchCore(to))
+    }
+
+    /// Publishes `message` to core `to` if its ring has room, without ringing its
+    /// doorbell: call [`Mailbox::notify`] after a batch. Returns the message if the ring
+    /// is full.
+    ///
+    /// # Panics
+    /// Panics if `to` is this core or not a core of this run.
+    pub fn try_send(&mut self, to: usize, message: Message) -> Result<(), Full<Message>> {
+        let outbound = self
+            .outbound(to)
+            .unwrap_or_else(|_| panic!("no mailbox to core {to}"));
+        outbound.sender.try_send(message)
+    }
+
+    /// Wakes core `to` if it is halted waiting for messages.
+    pub fn notify(&mut self, to: usize) {
+        if let Ok(outbound) = self.outbound(to) {
+            let apic_id = outbound.apic_id;
+            outbound
+                .doorbell
+                .notify_once(&mut outbound.memo, || (hooks().wake)(apic_id));
+        }
+    }
+
+    /// Sends `message` to core `to`, waiting while its ring is full (the receiver is
+    /// woken first, so it drains the ring), then wakes the receiver if it is halted.
+    /// `wait` runs while the ring is full: spin now, a scheduler yield later. Messages
+    /// are never dropped.
+    ///
+    /// # Panics
+    /// Panics if `to` is this core or not a core of this run.
+    pub fn send(&mut self, to: usize, message: Message, mut wait: impl FnMut()) {
+        let mut message = message;
+        loop {
+            match self.try_send(to, message) {
+                Ok(()) => break,
+                Err(Full(back)) => {
+                    message = back;
+                    self.notify(to);
+                    wait();
+                }
+            }
+        }
+        self.notify(to);
+    }
+
+    /// Receives one round from all inbound rings (fair, batched) and hands each message
+    /// to `handle` with its source core. Returns how many were handled.
+    pub fn poll(&mut self, mut handle: impl FnMut(usize, Message)) -> usize {
+        self.endpoint
+            .poll(|source, message| handle(usize::from(source), message))
+    }
+
+    /// Halts this core until a message may have arrived; returns at once if one is
+    /// already waiting. A message published at any moment still wakes it.
+    pub fn wait(&mut self) {
+        let halt = hooks().halt;
+        self.endpoint.halt_if_idle(self.doorbell, halt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc::{Kind, Message};
+    use std::boxed::Box;
+    use std::vec::Vec;
+
+    fn locations(cores: usize) -> Vec<MailboxLocation> {
+        (0..cores)
+            .map(|core| MailboxLocation {
+                inbound: Box::leak(
+                    (0..cores)
+                        .map(|_| Ring::new())
+                        .collect::<Vec<_>>()
+                        .into_boxed_slice(),
+                ),
+                doorbell: Box::leak(Box::new(Doorbell::new())),
+                apic_id: core as u32,
+            })
+            .collect()
+    }
+
+    fn message(value: u64) -> Message {
+        Message::from_slice(Kind::new(1), 0, &value.to_le_bytes()).unwrap()
+    }
+
+    #[test]
+    fn messages_travel_between_every_pair() {
+        let locations = locations(3);
+        let mut boxes: Vec<Mailbox> = (0..3)
+            .map(|core| Mailbox::open(core, &locations).unwrap())
+            .collect();
+        for (from, mailbox) in boxes.iter_mut().enumerate() {
+            for to in (0..3).filter(|&to| to != from) {
+                mailbox
+                    .try_send(to, message((from * 10 + to) as u64))
+                    .unwrap();
+            }
+        }
+        for (to, mailbox) in boxes.iter_mut().enumerate() {
+            let mut got = Vec::new();
+            mailbox.poll(|source, m| got.push((source, m.inline_word(0))));
+            got.sort();
+            let expected: Vec<(usize, u64)> = (0..3)
+                .filter(|&s| s != to)
+                .map(|s| (s, (s * 10 + to) as u64))
+                .collect();
+            assert_eq!(got, expected);
+        }
+    }
+
+    #[test]
+    fn a_full_ring_refuses_without_losing_anything() {
+        let locations = locations(2);
+        let mut a = Mailbox::open(0, &locations).unwrap();
+        let mut b = Mailbox::open(1, &locations).unwrap();
+        for i in 0..RING_SLOTS as u64 {
+            a.try_send(1, message(i)).unwrap();
+        }
+        let Err(Full(back)) = a.try_send(1, message(999)) else {
+            panic!("ring should be full")
+        };
+        assert_eq!(back.inline_word(0), 999);
+        let mut seen = Vec::new();
+        while b.poll(|_, m| seen.push(m.inline_word(0))) > 0 {}
+        assert_eq!(seen, (0..RING_SLOTS as u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_core_cannot_open_its_mailbox_twice() {
+        let locations = locations(2);
+        let _first = Mailbox::open(0, &locations).unwrap();
+        assert_eq!(
+            Mailbox::open(0, &locations).unwrap_err(),
+            MailboxError::AlreadyOpen
+        );
+        assert_eq!(
+            Mailbox::open(5, &locations).unwrap_err(),
+            MailboxError::NoSuchCore(5)
+        );
+    }
+
+    #[test]
+    fn send_waits_for_room_while_the_receiver_drains() {
+        let locations = locations(2);
+        let mut a = Mailbox::open(0, &locations).unwrap();
+        let mut b = Mailbox::open(1, &locations).unwrap();
+        let receiver = std::thread::spawn(move || {
+            let mut next = 0u64;
+            while next < 10_000 {
+                b.poll(|_, m| {
+                    assert_eq!(m.inline_word(0), next);
+                    next += 1;
+                });
+            }
+        });
+        for i in 0..10_000u64 {
+            a.send(1, message(i), std::thread::yield_now);
+        }
+        receiver.join().unwrap();
+    }
+}
