@@ -25,7 +25,12 @@ impl fmt::Display for AppError {
 }
 
 /// Every application in the image.
-pub static APPS: &[App] = &[crate::hello::APP, crate::panic::APP];
+pub static APPS: &[App] = &[
+    crate::hello::APP,
+    crate::exchange::APP,
+    crate::ipc_bench::APP,
+    crate::panic::APP,
+];
 
 /// Returns the application called `name`.
 pub fn find(name: &str) -> Option<&'static App> {

@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod exchange;
 mod hello;
+mod ipc_bench;
 mod panic;
 
 pub use app::{find, names, App, AppError, APPS};

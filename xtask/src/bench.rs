@@ -41,6 +41,12 @@ pub struct BenchArgs {
     /// Boot this kernel image instead of building one.
     #[arg(long, value_name = "ELF")]
     pub kernel: Option<PathBuf>,
+    /// Messages per ordered pair of cores in the guest throughput measure (ipc suite).
+    #[arg(long, default_value_t = 10_000_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
+    /// A short smoke run: one repeat, 100,000 messages, the host bench's quick mode.
+    #[arg(long)]
+    pub quick: bool,
 }
 
 /// A benchmark suite.
@@ -48,16 +54,20 @@ pub struct BenchArgs {
 pub enum Suite {
     /// Time from QEMU start (host) and from kernel entry (guest) until all cores are online.
     Boot,
+    /// Mailbox rings: host throughput and round trip against other channels, and in the
+    /// guest the round trip and messages per second between every pair of cores.
+    Ipc,
 }
 
 impl Suite {
     /// Every suite, in the order `cargo xtask bench` runs them.
-    const ALL: &'static [Suite] = &[Suite::Boot];
+    const ALL: &'static [Suite] = &[Suite::Boot, Suite::Ipc];
 
     /// Returns the suite's name, also the stem of its report files.
     fn name(self) -> &'static str {
         match self {
             Suite::Boot => "boot",
+            Suite::Ipc => "ipc",
         }
     }
 
@@ -65,6 +75,7 @@ impl Suite {
     fn run(self, context: &Context) -> Result<Vec<Record>, String> {
         match self {
             Suite::Boot => boot_suite(context),
+            Suite::Ipc => ipc_suite(context),
         }
     }
 }
@@ -81,7 +92,7 @@ struct Context<'a> {
 /// One measure: the median of its runs.
 #[derive(Clone, Debug, PartialEq)]
 struct Record {
-    name: &'static str,
+    name: String,
     cores: usize,
     value: f64,
     unit: &'static str,
@@ -90,9 +101,9 @@ struct Record {
 
 impl Record {
     /// Returns a record whose value is the median of `runs`.
-    fn new(name: &'static str, cores: usize, unit: &'static str, runs: Vec<f64>) -> Record {
+    fn new(name: impl Into<String>, cores: usize, unit: &'static str, runs: Vec<f64>) -> Record {
         Record {
-            name,
+            name: name.into(),
             cores,
             value: median(&runs),
             unit,
@@ -134,7 +145,11 @@ fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
             context.host_cpus
         );
     }
-    let repeat = usize::try_from(args.repeat).unwrap_or(1);
+    let repeat = if args.quick {
+        1
+    } else {
+        usize::try_from(args.repeat).unwrap_or(1)
+    };
     let total = args.cores.len() * repeat;
     let mut records = Vec::new();
     for (index, &cores) in args.cores.iter().enumerate() {
@@ -182,6 +197,209 @@ fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
         ));
     }
     Ok(records)
+}
+
+/// The ipc suite: the host bench of the ring against other channels, then `ipc-bench`
+/// in the guest at each core count of at least 2.
+fn ipc_suite(context: &Context) -> Result<Vec<Record>, String> {
+    let args = context.args;
+    let workspace = tools::workspace()?;
+    let mut records = host_ipc_bench(&workspace, args.quick)?;
+    let messages = if args.quick { 100_000 } else { args.messages };
+    let counts: Vec<usize> = args
+        .cores
+        .iter()
+        .copied()
+        .filter(|&cores| cores >= 2)
+        .collect();
+    for (index, &cores) in counts.iter().enumerate() {
+        let pairs = cores * (cores - 1);
+        eprintln!(
+            "[{}/{}] ipc-bench on {cores} cores: {pairs} pairs, {messages} messages each ...",
+            index + 1,
+            counts.len()
+        );
+        let config = QemuConfig {
+            kernel: context.kernel.clone(),
+            machine: args.machine,
+            cores,
+            mem: args.mem,
+            accel: context.accel,
+            app: "ipc-bench".into(),
+            kernel_args: vec![format!("messages={messages}")],
+            gdb: false,
+        };
+        // Generous: one second per million messages per pair, plus the fixed timeout.
+        let timeout = args.timeout + pairs as u64 * (1 + messages / 1_000_000);
+        let outcome = qemu::run(&config, Some(Duration::from_secs(timeout)), false)?;
+        let tail = || outcome.tail(20).join("\n    | ");
+        outcome.verdict().map_err(|reason| {
+            format!(
+                "ipc-bench on {cores} cores failed: {reason}\n    | {}",
+                tail()
+            )
+        })?;
+        let (rtts, rates) = parse_ipc_bench(&outcome.console);
+        if rtts.len() != pairs || rates.len() != pairs {
+            return Err(format!(
+                "ipc-bench on {cores} cores reported {} round trips and {} rates, expected {pairs} each\n    | {}",
+                rtts.len(),
+                rates.len(),
+                tail()
+            ));
+        }
+        let tsc_ghz = rtts
+            .iter()
+            .map(|r| r.cycles as f64 / r.nanos.max(1) as f64)
+            .sum::<f64>()
+            / pairs as f64;
+        let cycles: Vec<f64> = rtts.iter().map(|r| r.cycles as f64).collect();
+        let nanos: Vec<f64> = rtts.iter().map(|r| r.nanos as f64).collect();
+        let per_second: Vec<f64> = rates.iter().map(|r| r.per_second as f64).collect();
+        for rtt in &rtts {
+            records.push(Record::new(
+                format!("rtt {}->{}", rtt.from, rtt.to),
+                cores,
+                "cycles",
+                vec![rtt.cycles as f64],
+            ));
+        }
+        for rate in &rates {
+            records.push(Record::new(
+                format!("throughput {}->{}", rate.from, rate.to),
+                cores,
+                "msg/s",
+                vec![rate.per_second as f64],
+            ));
+        }
+        records.push(Record::new(
+            "guest_rtt_median_cycles",
+            cores,
+            "cycles",
+            cycles,
+        ));
+        records.push(Record::new("guest_rtt_median_ns", cores, "ns", nanos));
+        records.push(Record::new(
+            "guest_throughput_per_pair_median",
+            cores,
+            "msg/s",
+            per_second,
+        ));
+        eprintln!("xtask: {cores} cores: TSC {tsc_ghz:.2} GHz");
+    }
+    Ok(records)
+}
+
+/// Runs the host bench (`cargo bench -p ipc --bench ring`) and returns its records.
+fn host_ipc_bench(workspace: &Workspace, quick: bool) -> Result<Vec<Record>, String> {
+    let dir = workspace.target_dir.join("bench");
+    fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let json_path = dir.join("ipc-host.json");
+    eprintln!(
+        "xtask: host bench: cargo bench -p ipc --bench ring{}",
+        if quick { " (quick)" } else { "" }
+    );
+    let mut command = std::process::Command::new(tools::cargo());
+    command
+        .current_dir(&workspace.root)
+        .args(["bench", "--quiet", "-p", "ipc", "--bench", "ring"])
+        .env("IPC_BENCH_JSON", &json_path);
+    if quick {
+        command.env("IPC_BENCH_QUICK", "1");
+    }
+    let status = command
+        .status()
+        .map_err(|error| format!("cannot run cargo bench: {error}"))?;
+    if !status.success() {
+        return Err(format!("the host ipc bench failed: {status}"));
+    }
+    let json = fs::read_to_string(&json_path)
+        .map_err(|error| format!("cannot read {}: {error}", json_path.display()))?;
+    let records = parse_host_records(&json);
+    if records.is_empty() {
+        return Err(format!("{} holds no records", json_path.display()));
+    }
+    Ok(records)
+}
+
+/// Returns the records of the host bench's JSON (`[{"name", "value", "unit"}, ...]`).
+fn parse_host_records(json: &str) -> Vec<Record> {
+    json.lines()
+        .filter_map(|line| {
+            let name = tools::json_string_field(line, "name")?;
+            let unit = tools::json_string_field(line, "unit")?;
+            let value = line
+                .split("\"value\":")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .trim()
+                .parse::<f64>()
+                .ok()?;
+            let unit: &'static str = match unit.as_str() {
+                "Mmsg/s" => "Mmsg/s",
+                "ns" => "ns",
+                "x" => "x",
+                _ => "",
+            };
+            Some(Record::new(format!("host/{name}"), 2, unit, vec![value]))
+        })
+        .collect()
+}
+
+/// A round trip reported by `ipc-bench`.
+#[derive(Debug, PartialEq)]
+struct RoundTrip {
+    from: usize,
+    to: usize,
+    cycles: u64,
+    nanos: u64,
+}
+
+/// A throughput reported by `ipc-bench`.
+#[derive(Debug, PartialEq)]
+struct Rate {
+    from: usize,
+    to: usize,
+    per_second: u64,
+}
+
+/// Returns the round trips and rates in `ipc-bench`'s console lines.
+fn parse_ipc_bench(lines: &[String]) -> (Vec<RoundTrip>, Vec<Rate>) {
+    let (mut rtts, mut rates) = (Vec::new(), Vec::new());
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let pair = |text: &str| -> Option<(usize, usize)> {
+            let (from, to) = text.split_once("->")?;
+            Some((from.parse().ok()?, to.parse().ok()?))
+        };
+        match words.as_slice() {
+            ["ipc-bench:", "rtt", link, cycles, "cycles", nanos, "ns"] => {
+                if let (Some((from, to)), Ok(cycles), Ok(nanos)) =
+                    (pair(link), cycles.parse(), nanos.parse())
+                {
+                    rtts.push(RoundTrip {
+                        from,
+                        to,
+                        cycles,
+                        nanos,
+                    });
+                }
+            }
+            ["ipc-bench:", "throughput", link, rate, "messages/s"] => {
+                if let (Some((from, to)), Ok(per_second)) = (pair(link), rate.parse()) {
+                    rates.push(Rate {
+                        from,
+                        to,
+                        per_second,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    (rtts, rates)
 }
 
 /// Returns the median (the mean of the middle two for an even count; 0 when empty).
@@ -250,7 +468,7 @@ fn to_json(suite: Suite, context: &Context, records: &[Record]) -> String {
         let _ = write!(
             json,
             "    {{\"name\": {}, \"cores\": {}, \"value\": {}, \"unit\": {}, \"runs\": [{}]}}",
-            json_string(record.name),
+            json_string(&record.name),
             record.cores,
             json_number(record.value),
             json_string(record.unit),
@@ -270,9 +488,13 @@ fn to_json(suite: Suite, context: &Context, records: &[Record]) -> String {
 fn to_markdown(suite: Suite, context: &Context, records: &[Record]) -> String {
     let mut names: Vec<&str> = Vec::new();
     let mut cores: Vec<usize> = Vec::new();
-    for record in records {
-        if !names.contains(&record.name) {
-            names.push(record.name);
+    // Per-pair and host measures have tables of their own.
+    for record in records
+        .iter()
+        .filter(|r| !r.name.contains("->") && !r.name.starts_with("host/"))
+    {
+        if !names.contains(&record.name.as_str()) {
+            names.push(&record.name);
         }
         if !cores.contains(&record.cores) {
             cores.push(record.cores);
@@ -307,6 +529,24 @@ fn to_markdown(suite: Suite, context: &Context, records: &[Record]) -> String {
             }
         }
         let _ = writeln!(markdown, " {runs} |");
+    }
+    let host: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.name.starts_with("host/"))
+        .collect();
+    if !host.is_empty() {
+        markdown.push_str(
+            "\n### host (two threads pinned to two CPUs)\n\n| measure | value |\n|---|---:|\n",
+        );
+        for record in host {
+            let _ = writeln!(
+                markdown,
+                "| {} | {:.3} {} |",
+                &record.name[5..],
+                record.value,
+                record.unit
+            );
+        }
     }
     markdown
 }
@@ -367,6 +607,8 @@ mod tests {
             debug: false,
             timeout: 120,
             kernel: None,
+            messages: 1000,
+            quick: false,
         };
         let records = vec![
             Record::new(
@@ -422,5 +664,45 @@ mod tests {
             "| cores | boot_to_all_online_host_ms | boot_to_all_online_kernel_ms | runs |"
         ));
         assert!(markdown.contains("| 2 | 410.0 ms | 13.0 ms | 3 |"));
+    }
+
+    #[test]
+    fn parses_ipc_bench_lines() {
+        let lines: Vec<String> = [
+            "ipc-bench: rtt 0->1 1874 cycles 710 ns",
+            "ipc-bench: throughput 0->1 8061513 messages/s",
+            "ipc-bench: rtt 1->0 oops cycles 1 ns",
+            "hello from core 0/2",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (rtts, rates) = parse_ipc_bench(&lines);
+        assert_eq!(
+            rtts,
+            vec![RoundTrip {
+                from: 0,
+                to: 1,
+                cycles: 1874,
+                nanos: 710
+            }]
+        );
+        assert_eq!(
+            rates,
+            vec![Rate {
+                from: 0,
+                to: 1,
+                per_second: 8_061_513
+            }]
+        );
+    }
+
+    #[test]
+    fn parses_host_bench_records() {
+        let json = "[\n  {\"name\": \"ring/throughput\", \"value\": 53.842, \"unit\": \"Mmsg/s\"},\n  {\"name\": \"ring_vs_crossbeam/throughput_ratio\", \"value\": 2.801, \"unit\": \"x\"}\n]\n";
+        let records = parse_host_records(json);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].name, "host/ring/throughput");
+        assert_eq!(records[0].value, 53.842);
+        assert_eq!(records[1].unit, "x");
     }
 }

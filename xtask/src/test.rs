@@ -247,6 +247,9 @@ enum Expect {
     Exception(&'static str),
     /// The last core never starts: it is reported, and the others greet and succeed.
     DeadCore,
+    /// App `ipc`: every core reports this many messages from each other core, in
+    /// order with correct checksums, and the kernel reports success.
+    Exchange(u64),
 }
 
 /// One integration test.
@@ -339,6 +342,24 @@ fn cases() -> Vec<Case> {
         kernel_args: &["selftest=dead-core"],
         expect: Expect::DeadCore,
     });
+    // All-to-all mailbox exchange; 10^6 messages per ordered pair at 2 and 4 cores.
+    let exchanges: [(Machine, usize, &'static [&'static str], u64); 4] = [
+        (Machine::Q35, 4, &["messages=1000000"], 1_000_000),
+        (Machine::Q35, 2, &["messages=1000000"], 1_000_000),
+        (Machine::Q35, 8, &["messages=100000"], 100_000),
+        (Machine::Pc, 4, &["messages=100000"], 100_000),
+    ];
+    for (machine, cores, kernel_args, messages) in exchanges {
+        cases.push(Case::Boot {
+            app: "ipc",
+            machine,
+            cores,
+            kernel_args,
+            expect: Expect::Exchange(messages),
+        });
+    }
+    // The longest tests (the exchanges) start first, so both slots stay busy to the end.
+    cases.sort_by_key(|case| !matches!(case, Case::Boot { app: "ipc", .. }));
     cases.push(Case::RefuseCores { cores: "0" });
     cases.push(Case::RefuseCores { cores: "65" });
     cases
@@ -473,6 +494,11 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
                 Expect::Exception(mnemonic) => {
                     check_exception(&outcome, cores, mnemonic).map_err(|reason| (reason, tail()))
                 }
+                Expect::Exchange(messages) => {
+                    outcome.verdict().map_err(|reason| (reason, tail()))?;
+                    check_exchange(&outcome.console, cores, messages)
+                        .map_err(|reason| (reason, tail()))
+                }
                 Expect::DeadCore => {
                     outcome.verdict().map_err(|reason| (reason, tail()))?;
                     if !outcome
@@ -513,6 +539,21 @@ fn check_panic(outcome: &qemu::Outcome, cores: usize) -> Result<(), String> {
             outcome.status
         )),
     }
+}
+
+/// Returns `Ok` when every core of `cores` reported receiving `messages` from each other
+/// core in order with correct checksums.
+fn check_exchange(console: &[String], cores: usize, messages: u64) -> Result<(), String> {
+    for core in 0..cores {
+        let expected = format!(
+            "ipc: core {core} received {messages} messages from each of {} cores in order, checksums ok",
+            cores - 1
+        );
+        if !console.iter().any(|line| line.starts_with(&expected)) {
+            return Err(format!("no `{expected}` line"));
+        }
+    }
+    Ok(())
 }
 
 /// Returns `Ok` when the last core reported CPU exception `mnemonic` and the kernel then
@@ -650,7 +691,8 @@ mod tests {
         assert!(names.contains(&"hello q35 x2 selftest=invalid-opcode".to_string()));
         assert!(names.contains(&"hello q35 x2 selftest=page-fault".to_string()));
         assert!(names.contains(&"hello pc x4 selftest=dead-core".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3);
+        assert!(names.contains(&"ipc q35 x4 messages=1000000".to_string()));
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4);
     }
 
     #[test]
