@@ -1,17 +1,27 @@
 //! The application table and the contract between an application and the kernel.
 
+use alloc::vec::Vec;
 use core::fmt;
 
-/// An application: a name and the code each core runs.
+/// An application: a name and its main function.
 #[derive(Debug)]
 pub struct App {
     /// The name given with `app=NAME` on the kernel command line.
     pub name: &'static str,
     /// One line saying what the application does.
     pub summary: &'static str,
-    /// Runs on every core once all cores are online; the run succeeds when every core
-    /// returns `Ok`.
-    pub run_on_core: fn() -> Result<(), AppError>,
+    /// Runs in a thread on core 0 once all cores are online; it places work on the
+    /// other cores with `percore::spawn_on`. The run ends when it returns.
+    pub main: fn() -> Result<(), AppError>,
+}
+
+/// Runs `work` in a thread on every core at once, and returns each core's result in
+/// core order.
+pub fn on_every_core<T: Send + 'static>(work: fn() -> T) -> Vec<T> {
+    let handles: Vec<_> = (0..percore::core_count())
+        .map(|core| percore::spawn_on(core, work))
+        .collect();
+    handles.into_iter().map(percore::JoinHandle::join).collect()
 }
 
 /// Why an application failed on a core.
@@ -29,6 +39,9 @@ pub static APPS: &[App] = &[
     crate::hello::APP,
     crate::exchange::APP,
     crate::ipc_bench::APP,
+    crate::threads::APP,
+    crate::free_storm::APP,
+    crate::overflow::APP,
     crate::panic::APP,
 ];
 

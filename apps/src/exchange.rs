@@ -5,7 +5,7 @@
 //! (default 100,000). At the end every core reports to core 0 and halts until core 0
 //! answers, which exercises the idle doorbell and the wake-up interrupt.
 
-use crate::app::{App, AppError};
+use crate::app::{on_every_core, App, AppError};
 use ipc::message::{bytes_from_words, words_from_bytes};
 use ipc::{Kind, Message};
 use percore::{println, Instant, MAX_CORES};
@@ -13,8 +13,12 @@ use percore::{println, Instant, MAX_CORES};
 pub(crate) const APP: App = App {
     name: "ipc",
     summary: "all-to-all message exchange with sequence numbers and checksums",
-    run_on_core: run,
+    main,
 };
+
+fn main() -> Result<(), AppError> {
+    on_every_core(run).into_iter().collect()
+}
 
 const DEFAULT_MESSAGES: u64 = 100_000;
 const DATA: Kind = Kind::new(0x100);

@@ -1,18 +1,29 @@
-//! `hello`: every core greets, printing its own index and the core count.
+//! `hello`: a thread pinned to every core greets with its core's index and the count.
 
-use crate::app::{App, AppError};
+use crate::app::{on_every_core, App, AppError};
 
 pub(crate) const APP: App = App {
     name: "hello",
-    summary: "every core prints `hello from core K/N` and the run ends",
-    run_on_core: greet,
+    summary: "a thread on every core prints `hello from core K/N`",
+    main,
 };
 
-fn greet() -> Result<(), AppError> {
-    percore::println!(
-        "hello from core {}/{}",
-        percore::current_core(),
-        percore::core_count()
-    );
-    Ok(())
+fn main() -> Result<(), AppError> {
+    let cores = on_every_core(|| {
+        let core = percore::current_core();
+        percore::println!("hello from core {core}/{}", percore::core_count());
+        core
+    });
+    // Each thread ran where it was placed.
+    if cores
+        .iter()
+        .enumerate()
+        .all(|(expected, &core)| core == expected)
+    {
+        Ok(())
+    } else {
+        Err(AppError(
+            "a thread ran on another core than the one it was spawned on",
+        ))
+    }
 }

@@ -7,15 +7,19 @@
 //! Results are lines `ipc-bench: rtt A->B C cycles N ns` and
 //! `ipc-bench: throughput A->B R messages/s`, which `cargo xtask bench ipc` collects.
 
-use crate::app::{App, AppError};
+use crate::app::{on_every_core, App, AppError};
 use ipc::{Kind, Message};
 use percore::{println, Instant, Mailbox};
 
 pub(crate) const APP: App = App {
     name: "ipc-bench",
     summary: "round-trip time and messages per second between every pair of cores",
-    run_on_core: run,
+    main,
 };
+
+fn main() -> Result<(), AppError> {
+    on_every_core(run).into_iter().collect()
+}
 
 const DEFAULT_MESSAGES: u64 = 10_000_000;
 const ROUND_TRIPS: usize = 1001;

@@ -3,10 +3,15 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
 mod app;
 mod exchange;
+mod free_storm;
 mod hello;
 mod ipc_bench;
+mod overflow;
 mod panic;
+mod threads;
 
-pub use app::{find, names, App, AppError, APPS};
+pub use app::{find, names, on_every_core, App, AppError, APPS};

@@ -14,6 +14,12 @@ const X2APIC_MSR_BASE: u32 = 0x800;
 
 const REG_ID: u32 = 0x20;
 const REG_EOI: u32 = 0xB0;
+const REG_TIMER: u32 = 0x320;
+const REG_TIMER_INITIAL: u32 = 0x380;
+const REG_TIMER_CURRENT: u32 = 0x390;
+const REG_TIMER_DIVIDE: u32 = 0x3E0;
+/// Divide configuration value for "divide by 16".
+const TIMER_DIVIDE_16: u32 = 0b0011;
 const REG_SPURIOUS: u32 = 0xF0;
 const REG_ICR_LOW: u32 = 0x300;
 const REG_ICR_HIGH: u32 = 0x310;
@@ -25,6 +31,8 @@ const ICR_INIT_ASSERT: u32 = 0x0000_4500;
 const ICR_STARTUP: u32 = 0x0000_4600;
 
 static X2APIC: AtomicBool = AtomicBool::new(false);
+/// APIC timer ticks (divided by 16) per 2^20 TSC ticks, measured once on the boot core.
+static TIMER_PER_TSC_2_20: AtomicU64 = AtomicU64::new(0);
 static XAPIC_BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
 
 /// Returns true when the CPU supports x2APIC mode.
@@ -121,6 +129,39 @@ fn send_ipi(destination: u32, command: u32) {
             spins += 1;
         }
     }
+}
+
+/// Measures the APIC timer against the TSC (boot core, once; all cores share the rate).
+pub fn calibrate_timer() {
+    write(REG_TIMER_DIVIDE, TIMER_DIVIDE_16);
+    write(REG_TIMER, 1 << 16); // masked while counting
+    write(REG_TIMER_INITIAL, u32::MAX);
+    let start = crate::cpu::rdtsc();
+    crate::tsc::delay_us(2_000);
+    let counted = u64::from(u32::MAX - read(REG_TIMER_CURRENT));
+    let tsc = crate::cpu::rdtsc() - start;
+    write(REG_TIMER_INITIAL, 0);
+    TIMER_PER_TSC_2_20.store((counted << 20) / tsc.max(1), Ordering::Relaxed);
+}
+
+/// Sets this core's timer up: one-shot, `vector`, stopped.
+pub fn enable_timer(vector: u8) {
+    write(REG_TIMER_DIVIDE, TIMER_DIVIDE_16);
+    write(REG_TIMER, u32::from(vector));
+    write(REG_TIMER_INITIAL, 0);
+}
+
+/// Makes this core's timer interrupt at TSC value `deadline` (at once if it passed);
+/// `None` stops it.
+pub fn arm_timer(deadline: Option<u64>) {
+    let Some(deadline) = deadline else {
+        write(REG_TIMER_INITIAL, 0);
+        return;
+    };
+    let tsc = deadline.saturating_sub(crate::cpu::rdtsc());
+    let rate = TIMER_PER_TSC_2_20.load(Ordering::Relaxed);
+    let count = ((u128::from(tsc) * u128::from(rate)) >> 20).clamp(1, u128::from(u32::MAX));
+    write(REG_TIMER_INITIAL, count as u32);
 }
 
 /// Acknowledges the interrupt being handled.

@@ -7,8 +7,10 @@ use crate::entry::{KERNEL_CODE_SELECTOR, KERNEL_DATA_SELECTOR};
 pub const IST_DOUBLE_FAULT: u8 = 1;
 pub const IST_NMI: u8 = 2;
 pub const IST_MACHINE_CHECK: u8 = 3;
+/// A page fault may be a thread overflowing into its guard page: it cannot use that stack.
+pub const IST_PAGE_FAULT: u8 = 4;
 /// Number of IST stacks each core carves.
-pub const IST_STACKS: usize = 3;
+pub const IST_STACKS: usize = 4;
 
 const TSS_SELECTOR: u16 = 0x18;
 

@@ -6,7 +6,7 @@
 //! code and RIP, and ends the run with a failure status: a fault is never survived.
 
 use crate::entry::KERNEL_CODE_SELECTOR;
-use crate::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI};
+use crate::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT};
 use core::arch::global_asm;
 
 global_asm!(
@@ -94,6 +94,8 @@ extern "C" {
 
 /// The vector of the wake-up IPI that ends an idle core's `hlt`.
 pub const WAKEUP_VECTOR: u8 = 0xF0;
+/// The vector of each core's APIC timer (it only ends a `hlt`, like the wake-up IPI).
+pub const TIMER_VECTOR: u8 = 0xEF;
 /// The APIC's spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
@@ -179,12 +181,14 @@ fn build() -> Idt {
         let ist = match vector {
             2 => IST_NMI,
             8 => IST_DOUBLE_FAULT,
+            14 => IST_PAGE_FAULT,
             18 => IST_MACHINE_CHECK,
             _ => 0,
         };
         idt.0[vector] = Gate::interrupt(stub, ist);
     }
     idt.0[usize::from(WAKEUP_VECTOR)] = Gate::interrupt(wakeup_stub as *const () as u64, 0);
+    idt.0[usize::from(TIMER_VECTOR)] = Gate::interrupt(wakeup_stub as *const () as u64, 0);
     idt.0[usize::from(SPURIOUS_VECTOR)] = Gate::interrupt(spurious_stub as *const () as u64, 0);
     idt
 }
@@ -260,6 +264,16 @@ extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
         0
     };
     let core = crate::panic::CoreName::current();
+    let guard = percore::cpu::current().map_or(0, percore::CoreLocal::guard_page) as u64;
+    let (mnemonic, name) =
+        if frame.vector == 14 && guard != 0 && (guard..guard + 4096).contains(&fault_address) {
+            (
+                "#PF",
+                "stack overflow: the running thread hit its stack's guard page",
+            )
+        } else {
+            (mnemonic, name)
+        };
     percore::console::CONSOLE.print_fatal(format_args!(
         "EXCEPTION on core {core}: {mnemonic} {name} (vector {}), error code {:#x}, RIP {:#x}, RSP {:#x}{}\n",
         frame.vector,

@@ -2,16 +2,18 @@
 //!
 //! Boot core: PVH start_info -> console -> TSC -> ACPI MADT -> memory split and paging
 //! -> start-up plan -> own stack -> wake the others -> publish `BootInfo` -> go.
-//! Every core: own GDT/TSS/IDT -> online -> wait for go -> `CoreLocal` -> the app.
+//! Every core: own GDT/TSS/IDT -> online -> wait for go -> mailbox, heap, `CoreLocal`
+//! -> its scheduler; core 0 also runs the application's main thread.
 
 use crate::acpi::{self, Topology};
 use crate::cpu::{halt_forever, rdtsc};
 use crate::exit::{exit, Outcome};
 use crate::gdt::{CoreTables, IST_STACKS};
 use crate::{apic, console, entry, interrupts, paging, pvh, smp, tsc};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
+use percore::heap::{Heap, OwnerMap};
 use percore::mailbox::{self, Hooks, MailboxLocation, Ring};
 use percore::memory::{self, CoreMemory, PhysRange};
 use percore::{println, CoreLocal, Mailbox, MAX_CORES};
@@ -22,6 +24,7 @@ const AP_START_TIMEOUT_US: u64 = 3_000_000;
 const DEFAULT_APP: &str = "hello";
 const MIB: u64 = 1 << 20;
 const FOUR_GIB: u64 = 4 << 30;
+const PAGE_2M: u64 = 2 << 20;
 
 /// One core's start-up resources, decided by the boot core before any other core runs.
 #[derive(Debug)]
@@ -48,8 +51,6 @@ struct Plan {
 static PLAN: spin::Once<Plan> = spin::Once::new();
 /// Set by the boot core once `BootInfo` is published: every core may run the app.
 static GO: AtomicBool = AtomicBool::new(false);
-/// Cores that finished the app successfully (a failure ends the run at once).
-static FINISHED: AtomicUsize = AtomicUsize::new(0);
 
 extern "C" {
     static __kernel_start: u8;
@@ -131,7 +132,6 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
 
 extern "C" fn boot_core_continue(_: usize) -> ! {
     let plan = PLAN.get().expect("plan published before the switch");
-    let app = plan.app;
     enter_own_tables(&plan.slots[0]);
     smp::mark_online(0);
 
@@ -191,24 +191,40 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         .unwrap_or(0);
     println!(
         "manada: running app {} on {} cores ({} MiB of memory each)",
-        app.name,
+        plan.app.name,
         info.cores.len(),
         per_core / MIB
     );
     mailbox::install_hooks(Hooks {
         wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
         halt: interrupts::halt_until_interrupt,
+        arm_timer: apic::arm_timer,
+        protect: |address, guard| {
+            assert!(
+                paging::set_present(address as u64, !guard),
+                "guard page {address:#x} is not in 4 KiB-mapped core memory"
+            );
+        },
     });
+    publish_owner_map(info);
+    apic::calibrate_timer();
     GO.store(true, Ordering::Release);
+    run_core(&plan.slots[0])
+}
 
-    run_app(app, &plan.slots[0]);
-    let cores = info.cores.len();
-    // Idle until the last core finishes; each finishing core sends a wake-up IPI.
-    while FINISHED.load(Ordering::Acquire) < cores {
-        interrupts::halt_until_interrupt();
+/// Records which core owns which memory, for frees that cross cores.
+fn publish_owner_map(info: &BootInfo) {
+    let mut owners = OwnerMap::new();
+    for (core, desc) in info.cores.iter().enumerate() {
+        for extent in &desc.memory {
+            if let Err(error) = owners.insert(core, extent.start as usize..extent.end as usize) {
+                fatal(format_args!(
+                    "cannot record the memory of core {core}: {error:?}"
+                ));
+            }
+        }
     }
-    println!("manada: app {} finished: success", app.name);
-    exit(Outcome::Success)
+    percore::global::publish_owner_map(owners);
 }
 
 /// Where a woken core lands, on a bootstrap stack chosen by `ticket`.
@@ -243,8 +259,7 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
         // Came up after the boot core gave up on it: it is not part of this run.
         halt_forever()
     }
-    run_app(plan.app, slot);
-    halt_forever()
+    run_core(slot)
 }
 
 /// Loads this core's own GDT/TSS (in its local page) and the shared IDT.
@@ -294,45 +309,61 @@ fn mailbox_location(slot: &Slot, cores: usize) -> MailboxLocation {
     }
 }
 
-fn run_app(app: &'static apps::App, slot: &Slot) {
+/// Makes this core a kernel instance of its own (mailbox, heap, scheduler) and runs it;
+/// core 0 also starts the application's main thread.
+fn run_core(slot: &Slot) -> ! {
     let info = percore::boot_info();
     let index = info
         .core_index(slot.apic_id)
-        .expect("only numbered cores run the app");
+        .expect("only numbered cores run");
     let locations: heapless::Vec<MailboxLocation, MAX_CORES> =
         info.cores.iter().map(|core| core.mailbox).collect();
     let mailbox = match Mailbox::open(index, &locations) {
         Ok(mailbox) => mailbox,
         Err(error) => panic!("cannot open the mailbox of core {index}: {error:?}"),
     };
+    let extents: heapless::Vec<core::ops::Range<usize>, { memory::MAX_EXTENTS }> = info.cores
+        [index]
+        .memory
+        .iter()
+        .map(|extent| extent.start as usize..extent.end as usize)
+        .collect();
+    // SAFETY: these extents are this core's share minus what was carved for its stacks,
+    // tables and rings; nothing else uses them, and the core owns them for good.
+    let heap = unsafe { Heap::new(&extents) };
     let page = slot.local_page as *mut LocalPage;
     // SAFETY: same page as in `enter_own_tables`; `local` is a separate field, written
     // once here before being installed, never written again.
     let local: &'static mut CoreLocal = unsafe {
         core::ptr::write(
             &raw mut (*page).local,
-            CoreLocal::new(index, slot.apic_id, Some(mailbox)),
+            CoreLocal::new(index, slot.apic_id, Some(mailbox), Some(heap)),
         );
         &mut (*page).local
     };
     // SAFETY: this core's block, in this core's memory, for the rest of the run.
     unsafe { percore::cpu::install(local) };
+    percore::global::enable_remote_frees();
+    apic::enable_timer(interrupts::TIMER_VECTOR);
 
     crate::selftest::maybe_fault(index, info.cores.len());
-    if let Err(error) = (app.run_on_core)() {
-        // Other cores may be waiting on this one: end the run now rather than hang.
-        percore::console::CONSOLE.print_fatal(format_args!(
-            "manada: app {} failed on core {index}: {error}\n",
-            app.name
-        ));
-        exit(Outcome::Failure)
+    if index == 0 {
+        let app = PLAN.get().expect("plan published").app;
+        percore::spawn(move || {
+            let outcome = (app.main)();
+            match outcome {
+                Ok(()) => {
+                    println!("manada: app {} finished: success", app.name);
+                    exit(Outcome::Success)
+                }
+                Err(error) => {
+                    println!("manada: app {} failed: {error}", app.name);
+                    exit(Outcome::Failure)
+                }
+            }
+        });
     }
-    FINISHED.fetch_add(1, Ordering::AcqRel);
-    if index != 0 {
-        // The boot core halts while it waits for the others; a pending IPI is never
-        // lost (it stays in the APIC until interrupts are enabled for the `hlt`).
-        apic::send_interrupt(info.cores[0].apic_id, interrupts::WAKEUP_VECTOR);
-    }
+    percore::sched::run()
 }
 
 fn report_topology(topology: &Topology, x2apic: bool) {
@@ -404,7 +435,9 @@ fn build_plan(
         .filter(|r| r.end > FOUR_GIB)
         .map(|r| (r.end - r.start.max(FOUR_GIB)) >> 30)
         .sum();
-    let table_bytes = (gib_above_4g + 8) * memory::PAGE_SIZE;
+    // One table per 2 MiB of usable RAM too: the cores' memory is split into 4 KiB pages.
+    let small_tables: u64 = usable.iter().map(|r| r.len() / PAGE_2M + 2).sum();
+    let table_bytes = (gib_above_4g + small_tables + 8) * memory::PAGE_SIZE;
     let Some(table_area) = usable
         .iter_mut()
         .find(|r| r.end <= FOUR_GIB && r.len() >= table_bytes + memory::PAGE_SIZE)
@@ -431,6 +464,14 @@ fn build_plan(
         }
     }
 
+    for range in usable.iter().copied() {
+        if let Err(error) = paging::split(range, &mut frames) {
+            fatal(format_args!(
+                "cannot map the cores' memory in 4 KiB pages: {error:?}"
+            ));
+        }
+    }
+
     let Some(shares) = memory::partition::<MAX_CORES>(&usable, apic_ids.len()) else {
         fatal(format_args!(
             "cannot split memory among {} cores",
@@ -446,11 +487,7 @@ fn build_plan(
             )),
         };
         let stack_top = carve(KERNEL_STACK_SIZE).end;
-        let ist_tops = [
-            carve(IST_STACK_SIZE).end,
-            carve(IST_STACK_SIZE).end,
-            carve(IST_STACK_SIZE).end,
-        ];
+        let ist_tops: [u64; IST_STACKS] = core::array::from_fn(|_| carve(IST_STACK_SIZE).end);
         let local_page = carve(core::mem::size_of::<LocalPage>() as u64).start;
         let rings = carve((apic_ids.len() * core::mem::size_of::<Ring>()) as u64).start;
         let _ = plan.push(Slot {

@@ -36,6 +36,11 @@ mod smp;
 #[cfg(target_os = "none")]
 mod tsc;
 
+/// Every core allocates from its own heap (see `percore::global`).
+#[cfg(target_os = "none")]
+#[global_allocator]
+static ALLOCATOR: percore::global::CoreHeaps = percore::global::CoreHeaps;
+
 #[cfg(not(target_os = "none"))]
 fn main() {
     eprintln!("manada is a kernel for x86_64-unknown-none: build it with `cargo xtask build`, boot it with `cargo xtask run`");

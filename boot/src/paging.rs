@@ -3,8 +3,13 @@
 //! The entry code maps 0..4 GiB. [`init`] then marks the 2 MiB pages of the low 4 GiB
 //! that hold no RAM (LAPIC, IOAPIC, PCI windows, ECAM) uncached, and maps RAM above
 //! 4 GiB; [`map_mmio`] adds device windows anywhere in the physical address space.
+//! The cores' memory is then split into 4 KiB pages ([`split`]), so that a thread stack
+//! can have an unmapped guard page below it.
+//!
 //! Architecture invariant: only the boot core writes these tables, and only before the
-//! other cores start; afterwards they are read-only and shared by every core.
+//! other cores start, with one exception: a core may flip the present bit of a 4 KiB
+//! page of its own memory ([`set_present`], the guard pages of its thread stacks). No
+//! other core uses that page, so only the local TLB entry needs flushing.
 
 use crate::entry::page_table_root;
 use percore::PhysRange;
@@ -96,6 +101,70 @@ pub fn init(ram: &[PhysRange], frames: FrameSource<'_>) -> Result<(), MapError> 
     }
     flush();
     Ok(())
+}
+
+/// Splits the 2 MiB pages that hold `range` into 4 KiB pages (same addresses and
+/// attributes). Boot core only, before other cores start.
+pub fn split(range: PhysRange, frames: FrameSource<'_>) -> Result<(), MapError> {
+    let mut page = range.start & !(PAGE_2M - 1);
+    while page < range.end {
+        let pml4 = table(page_table_root());
+        let pdpt = table(next_level(&mut pml4[(page >> 39) as usize & 511], frames)?);
+        let pd = table(next_level(&mut pdpt[(page >> 30) as usize & 511], frames)?);
+        let entry = &mut pd[(page >> 21) as usize & 511];
+        if *entry & PRESENT != 0 && *entry & HUGE != 0 {
+            let frame = frames().ok_or(MapError::OutOfFrames)?;
+            let flags = *entry & 0xFFF & !HUGE;
+            let base = *entry & ADDRESS_MASK & !(PAGE_2M - 1);
+            for (i, small) in table(frame).iter_mut().enumerate() {
+                *small = (base + (i as u64) * 4096) | flags;
+            }
+            *entry = frame | PRESENT | WRITABLE;
+        }
+        page += PAGE_2M;
+    }
+    flush();
+    Ok(())
+}
+
+/// Maps (`present`) or unmaps the 4 KiB page at `address` on the running core.
+/// Returns false when the page is not a split 4 KiB page.
+///
+/// Callers keep the module invariant: the page is in the running core's own memory
+/// and no other core uses it.
+pub fn set_present(address: u64, present: bool) -> bool {
+    let entry = |table_address: u64, index: u64| (table_address + index * 8) as *const u64;
+    let read = |pointer: *const u64| {
+        // SAFETY: page-table entries are identity-mapped, 8-byte aligned words; reading
+        // one races with nothing but the owner's own writes (module invariant).
+        unsafe { core::ptr::read_volatile(pointer) }
+    };
+    let pml4e = read(entry(page_table_root(), address >> 39 & 511));
+    if pml4e & PRESENT == 0 {
+        return false;
+    }
+    let pdpte = read(entry(pml4e & ADDRESS_MASK, address >> 30 & 511));
+    if pdpte & PRESENT == 0 || pdpte & HUGE != 0 {
+        return false;
+    }
+    let pde = read(entry(pdpte & ADDRESS_MASK, address >> 21 & 511));
+    if pde & PRESENT == 0 || pde & HUGE != 0 {
+        return false;
+    }
+    let pte = entry(pde & ADDRESS_MASK, address >> 12 & 511) as *mut u64;
+    let value = read(pte);
+    let value = if present {
+        value | PRESENT
+    } else {
+        value & !PRESENT
+    };
+    // SAFETY: this entry maps a page of the running core's own memory, which only this
+    // core changes (module invariant); invlpg drops the stale local translation.
+    unsafe {
+        core::ptr::write_volatile(pte, value);
+        core::arch::asm!("invlpg [{}]", in(reg) address, options(nostack, preserves_flags));
+    }
+    true
 }
 
 /// Maps the device window `[physical, physical + len)` uncached (no-op below 4 GiB,

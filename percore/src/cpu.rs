@@ -5,8 +5,11 @@
 //! numbered the online cores); before that its GS base is zero and [`current`] returns
 //! `None`. On the host (tests) a thread-local plays the register.
 
+use crate::global::RemoteState;
+use crate::heap::Heap;
 use crate::mailbox::Mailbox;
-use core::cell::RefCell;
+use crate::sched::Scheduler;
+use core::cell::{Cell, RefCell};
 
 /// The per-core block. `#[repr(C)]` because `self_addr` must be at offset 0.
 #[repr(C)]
@@ -18,17 +21,38 @@ pub struct CoreLocal {
     /// Only this core touches it, and nothing preempts kernel code on a core, so a
     /// `RefCell` suffices: a nested borrow is a bug and panics instead of corrupting.
     mailbox: RefCell<Option<Mailbox>>,
+    pub(crate) scheduler: RefCell<Scheduler>,
+    pub(crate) heap: RefCell<Option<Heap>>,
+    pub(crate) remote: RefCell<Option<RemoteState>>,
+    /// The guard page below the running thread's stack (0 in the core's loop), read by
+    /// the page-fault handler to name a stack overflow.
+    guard_page: Cell<usize>,
 }
 
 impl CoreLocal {
-    /// Returns a block for core `index` with local APIC id `apic_id` and its mailbox.
-    pub const fn new(index: usize, apic_id: u32, mailbox: Option<Mailbox>) -> Self {
+    /// Returns a block for core `index` with local APIC id `apic_id`, its mailbox and
+    /// its heap.
+    pub const fn new(
+        index: usize,
+        apic_id: u32,
+        mailbox: Option<Mailbox>,
+        heap: Option<Heap>,
+    ) -> Self {
         Self {
             self_addr: 0,
             index,
             apic_id,
             mailbox: RefCell::new(mailbox),
+            scheduler: RefCell::new(Scheduler::new()),
+            heap: RefCell::new(heap),
+            remote: RefCell::new(None),
+            guard_page: Cell::new(0),
         }
+    }
+
+    /// Returns the guard page of the running thread's stack (0 when no thread runs).
+    pub fn guard_page(&self) -> usize {
+        self.guard_page.get()
     }
 
     /// Returns `f` applied to this core's mailbox, or `None` if the core has none.
@@ -56,6 +80,13 @@ pub fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
     current()
         .and_then(|local| local.with_mailbox(f))
         .expect("this core has no mailbox yet")
+}
+
+/// Records the guard page of the thread about to run (0: none).
+pub(crate) fn set_guard_page(page: usize) {
+    if let Some(local) = current() {
+        local.guard_page.set(page);
+    }
 }
 
 /// Returns the index of the core running the caller.
@@ -156,7 +187,7 @@ mod tests {
             .map(|i| {
                 std::thread::spawn(move || {
                     assert!(current().is_none());
-                    let local = Box::leak(Box::new(CoreLocal::new(i, 10 + i as u32, None)));
+                    let local = Box::leak(Box::new(CoreLocal::new(i, 10 + i as u32, None, None)));
                     // SAFETY: host stand-in, always safe.
                     unsafe { install(local) };
                     std::thread::yield_now();

@@ -8,23 +8,31 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+extern crate alloc;
 // The host stand-in for the GS register (`cpu`) is a thread-local.
 #[cfg(not(target_os = "none"))]
 extern crate std;
 
+#[allow(unsafe_code)]
+pub mod arch;
 pub mod bootinfo;
 pub mod cmdline;
 pub mod console;
 #[allow(unsafe_code)]
 pub mod cpu;
+#[allow(unsafe_code)]
+pub mod global;
+pub mod heap;
 pub mod mailbox;
 pub mod memory;
+pub mod sched;
 pub mod time;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
 pub use cpu::{current_core, with_mailbox, CoreLocal};
 pub use mailbox::{Mailbox, MailboxLocation};
 pub use memory::{CoreMemory, PhysRange};
+pub use sched::{sleep, spawn, spawn_on, try_spawn_on, yield_now, JoinHandle, SpawnError};
 pub use time::Instant;
 
 /// The most cores one image supports. `cargo xtask run --cores` refuses more.

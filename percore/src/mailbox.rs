@@ -13,8 +13,13 @@
 //! Waiting: [`Mailbox::wait`] halts this core until a message arrives, never missing one.
 //! A kernel thread reaches its core's mailbox through `crate::cpu::with_mailbox`.
 
+use alloc::collections::VecDeque;
 use ipc::doorbell::WakeMemo;
 use ipc::{Doorbell, Endpoint, Full, Message, Receiver, Sender};
+
+/// Message kinds from this value up belong to the kernel (thread start-up, wake-ups,
+/// remote frees); applications use the kinds below it.
+pub const KERNEL_KINDS: u16 = 0x3000;
 
 /// Slots per ring: 64 cache lines, 4 KiB.
 pub const RING_SLOTS: usize = 64;
@@ -35,13 +40,18 @@ pub struct MailboxLocation {
     pub apic_id: u32,
 }
 
-/// How the kernel wakes a halted core and halts this one (installed by `boot`).
+/// What the hardware does for a core's kernel (installed by `boot`).
 #[derive(Debug, Clone, Copy)]
 pub struct Hooks {
     /// Sends the wake-up interrupt to the core with this APIC id.
     pub wake: fn(u32),
     /// Halts until an interrupt arrives (interrupts masked before and after).
     pub halt: fn(),
+    /// Arms this core's timer to interrupt at this TSC value (`None`: disarm).
+    pub arm_timer: fn(Option<u64>),
+    /// Unmaps (`true`) or maps again (`false`) the page at this address: a thread
+    /// stack's guard page.
+    pub protect: fn(usize, bool),
 }
 
 static HOOKS: spin::Once<Hooks> = spin::Once::new();
@@ -51,11 +61,13 @@ pub fn install_hooks(hooks: Hooks) {
     HOOKS.call_once(|| hooks);
 }
 
-fn hooks() -> Hooks {
+pub(crate) fn hooks() -> Hooks {
     // Without hooks (host tests), waking is a no-op and halting is a spin hint.
     HOOKS.get().copied().unwrap_or(Hooks {
         wake: |_| {},
         halt: core::hint::spin_loop,
+        arm_timer: |_| {},
+        protect: |_, _| {},
     })
 }
 
@@ -75,6 +87,8 @@ pub struct Mailbox {
     outbound: heapless::Vec<Option<Outbound>, { crate::MAX_CORES }>,
     endpoint: Endpoint<'static, Message, RING_SLOTS, { crate::MAX_CORES }>,
     doorbell: &'static Doorbell,
+    /// Application messages that arrived while the kernel served the mailbox.
+    inbox: VecDeque<(usize, Message)>,
 }
 
 struct Outbound {
@@ -130,6 +144,7 @@ impl Mailbox {
             outbound,
             endpoint,
             doorbell: own.doorbell,
+            inbox: VecDeque::new(),
         })
     }
 
@@ -150,8 +165,22 @@ impl Mailbox {
     /// is full.
     ///
     /// # Panics
-    /// Panics if `to` is this core or not a core of this run.
+    /// Panics if `to` is this core or not a core of this run, or if the message has a
+    /// kernel kind ([`KERNEL_KINDS`] and up).
     pub fn try_send(&mut self, to: usize, message: Message) -> Result<(), Full<Message>> {
+        assert!(
+            message.header().kind().value() < KERNEL_KINDS,
+            "message kinds from {KERNEL_KINDS:#x} up are the kernel's"
+        );
+        self.try_send_kernel(to, message)
+    }
+
+    /// Like [`Mailbox::try_send`], for the kernel's own kinds.
+    pub(crate) fn try_send_kernel(
+        &mut self,
+        to: usize,
+        message: Message,
+    ) -> Result<(), Full<Message>> {
         let outbound = self
             .outbound(to)
             .unwrap_or_else(|_| panic!("no mailbox to core {to}"));
@@ -190,16 +219,45 @@ impl Mailbox {
         self.notify(to);
     }
 
-    /// Receives one round from all inbound rings (fair, batched) and hands each message
-    /// to `handle` with its source core. Returns how many were handled.
+    /// Hands the application messages that are waiting to `handle` with their source
+    /// core: first those the kernel kept, then one round from all inbound rings (fair,
+    /// batched). Kernel messages met on the way are handled by the kernel. Returns how
+    /// many messages were handled in all.
     pub fn poll(&mut self, mut handle: impl FnMut(usize, Message)) -> usize {
-        self.endpoint
-            .poll(|source, message| handle(usize::from(source), message))
+        let mut handled = 0;
+        while let Some((source, message)) = self.inbox.pop_front() {
+            handle(source, message);
+            handled += 1;
+        }
+        handled
+            + self.endpoint.poll(|source, message| {
+                if message.header().kind().value() >= KERNEL_KINDS {
+                    crate::sched::on_kernel_message(usize::from(source), message);
+                } else {
+                    handle(usize::from(source), message);
+                }
+            })
+    }
+
+    /// Serves one round for the kernel: handles kernel messages, keeps application
+    /// messages for the application's next [`Mailbox::poll`].
+    pub(crate) fn poll_for_kernel(&mut self) -> usize {
+        let inbox = &mut self.inbox;
+        self.endpoint.poll(|source, message| {
+            if message.header().kind().value() >= KERNEL_KINDS {
+                crate::sched::on_kernel_message(usize::from(source), message);
+            } else {
+                inbox.push_back((usize::from(source), message));
+            }
+        })
     }
 
     /// Halts this core until a message may have arrived; returns at once if one is
     /// already waiting. A message published at any moment still wakes it.
     pub fn wait(&mut self) {
+        if !self.inbox.is_empty() {
+            return;
+        }
         let halt = hooks().halt;
         self.endpoint.halt_if_idle(self.doorbell, halt);
     }

@@ -44,6 +44,12 @@ impl Instant {
     }
 }
 
+/// Returns TSC ticks per microsecond (at least 1; 1 before the rate is published, as
+/// in host tests).
+pub fn ticks_per_micro() -> u64 {
+    crate::bootinfo::try_boot_info().map_or(1, |info| (info.tsc_hz / 1_000_000).max(1))
+}
+
 /// Returns the time-stamp counter.
 #[allow(unsafe_code)]
 pub fn ticks() -> u64 {

@@ -250,6 +250,8 @@ enum Expect {
     /// App `ipc`: every core reports this many messages from each other core, in
     /// order with correct checksums, and the kernel reports success.
     Exchange(u64),
+    /// The app succeeds and prints a line starting with this text.
+    Success(&'static str),
 }
 
 /// One integration test.
@@ -358,6 +360,55 @@ fn cases() -> Vec<Case> {
             expect: Expect::Exchange(messages),
         });
     }
+    // Threads and the per-core heaps.
+    let successes: [(&'static str, Machine, usize, &'static str); 5] = [
+        (
+            "threads",
+            Machine::Q35,
+            1,
+            "threads: 1000 threads on 1 cores joined with correct results",
+        ),
+        (
+            "threads",
+            Machine::Q35,
+            4,
+            "threads: 1000 threads on 4 cores joined with correct results",
+        ),
+        (
+            "threads",
+            Machine::Pc,
+            8,
+            "threads: 1000 threads on 8 cores joined with correct results",
+        ),
+        (
+            "free-storm",
+            Machine::Q35,
+            2,
+            "free-storm: 6000 blocks freed across cores; every heap back to its baseline",
+        ),
+        (
+            "free-storm",
+            Machine::Q35,
+            4,
+            "free-storm: 12000 blocks freed across cores; every heap back to its baseline",
+        ),
+    ];
+    for (app, machine, cores, line) in successes {
+        cases.push(Case::Boot {
+            app,
+            machine,
+            cores,
+            kernel_args: &[],
+            expect: Expect::Success(line),
+        });
+    }
+    cases.push(Case::Boot {
+        app: "overflow",
+        machine: Machine::Q35,
+        cores: 2,
+        kernel_args: &[],
+        expect: Expect::Exception("#PF stack overflow"),
+    });
     // The longest tests (the exchanges) start first, so both slots stay busy to the end.
     cases.sort_by_key(|case| !matches!(case, Case::Boot { app: "ipc", .. }));
     cases.push(Case::RefuseCores { cores: "0" });
@@ -498,6 +549,18 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
                     outcome.verdict().map_err(|reason| (reason, tail()))?;
                     check_exchange(&outcome.console, cores, messages)
                         .map_err(|reason| (reason, tail()))
+                }
+                Expect::Success(line) => {
+                    outcome.verdict().map_err(|reason| (reason, tail()))?;
+                    if outcome
+                        .console
+                        .iter()
+                        .any(|printed| printed.starts_with(line))
+                    {
+                        Ok(())
+                    } else {
+                        Err((format!("no `{line}` line"), tail()))
+                    }
                 }
                 Expect::DeadCore => {
                     outcome.verdict().map_err(|reason| (reason, tail()))?;
@@ -692,7 +755,9 @@ mod tests {
         assert!(names.contains(&"hello q35 x2 selftest=page-fault".to_string()));
         assert!(names.contains(&"hello pc x4 selftest=dead-core".to_string()));
         assert!(names.contains(&"ipc q35 x4 messages=1000000".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4);
+        assert!(names.contains(&"threads q35 x4".to_string()));
+        assert!(names.contains(&"overflow q35 x2".to_string()));
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 6);
     }
 
     #[test]

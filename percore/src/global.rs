@@ -1,0 +1,312 @@
+//! The kernel's global allocator: every core allocates from its own heap, without a
+//! lock; a block freed on another core goes home by message.
+//!
+//! `dealloc` of another core's block queues it in this core's outbox (one batch per
+//! owner, see `heap::RemoteFrees`). Full batches wait in `pending` until the core's
+//! loop sends them (`send_remote_frees`), three blocks to a message, without ever
+//! blocking: a full ring just leaves them pending. An idle core also flushes partial
+//! batches, so freed memory never sits in an outbox for good. The owner frees what
+//! arrives with `Heap::receive_remote_blocks`, on its own core.
+//!
+//! `pending` is an intrusive list per owner, kept in the freed blocks themselves (every
+//! block has at least 16 bytes: a link and its size), as in snmalloc: queueing a free
+//! never allocates, so it cannot recurse into the allocator, and it has no limit. The
+//! block is dead memory that this core held until it hands it back.
+
+use alloc::boxed::Box;
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr::{null_mut, NonNull};
+
+use ipc::{Kind, Message};
+
+use crate::cpu::{self, CoreLocal};
+use crate::heap::{HeapStats, OwnerMap, RemoteFrees};
+use crate::mailbox;
+use crate::MAX_CORES;
+
+/// Kernel message: up to three `(address, size)` blocks going home (zero size: none).
+pub(crate) const REMOTE_FREE: Kind = Kind::new(mailbox::KERNEL_KINDS + 3);
+const BLOCKS_PER_MESSAGE: usize = 3;
+
+/// A list of freed blocks of one owner, linked through the blocks.
+#[derive(Clone, Copy, Debug, Default)]
+struct BlockList {
+    head: usize,
+    tail: usize,
+    len: usize,
+}
+
+impl BlockList {
+    const EMPTY: BlockList = BlockList {
+        head: 0,
+        tail: 0,
+        len: 0,
+    };
+
+    /// Appends the block at `addr` of `size` bytes (at least 16, dead, ours to write).
+    fn push(&mut self, addr: usize, size: usize) {
+        // SAFETY: the block was freed by this core and not yet handed back; every block
+        // spans at least 16 bytes (the smallest size class) and is 16-byte aligned.
+        unsafe {
+            core::ptr::write(addr as *mut [usize; 2], [0, size]);
+            if self.len > 0 {
+                core::ptr::write(self.tail as *mut usize, addr);
+            }
+        }
+        if self.len == 0 {
+            self.head = addr;
+        }
+        self.tail = addr;
+        self.len += 1;
+    }
+
+    /// Takes the first block: `(address, size)`.
+    fn pop(&mut self) -> Option<(usize, usize)> {
+        if self.len == 0 {
+            return None;
+        }
+        let addr = self.head;
+        // SAFETY: written by `push` or `push_front` into a block still queued here.
+        let [next, size] = unsafe { core::ptr::read(addr as *const [usize; 2]) };
+        self.head = next;
+        self.len -= 1;
+        Some((addr, size))
+    }
+
+    /// Puts a block back at the front.
+    fn push_front(&mut self, addr: usize, size: usize) {
+        // SAFETY: as in `push`.
+        unsafe { core::ptr::write(addr as *mut [usize; 2], [self.head, size]) };
+        if self.len == 0 {
+            self.tail = addr;
+        }
+        self.head = addr;
+        self.len += 1;
+    }
+}
+
+/// This core's remote-free state, kept in its `CoreLocal`.
+pub(crate) struct RemoteState {
+    outbox: Box<RemoteFrees<MAX_CORES>>,
+    /// Blocks of full batches not sent yet, per owner core.
+    pending: [BlockList; MAX_CORES],
+}
+
+impl RemoteState {
+    fn queue(&mut self, batch: &crate::heap::RemoteFreeBatch) {
+        let list = &mut self.pending[batch.owner()];
+        for (addr, size) in batch.blocks() {
+            list.push(addr, size);
+        }
+    }
+
+    fn pending_blocks(&self) -> usize {
+        self.pending.iter().map(|list| list.len).sum()
+    }
+}
+
+impl core::fmt::Debug for RemoteState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RemoteState")
+            .field("queued", &self.outbox.queued())
+            .field("pending", &self.pending_blocks())
+            .finish()
+    }
+}
+
+static OWNERS: spin::Once<OwnerMap> = spin::Once::new();
+
+/// Publishes which core owns which memory. Boot core, before other cores allocate.
+pub fn publish_owner_map(owners: OwnerMap) {
+    OWNERS.call_once(|| owners);
+}
+
+fn local() -> &'static CoreLocal {
+    cpu::current().expect("memory is used on a core before it has a heap")
+}
+
+/// Gives this core its remote-free outbox (allocated from its now-working heap).
+pub fn enable_remote_frees() {
+    let local = local();
+    // Built in place on the heap: the outbox is tens of KiB.
+    let mut outbox: Box<core::mem::MaybeUninit<RemoteFrees<MAX_CORES>>> = Box::new_uninit();
+    outbox.write(RemoteFrees::new());
+    // SAFETY: just initialised.
+    let outbox = unsafe { outbox.assume_init() };
+    *local.remote.borrow_mut() = Some(RemoteState {
+        outbox,
+        pending: [BlockList::EMPTY; MAX_CORES],
+    });
+}
+
+/// The global allocator over the per-core heaps.
+#[derive(Debug)]
+pub struct CoreHeaps;
+
+// SAFETY: `alloc` returns blocks of the running core's heap (or null), which hands out
+// non-overlapping blocks of the asked layout; `dealloc` returns each block to the heap
+// it came from, on its owner's core.
+unsafe impl GlobalAlloc for CoreHeaps {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        try_alloc(layout).map_or(null_mut(), |addr| addr as *mut u8)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller passes a block from `alloc` with its layout.
+        unsafe { dealloc(ptr as usize, layout) }
+    }
+}
+
+/// Allocates from this core's heap; `None` when it is out of memory.
+pub fn try_alloc(layout: Layout) -> Option<usize> {
+    let local = cpu::current()?;
+    let mut heap = local.heap.borrow_mut();
+    heap.as_mut()?
+        .alloc(layout)
+        .ok()
+        .map(|block| block.as_ptr() as usize)
+}
+
+/// Frees a block from any core's heap.
+///
+/// # Safety
+/// `addr` must come from [`try_alloc`] (on any core) with `layout`, freed once.
+pub unsafe fn dealloc(addr: usize, layout: Layout) {
+    let local = local();
+    let Some(ptr) = NonNull::new(addr as *mut u8) else {
+        return;
+    };
+    let full = {
+        let mut heap = local.heap.borrow_mut();
+        let heap = heap.as_mut().expect("free on a core without a heap");
+        let mut remote = local.remote.borrow_mut();
+        match remote.as_mut() {
+            Some(remote) => {
+                let owners = OWNERS
+                    .get()
+                    .expect("owner map published before cores allocate");
+                // SAFETY: forwarded caller's contract.
+                unsafe { heap.dealloc_or_forward(ptr, layout, owners, &mut remote.outbox) }
+            }
+            // Before the outbox exists only local blocks can be freed.
+            None => {
+                // SAFETY: forwarded caller's contract.
+                unsafe { heap.dealloc(ptr, layout) };
+                None
+            }
+        }
+    };
+    if let Some(batch) = full {
+        if let Some(remote) = local.remote.borrow_mut().as_mut() {
+            remote.queue(&batch);
+        }
+    }
+}
+
+/// Moves partial outbox batches to `pending` (the core is idle).
+pub(crate) fn flush_outbox() {
+    if let Some(remote) = local().remote.borrow_mut().as_mut() {
+        while let Some(batch) = remote.outbox.flush() {
+            remote.queue(&batch);
+        }
+    }
+}
+
+/// Returns true when blocks wait to be sent home.
+pub(crate) fn remote_frees_pending() -> bool {
+    local()
+        .remote
+        .borrow()
+        .as_ref()
+        .is_some_and(|remote| remote.pending_blocks() > 0)
+}
+
+/// Sends pending blocks home, three to a message, while rings have room. Never waits.
+/// Returns true when it sent anything.
+pub(crate) fn send_remote_frees() -> bool {
+    let local = local();
+    let mut sent_any = false;
+    for owner in 0..MAX_CORES {
+        let mut sent = false;
+        loop {
+            let mut chunk: heapless::Vec<(usize, usize), BLOCKS_PER_MESSAGE> = heapless::Vec::new();
+            if let Some(remote) = local.remote.borrow_mut().as_mut() {
+                while !chunk.is_full() {
+                    let Some(block) = remote.pending[owner].pop() else {
+                        break;
+                    };
+                    let _ = chunk.push(block);
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            let mut words = [0u64; 6];
+            for (i, &(addr, size)) in chunk.iter().enumerate() {
+                words[2 * i] = addr as u64;
+                words[2 * i + 1] = size as u64;
+            }
+            let message = Message::new(
+                REMOTE_FREE,
+                local.index() as u16,
+                ipc::message::bytes_from_words(&words),
+            );
+            if cpu::with_mailbox(|mailbox| mailbox.try_send_kernel(owner, message)).is_err() {
+                // Full ring: put the blocks back in front, in order, and try later.
+                if let Some(remote) = local.remote.borrow_mut().as_mut() {
+                    for &(addr, size) in chunk.iter().rev() {
+                        remote.pending[owner].push_front(addr, size);
+                    }
+                }
+                break;
+            }
+            sent = true;
+        }
+        if sent {
+            cpu::with_mailbox(|mailbox| mailbox.notify(owner));
+            sent_any = true;
+        }
+    }
+    sent_any
+}
+
+/// Frees the blocks of a `REMOTE_FREE` message on their owner (this core).
+pub(crate) fn receive_remote_frees(message: &Message) {
+    let mut blocks: heapless::Vec<(usize, usize), BLOCKS_PER_MESSAGE> = heapless::Vec::new();
+    for i in 0..BLOCKS_PER_MESSAGE {
+        let (addr, size) = (
+            message.inline_word(2 * i) as usize,
+            message.inline_word(2 * i + 1) as usize,
+        );
+        if size != 0 {
+            let _ = blocks.push((addr, size));
+        }
+    }
+    let local = local();
+    let mut heap = local.heap.borrow_mut();
+    let heap = heap
+        .as_mut()
+        .expect("remote frees reach a core with a heap");
+    // SAFETY: only `send_remote_frees` sends REMOTE_FREE (applications cannot send
+    // kernel kinds), with blocks of batches filled for this core, each once.
+    unsafe { heap.receive_remote_blocks(&blocks) };
+}
+
+/// Returns this core's heap counters.
+pub fn heap_stats() -> HeapStats {
+    local()
+        .heap
+        .borrow()
+        .as_ref()
+        .map(|heap| heap.stats())
+        .unwrap_or_default()
+}
+
+/// Returns the number of this core's freed blocks not yet home (queued or pending).
+pub fn remote_frees_in_flight() -> usize {
+    local()
+        .remote
+        .borrow()
+        .as_ref()
+        .map_or(0, |remote| remote.outbox.queued() + remote.pending_blocks())
+}

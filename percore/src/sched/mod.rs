@@ -1,0 +1,91 @@
+//! Threads: cooperative, pinned to the core they were created on (Toro's model).
+//!
+//! `spawn` starts a thread on this core; `spawn_on` starts one on any core by sending
+//! its job there as a message; `JoinHandle::join` blocks the caller (its core runs other
+//! threads meanwhile) until the result is there, from any core. A thread runs until it
+//! yields, sleeps, blocks in `join`, or ends; nothing preempts it.
+
+#[allow(unsafe_code)]
+mod join;
+mod queue;
+#[allow(unsafe_code)]
+mod scheduler;
+
+pub use join::JoinHandle;
+pub use queue::{RunQueue, SleepQueue};
+pub use scheduler::{in_thread, run, stats, yield_now, SchedulerStats, SpawnError, STACK_SIZE};
+pub(crate) use scheduler::{on_kernel_message, send_kernel, words, Scheduler};
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::time::Duration;
+
+use join::Packet;
+
+/// Starts `f` in a new thread on this core.
+///
+/// # Panics
+/// Panics when this core has no memory for the thread (see [`try_spawn_on`]).
+pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> JoinHandle<T> {
+    let core = crate::current_core();
+    let packet = Arc::new(Packet::new());
+    let finished = packet.clone();
+    if let Err(error) = scheduler::spawn_local(Box::new(move || finished.complete(f()))) {
+        panic!("spawn on core {core}: {error}");
+    }
+    JoinHandle::new(packet, core)
+}
+
+/// Starts `f` in a new thread on core `core` (this one or any other).
+///
+/// # Panics
+/// Panics when `core` is not a core of this run or has no memory for the thread.
+pub fn spawn_on<T: Send + 'static>(
+    core: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    match try_spawn_on(core, f) {
+        Ok(handle) => handle,
+        Err(error) => panic!(
+            "spawn_on({core}) from core {}: {error}",
+            crate::current_core()
+        ),
+    }
+}
+
+/// Starts `f` in a new thread on core `core`, or says why it could not.
+///
+/// A thread for another core is sent there as a message; that core creates it, and
+/// if it runs out of memory it panics with its core and the size.
+pub fn try_spawn_on<T: Send + 'static>(
+    core: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<JoinHandle<T>, SpawnError> {
+    let cores = crate::core_count();
+    if core >= cores {
+        return Err(SpawnError::NoSuchCore(core));
+    }
+    let packet = Arc::new(Packet::new());
+    let finished = packet.clone();
+    let job: Box<dyn FnOnce() + Send> = Box::new(move || finished.complete(f()));
+    if core == crate::current_core() {
+        scheduler::spawn_local(job)?;
+    } else {
+        // A thin pointer to the boxed job travels; ownership moves with the message.
+        let raw = Box::into_raw(Box::new(job as Box<dyn FnOnce()>));
+        let message = ipc::Message::new(
+            scheduler::SPAWN,
+            crate::current_core() as u16,
+            words([raw as u64]),
+        );
+        send_kernel(core, message);
+    }
+    Ok(JoinHandle::new(packet, core))
+}
+
+/// Sleeps for at least `duration`; the core runs its other threads, or halts.
+pub fn sleep(duration: Duration) {
+    let ticks = crate::time::ticks_per_micro()
+        .saturating_mul(duration.as_micros().min(u64::MAX as u128) as u64);
+    scheduler::sleep_until(crate::time::ticks().saturating_add(ticks));
+}
