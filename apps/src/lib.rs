@@ -12,6 +12,7 @@ mod hello;
 mod ipc_bench;
 mod overflow;
 mod panic;
+mod percore_bench;
 mod threads;
 
 pub use app::{find, names, on_every_core, App, AppError, APPS};

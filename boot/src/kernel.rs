@@ -46,6 +46,7 @@ struct Plan {
     slots: heapless::Vec<Slot, MAX_CORES>,
     cmdline: heapless::String<{ bootinfo::CMDLINE_MAX }>,
     app: &'static apps::App,
+    service_reserve: Option<PhysRange>,
 }
 
 static PLAN: spin::Once<Plan> = spin::Once::new();
@@ -67,6 +68,7 @@ struct LocalPage {
 
 #[unsafe(no_mangle)]
 extern "C" fn boot_core_main(start_info: u32) -> ! {
+    percore::cpu::install_none();
     console::init();
     // SAFETY: `start_info` is the ebx value of the PVH entry, passed through unchanged,
     // and nothing has written low memory yet.
@@ -116,9 +118,10 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     report_topology(&topology, x2apic);
 
     let apic_ids = choose_cores(&topology, boot_apic_id, x2apic);
-    let slots = build_plan(&params.ram, &topology, &apic_ids);
+    let (slots, service_reserve) = build_plan(&params.ram, &topology, &apic_ids);
     interrupts::init();
     let plan = PLAN.call_once(|| Plan {
+        service_reserve,
         slots,
         cmdline: params.cmdline.clone(),
         app,
@@ -175,6 +178,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         boot_tsc: entry::boot_tsc(),
         online_tsc,
         x2apic: apic::is_x2apic(),
+        service_reserve: plan.service_reserve,
     });
     let micros = info.online_micros();
     println!(
@@ -190,10 +194,11 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         .min()
         .unwrap_or(0);
     println!(
-        "manada: running app {} on {} cores ({} MiB of memory each)",
+        "manada: running app {} on {} cores ({} MiB of memory each, {} MiB reserved for device services)",
         plan.app.name,
         info.cores.len(),
-        per_core / MIB
+        per_core / MIB,
+        info.service_reserve.map_or(0, |r| r.len() / MIB)
     );
     mailbox::install_hooks(Hooks {
         wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
@@ -229,6 +234,7 @@ fn publish_owner_map(info: &BootInfo) {
 
 /// Where a woken core lands, on a bootstrap stack chosen by `ticket`.
 extern "C" fn ap_entry(_ticket: u32) -> ! {
+    percore::cpu::install_none();
     apic::enable();
     let apic_id = apic::id();
     let plan = PLAN
@@ -416,7 +422,7 @@ fn build_plan(
     ram: &[PhysRange],
     topology: &Topology,
     apic_ids: &[u32],
-) -> heapless::Vec<Slot, MAX_CORES> {
+) -> (heapless::Vec<Slot, MAX_CORES>, Option<PhysRange>) {
     let mut usable: heapless::Vec<PhysRange, 64> = ram.iter().copied().collect();
     let kernel = PhysRange::new(
         &raw const __kernel_start as u64,
@@ -472,6 +478,8 @@ fn build_plan(
         }
     }
 
+    let total: u64 = usable.iter().map(PhysRange::len).sum();
+    let reserve = memory::take_reserve(&mut usable, memory::service_reserve_size(total), FOUR_GIB);
     let Some(shares) = memory::partition::<MAX_CORES>(&usable, apic_ids.len()) else {
         fatal(format_args!(
             "cannot split memory among {} cores",
@@ -499,7 +507,7 @@ fn build_plan(
             memory,
         });
     }
-    plan
+    (plan, reserve)
 }
 
 /// Reports a start-up failure and ends the run.

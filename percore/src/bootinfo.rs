@@ -38,6 +38,9 @@ pub struct BootInfo {
     pub online_tsc: u64,
     /// True when cores use x2APIC mode (APIC ids above 255 are possible).
     pub x2apic: bool,
+    /// Memory set aside for device services (DMA rings and buffers), not in any core's
+    /// heap.
+    pub service_reserve: Option<PhysRange>,
 }
 
 impl BootInfo {
@@ -127,6 +130,7 @@ mod tests {
             boot_tsc: 100,
             online_tsc: 2100,
             x2apic: false,
+            service_reserve: None,
         };
         assert_eq!(info.core_index(4), Some(2));
         assert_eq!(info.core_index(1), None);

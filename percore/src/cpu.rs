@@ -106,16 +106,12 @@ mod imp {
 
     const IA32_GS_BASE: u32 = 0xC000_0101;
 
-    /// Makes `local` the running core's block.
-    ///
-    /// # Safety
-    /// Must run on the core that `local` describes, in ring 0, and `local` must stay at
-    /// this address for as long as the core runs (it is `'static`, so it does).
-    pub unsafe fn install(local: &'static mut CoreLocal) {
-        local.self_addr = local as *mut CoreLocal as usize;
-        let addr = local.self_addr as u64;
-        // SAFETY: ring 0 (caller's contract); writing GS base changes no memory and only
-        // this core's GS-relative accesses, which all go through this module.
+    /// What `gs:[0]` reads on a core that has no block yet: zero.
+    static NO_BLOCK: usize = 0;
+
+    fn set_gs_base(addr: u64) {
+        // SAFETY: kernel code runs in ring 0; writing GS base changes no memory and only
+        // this core's GS-relative loads, which all go through this module.
         unsafe {
             core::arch::asm!(
                 "wrmsr",
@@ -127,26 +123,40 @@ mod imp {
         }
     }
 
+    /// Points this core's GS base at a zero word, so [`current`] says `None` until the
+    /// core installs its block. The first thing every core does in long mode.
+    pub fn install_none() {
+        set_gs_base(&raw const NO_BLOCK as u64);
+    }
+
+    /// Makes `local` the running core's block.
+    ///
+    /// # Safety
+    /// Must run on the core that `local` describes, in ring 0, and `local` must stay at
+    /// this address for as long as the core runs (it is `'static`, so it does).
+    pub unsafe fn install(local: &'static mut CoreLocal) {
+        local.self_addr = local as *mut CoreLocal as usize;
+        set_gs_base(local.self_addr as u64);
+    }
+
     /// Returns the running core's block, or `None` before the core installed one.
     pub fn current() -> Option<&'static CoreLocal> {
-        let (low, high): (u32, u32);
-        // SAFETY: reading IA32_GS_BASE has no side effect; kernel code runs in ring 0.
+        let addr: usize;
+        // SAFETY: GS base points at a zero word (`install_none`) or at a block whose
+        // first word is its own address (`install`); one load, no side effect.
         unsafe {
             core::arch::asm!(
-                "rdmsr",
-                in("ecx") IA32_GS_BASE,
-                out("eax") low,
-                out("edx") high,
-                options(nostack, nomem, preserves_flags),
+                "mov {}, gs:[0]",
+                out(reg) addr,
+                options(nostack, readonly, preserves_flags),
             );
         }
-        let base = (u64::from(high) << 32 | u64::from(low)) as usize;
-        if base == 0 {
+        if addr == 0 {
             return None;
         }
-        // SAFETY: a non-zero GS base was set by `install`, which only takes `'static`
-        // blocks; blocks are never written after installation.
-        Some(unsafe { &*(base as *const CoreLocal) })
+        // SAFETY: a non-zero word at gs:[0] was written by `install`, which only takes
+        // `'static` blocks.
+        Some(unsafe { &*(addr as *const CoreLocal) })
     }
 }
 
@@ -157,6 +167,11 @@ mod imp {
 
     std::thread_local! {
         static CURRENT: Cell<Option<&'static CoreLocal>> = const { Cell::new(None) };
+    }
+
+    /// Host stand-in: a new thread has no block.
+    pub fn install_none() {
+        CURRENT.with(|c| c.set(None));
     }
 
     /// Makes `local` the calling thread's block (host stand-in for the GS base).
@@ -175,7 +190,7 @@ mod imp {
     }
 }
 
-pub use imp::{current, install};
+pub use imp::{current, install, install_none};
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,8 @@
 //! Physical memory ranges and the boot-time split of usable RAM into per-core regions.
 //!
-//! Policy: after the kernel image and boot-time allocations are taken out, usable RAM is
+//! Policy: after the kernel image and boot-time allocations are taken out, a reserve
+//! for device services is set aside ([`service_reserve_size`], [`take_reserve`]: 1/16
+//! of usable RAM, 4 to 64 MiB, below 4 GiB so 32-bit DMA reaches it), and the rest is
 //! divided into equal shares, one per core, in address order. A share may be made of
 //! several extents when it spans a hole in the memory map. Every extent is 4 KiB aligned.
 //! A core owns its share outright: it carves its stacks from it and later its heap.
@@ -83,6 +85,39 @@ pub fn subtract<const N: usize>(ranges: &mut heapless::Vec<PhysRange, N>, hole: 
     }
     *ranges = out;
     true
+}
+
+/// Returns the size of the reserve for device services out of `usable` bytes: 1/16,
+/// at least 4 MiB (when there is 64 MiB or more) and at most 64 MiB, whole 2 MiB.
+pub fn service_reserve_size(usable: u64) -> u64 {
+    const MIB: u64 = 1 << 20;
+    if usable < 64 * MIB {
+        return 0;
+    }
+    (usable / 16).clamp(4 * MIB, 64 * MIB) & !(2 * MIB - 1)
+}
+
+/// Takes `size` bytes, 2 MiB aligned, from the top of the highest usable range below
+/// `limit` that can hold them, and returns them.
+pub fn take_reserve<const N: usize>(
+    usable: &mut heapless::Vec<PhysRange, N>,
+    size: u64,
+    limit: u64,
+) -> Option<PhysRange> {
+    const ALIGN: u64 = 2 << 20;
+    if size == 0 {
+        return None;
+    }
+    let reserve = usable
+        .iter()
+        .rev()
+        .filter_map(|range| {
+            let end = range.end.min(limit) & !(ALIGN - 1);
+            let start = end.checked_sub(size)?;
+            (start >= range.start && start % ALIGN == 0).then(|| PhysRange::new(start, end))
+        })
+        .next()?;
+    subtract(usable, reserve).then_some(reserve)
 }
 
 /// One core's share of RAM: a few extents, and a cursor that carves from their start.
@@ -262,6 +297,23 @@ mod tests {
         full.push(PhysRange::new(0, 100)).unwrap();
         assert!(!subtract(&mut full, PhysRange::new(10, 20)));
         assert_eq!(&full[..], &[PhysRange::new(0, 100)]);
+    }
+
+    #[test]
+    fn the_service_reserve_comes_off_the_top_below_the_limit() {
+        let gib = 1 << 30;
+        assert_eq!(service_reserve_size(32 * MIB), 0);
+        assert_eq!(service_reserve_size(512 * MIB), 32 * MIB);
+        assert_eq!(service_reserve_size(16 * gib), 64 * MIB);
+        assert_eq!(service_reserve_size(100 * MIB), 6 * MIB);
+        let mut usable: heapless::Vec<PhysRange, 8> = heapless::Vec::new();
+        usable.push(PhysRange::new(MIB, 3 * gib)).unwrap();
+        usable.push(PhysRange::new(4 * gib, 6 * gib)).unwrap();
+        let reserve = take_reserve(&mut usable, 32 * MIB, 4 * gib).unwrap();
+        assert_eq!(reserve, PhysRange::new(3 * gib - 32 * MIB, 3 * gib));
+        assert_eq!(usable[0], PhysRange::new(MIB, 3 * gib - 32 * MIB));
+        assert_eq!(usable[1], PhysRange::new(4 * gib, 6 * gib));
+        assert_eq!(take_reserve(&mut usable, 8 * gib, 4 * gib), None);
     }
 
     #[test]

@@ -57,17 +57,21 @@ pub enum Suite {
     /// Mailbox rings: host throughput and round trip against other channels, and in the
     /// guest the round trip and messages per second between every pair of cores.
     Ipc,
+    /// Each core's own kernel: allocation rate on every core at once (and its scaling
+    /// efficiency), spawn + join, yield, remote frees.
+    Percore,
 }
 
 impl Suite {
     /// Every suite, in the order `cargo xtask bench` runs them.
-    const ALL: &'static [Suite] = &[Suite::Boot, Suite::Ipc];
+    const ALL: &'static [Suite] = &[Suite::Boot, Suite::Ipc, Suite::Percore];
 
     /// Returns the suite's name, also the stem of its report files.
     fn name(self) -> &'static str {
         match self {
             Suite::Boot => "boot",
             Suite::Ipc => "ipc",
+            Suite::Percore => "percore",
         }
     }
 
@@ -76,6 +80,7 @@ impl Suite {
         match self {
             Suite::Boot => boot_suite(context),
             Suite::Ipc => ipc_suite(context),
+            Suite::Percore => percore_suite(context),
         }
     }
 }
@@ -402,6 +407,171 @@ fn parse_ipc_bench(lines: &[String]) -> (Vec<RoundTrip>, Vec<Rate>) {
     (rtts, rates)
 }
 
+/// The percore suite: `percore-bench` booted `repeat` times at each core count.
+fn percore_suite(context: &Context) -> Result<Vec<Record>, String> {
+    let args = context.args;
+    let repeat = if args.quick {
+        1
+    } else {
+        usize::try_from(args.repeat).unwrap_or(1)
+    };
+    let ops = if args.quick { 200_000 } else { 2_000_000 };
+    let mut records = Vec::new();
+    let mut single_core_total = None;
+    for (index, &cores) in args.cores.iter().enumerate() {
+        if cores > context.host_cpus {
+            eprintln!(
+                "xtask: warning: {cores} cores > {} host CPUs: vCPUs share host CPUs, so per-core rates drop",
+                context.host_cpus
+            );
+        }
+        let config = QemuConfig {
+            kernel: context.kernel.clone(),
+            machine: args.machine,
+            cores,
+            mem: args.mem,
+            accel: context.accel,
+            app: "percore-bench".into(),
+            kernel_args: vec![format!("ops={ops}")],
+            gdb: false,
+        };
+        let mut runs: Vec<PercoreRun> = Vec::new();
+        for run in 1..=repeat {
+            eprintln!(
+                "[{}/{}] percore-bench on {cores} cores, run {run}/{repeat} ...",
+                index + 1,
+                args.cores.len()
+            );
+            let outcome = qemu::run(&config, Some(Duration::from_secs(args.timeout)), false)?;
+            let tail = || outcome.tail(20).join("\n    | ");
+            outcome.verdict().map_err(|reason| {
+                format!(
+                    "percore-bench on {cores} cores failed: {reason}\n    | {}",
+                    tail()
+                )
+            })?;
+            let parsed = parse_percore_bench(&outcome.console);
+            if parsed.alloc_per_core.len() != cores {
+                return Err(format!(
+                    "percore-bench on {cores} cores reported {} allocation rates\n    | {}",
+                    parsed.alloc_per_core.len(),
+                    tail()
+                ));
+            }
+            runs.push(parsed);
+        }
+        let totals: Vec<f64> = runs
+            .iter()
+            .map(|r| r.alloc_per_core.iter().sum::<f64>())
+            .collect();
+        let per_core: Vec<f64> = runs
+            .iter()
+            .map(|r| r.alloc_per_core.iter().sum::<f64>() / cores as f64)
+            .collect();
+        let total = median(&totals);
+        if cores == 1 {
+            single_core_total = Some(total);
+        }
+        records.push(Record::new(
+            "alloc_pairs_per_s_total",
+            cores,
+            "pairs/s",
+            totals,
+        ));
+        records.push(Record::new(
+            "alloc_pairs_per_s_per_core",
+            cores,
+            "pairs/s",
+            per_core,
+        ));
+        if let Some(single) = single_core_total.filter(|&single| single > 0.0) {
+            let efficiency: Vec<f64> = runs
+                .iter()
+                .map(|r| r.alloc_per_core.iter().sum::<f64>() / (cores as f64 * single))
+                .collect();
+            records.push(Record::new(
+                "alloc_scaling_efficiency",
+                cores,
+                "x",
+                efficiency,
+            ));
+        }
+        for (name, unit, pick) in [
+            (
+                "spawn_join_local",
+                "cycles",
+                (|r: &PercoreRun| r.spawn_join_local) as fn(&PercoreRun) -> Option<f64>,
+            ),
+            ("spawn_join_remote", "cycles", |r: &PercoreRun| {
+                r.spawn_join_remote
+            }),
+            ("yield", "cycles", |r: &PercoreRun| r.yield_cycles),
+            ("remote_free_blocks_per_s", "blocks/s", |r: &PercoreRun| {
+                r.remote_frees
+            }),
+        ] {
+            let values: Vec<f64> = runs.iter().filter_map(pick).collect();
+            if !values.is_empty() {
+                records.push(Record::new(name, cores, unit, values));
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// What one `percore-bench` boot reported.
+#[derive(Debug, Default, PartialEq)]
+struct PercoreRun {
+    alloc_per_core: Vec<f64>,
+    spawn_join_local: Option<f64>,
+    spawn_join_remote: Option<f64>,
+    yield_cycles: Option<f64>,
+    remote_frees: Option<f64>,
+}
+
+/// Returns the measures in `percore-bench`'s console lines.
+fn parse_percore_bench(lines: &[String]) -> PercoreRun {
+    let mut run = PercoreRun::default();
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let value = |text: &str| text.parse::<f64>().ok();
+        match words.as_slice() {
+            ["percore-bench:", "alloc_pairs_per_s", core, rate, "pairs/s"]
+                if core.starts_with("core=") =>
+            {
+                if let Some(rate) = value(rate) {
+                    run.alloc_per_core.push(rate);
+                }
+            }
+            ["percore-bench:", "spawn_join_local", cycles, "cycles"] => {
+                run.spawn_join_local = value(cycles).or(run.spawn_join_local);
+            }
+            ["percore-bench:", "spawn_join_remote", cycles, "cycles"] => {
+                run.spawn_join_remote = value(cycles).or(run.spawn_join_remote);
+            }
+            ["percore-bench:", "yield", cycles, "cycles"] => {
+                run.yield_cycles = value(cycles).or(run.yield_cycles);
+            }
+            ["percore-bench:", "remote_free_blocks_per_s", rate, "blocks/s"] => {
+                run.remote_frees = value(rate).or(run.remote_frees);
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+/// Returns `value` with as many decimals as its size and unit deserve.
+fn readable(value: f64, unit: &str) -> String {
+    if unit == "x" {
+        format!("{value:.3}")
+    } else if value.abs() >= 1000.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
 /// Returns the median (the mean of the middle two for an even count; 0 when empty).
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
@@ -522,7 +692,12 @@ fn to_markdown(suite: Suite, context: &Context, records: &[Record]) -> String {
                 .find(|record| record.cores == count && record.name == *name)
             {
                 Some(record) => {
-                    let _ = write!(markdown, " {:.1} {} |", record.value, record.unit);
+                    let _ = write!(
+                        markdown,
+                        " {} {} |",
+                        readable(record.value, record.unit),
+                        record.unit
+                    );
                     runs = runs.max(record.runs.len());
                 }
                 None => markdown.push_str(" - |"),
@@ -704,5 +879,25 @@ mod tests {
         assert_eq!(records[0].name, "host/ring/throughput");
         assert_eq!(records[0].value, 53.842);
         assert_eq!(records[1].unit, "x");
+    }
+
+    #[test]
+    fn parses_percore_bench_lines() {
+        let lines: Vec<String> = [
+            "percore-bench: alloc_pairs_per_s core=0 3984705 pairs/s",
+            "percore-bench: alloc_pairs_per_s core=1 3975054 pairs/s",
+            "percore-bench: spawn_join_local 10923 cycles",
+            "percore-bench: yield 5425 cycles",
+            "percore-bench: remote_free_blocks_per_s 876368 blocks/s",
+            "percore-bench: yield many cycles",
+        ]
+        .map(String::from)
+        .to_vec();
+        let run = parse_percore_bench(&lines);
+        assert_eq!(run.alloc_per_core, vec![3_984_705.0, 3_975_054.0]);
+        assert_eq!(run.spawn_join_local, Some(10_923.0));
+        assert_eq!(run.spawn_join_remote, None);
+        assert_eq!(run.yield_cycles, Some(5_425.0));
+        assert_eq!(run.remote_frees, Some(876_368.0));
     }
 }
