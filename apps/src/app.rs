@@ -42,6 +42,7 @@ pub static APPS: &[App] = &[
     crate::threads::APP,
     crate::free_storm::APP,
     crate::overflow::APP,
+    crate::oom::APP,
     crate::percore_bench::APP,
     crate::panic::APP,
 ];

@@ -10,6 +10,7 @@ mod exchange;
 mod free_storm;
 mod hello;
 mod ipc_bench;
+mod oom;
 mod overflow;
 mod panic;
 mod percore_bench;

@@ -252,6 +252,8 @@ enum Expect {
     Exchange(u64),
     /// The app succeeds and prints a line starting with this text.
     Success(&'static str),
+    /// The kernel reports failure after printing a line containing this text.
+    FailsWith(&'static str),
 }
 
 /// One integration test.
@@ -402,6 +404,15 @@ fn cases() -> Vec<Case> {
             expect: Expect::Success(line),
         });
     }
+    cases.push(Case::Boot {
+        app: "oom",
+        machine: Machine::Q35,
+        cores: 2,
+        kernel_args: &[],
+        expect: Expect::FailsWith(
+            "PANIC on core 1: memory allocation of 1099511627776 bytes failed",
+        ),
+    });
     cases.push(Case::Boot {
         app: "overflow",
         machine: Machine::Q35,
@@ -560,6 +571,22 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
                         Ok(())
                     } else {
                         Err((format!("no `{line}` line"), tail()))
+                    }
+                }
+                Expect::FailsWith(text) => {
+                    let seen = outcome.console.iter().any(|line| line.contains(text));
+                    if !seen {
+                        Err((format!("no line containing `{text}`"), tail()))
+                    } else if outcome.status != Status::KernelFailure {
+                        Err((
+                            format!(
+                                "QEMU ended with {:?}, not the kernel's failure status",
+                                outcome.status
+                            ),
+                            tail(),
+                        ))
+                    } else {
+                        Ok(())
                     }
                 }
                 Expect::DeadCore => {
@@ -757,7 +784,7 @@ mod tests {
         assert!(names.contains(&"ipc q35 x4 messages=1000000".to_string()));
         assert!(names.contains(&"threads q35 x4".to_string()));
         assert!(names.contains(&"overflow q35 x2".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 6);
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7);
     }
 
     #[test]
