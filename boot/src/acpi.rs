@@ -1,6 +1,7 @@
 //! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT.
 
 use acpi::madt::{Madt, MadtEntry};
+use acpi::mcfg::Mcfg;
 use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
 use core::ptr::NonNull;
 
@@ -47,6 +48,16 @@ pub struct Topology {
     pub io_apics: heapless::Vec<u64, 8>,
     /// Where the RSDP was found.
     pub rsdp_source: &'static str,
+    /// PCI Express configuration space (segment 0), from the MCFG table if there is one.
+    pub ecam: Option<Ecam>,
+}
+
+/// A memory-mapped PCI configuration window: base address (for bus 0) and bus range.
+#[derive(Debug, Clone, Copy)]
+pub struct Ecam {
+    pub base: u64,
+    pub first_bus: u8,
+    pub last_bus: u8,
 }
 
 /// Why ACPI could not be read.
@@ -86,6 +97,16 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
             (tables, "BIOS area scan")
         }
     };
+    let ecam = tables.find_table::<Mcfg>().ok().and_then(|mcfg| {
+        mcfg.entries()
+            .iter()
+            .find(|entry| entry.pci_segment_group == 0)
+            .map(|entry| Ecam {
+                base: entry.base_address,
+                first_bus: entry.bus_number_start,
+                last_bus: entry.bus_number_end,
+            })
+    });
     let madt = tables.find_table::<Madt>().map_err(AcpiError::NoMadt)?;
     let madt = madt.get();
 
@@ -96,6 +117,7 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         local_apic_address: u64::from(madt.local_apic_address),
         io_apics: heapless::Vec::new(),
         rsdp_source,
+        ecam,
     };
     const ENABLED: u32 = 1;
     for entry in madt.entries() {

@@ -10,7 +10,7 @@
 use core::arch::global_asm;
 
 /// Size of the boot core's first stack (until it moves onto its own, carved stack).
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+pub const BOOT_STACK_SIZE: usize = 128 * 1024;
 
 /// Selector of the 64-bit kernel code segment in every GDT the kernel loads.
 pub const KERNEL_CODE_SELECTOR: u16 = 0x08;

@@ -470,6 +470,7 @@ fn build_plan(
         }
     }
 
+    crate::pci::discover(topology, &mut frames);
     for range in usable.iter().copied() {
         if let Err(error) = paging::split(range, &mut frames) {
             fatal(format_args!(

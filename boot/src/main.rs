@@ -28,6 +28,8 @@ mod paging;
 #[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
+mod pci;
+#[cfg(target_os = "none")]
 mod pvh;
 #[cfg(target_os = "none")]
 mod selftest;

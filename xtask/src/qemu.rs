@@ -253,6 +253,8 @@ impl QemuConfig {
                 "-monitor",
                 "none",
                 "-no-reboot",
+                // No default VGA, NIC or drives: the guest gets what we add, nothing more.
+                "-nodefaults",
                 "-device",
                 "isa-debug-exit,iobase=0xf4,iosize=0x04",
             ]
@@ -588,7 +590,7 @@ mod tests {
     }
 
     const COMMON_TAIL: &str = "-kernel /t/manada -append app=hello -serial stdio -display none \
-        -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04";
+        -monitor none -no-reboot -nodefaults -device isa-debug-exit,iobase=0xf4,iosize=0x04";
 
     #[test]
     fn builds_arguments_for_each_machine_and_accel() {

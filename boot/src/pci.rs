@@ -1,0 +1,78 @@
+//! Finds the PCI devices at boot (ECAM from ACPI MCFG where present, ports otherwise),
+//! prints one line per device, and maps memory BARs above 4 GiB.
+
+use crate::acpi::Topology;
+use crate::paging;
+use devices::pci::{self, Bar, ConfigSpace, Devices};
+use percore::println;
+
+/// The devices found at boot; written once by the boot core, read-only afterwards.
+static DEVICES: spin::Once<Devices> = spin::Once::new();
+
+/// Returns the devices found at boot (none before `discover`).
+#[allow(dead_code)] // The device services (virtio-blk, virtio-net) will start from here.
+pub fn devices() -> &'static [pci::PciDevice] {
+    DEVICES.get().map_or(&[], |devices| devices.as_slice())
+}
+
+/// Enumerates PCI and maps the BARs that lie above the identity-mapped 4 GiB. Boot core
+/// only, before other cores start (it writes page tables).
+pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
+    let devices = DEVICES.call_once(|| {
+        let mut found = Devices::new();
+        enumerate(topology, frames, &mut found);
+        found
+    });
+    for device in devices {
+        println!("manada: pci {device}");
+        for bar in &device.bars {
+            if let Bar::Memory { address, size, .. } = *bar {
+                if let Err(error) = paging::map_mmio(address, size, frames) {
+                    println!(
+                        "manada: pci {}: cannot map BAR at {address:#x}: {error:?}",
+                        device.bdf
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut Devices) {
+    match topology.ecam {
+        Some(ecam) => {
+            let buses = u64::from(ecam.last_bus) + 1;
+            if let Err(error) = paging::map_mmio(ecam.base, buses << 20, frames) {
+                println!(
+                    "manada: pci: cannot map ECAM at {:#x}: {error:?}",
+                    ecam.base
+                );
+                return;
+            }
+            // SAFETY: the MCFG table describes this window; it is mapped uncached above
+            // (or lies in the identity-mapped, uncached non-RAM part below 4 GiB).
+            let config =
+                unsafe { pci::Ecam::new(ecam.base as usize, ecam.first_bus, ecam.last_bus) };
+            pci::enumerate(&config, found);
+        }
+        None => {
+            // SAFETY: the boot core runs alone; nothing else uses ports 0xCF8-0xCFF.
+            let config = unsafe { pci::PortIo::new() };
+            // microvm has no PCI: nothing answers at the host bridge's address.
+            if config.read16(
+                pci::Bdf {
+                    bus: 0,
+                    device: 0,
+                    function: 0,
+                },
+                0,
+            ) != 0xFFFF
+            {
+                pci::enumerate(&config, found);
+            }
+        }
+    }
+    if found.is_empty() {
+        println!("manada: pci: no devices");
+    }
+}
