@@ -1,0 +1,21 @@
+//! virtio over split virtqueues: DMA memory, the virtqueue itself, and the virtio-blk
+//! request protocol, all independent of the transport (virtio-pci lives elsewhere) so the
+//! logic is tested on the host against a fake device.
+//!
+//! Only [`dma`] contains `unsafe`; [`queue`] and [`blk`] reach shared memory through it.
+
+#[allow(unsafe_code)]
+pub mod dma;
+
+pub mod blk;
+pub mod queue;
+
+/// VIRTIO_F_VERSION_1 (feature bit 32): the device follows virtio 1.x, not the legacy
+/// interface; every modern driver must accept it.
+pub const FEATURE_VERSION_1: u64 = 1 << 32;
+
+/// The part of a transport a queue needs: ringing the device's doorbell.
+pub trait Transport {
+    /// Tells the device that virtqueue `queue` has new available buffers.
+    fn notify(&mut self, queue: u16);
+}
