@@ -6,6 +6,9 @@
 extern crate alloc;
 
 mod app;
+mod blk_bench;
+mod blk_errors;
+mod blk_test;
 mod exchange;
 mod free_storm;
 mod hello;

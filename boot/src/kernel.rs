@@ -11,6 +11,8 @@ use crate::exit::{exit, Outcome};
 use crate::gdt::{CoreTables, IST_STACKS};
 use crate::{apic, console, entry, interrupts, paging, pvh, smp, tsc};
 use core::sync::atomic::{AtomicBool, Ordering};
+use devices::blk;
+use devices::virtio::dma::DmaRegion;
 use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
 use percore::heap::{Heap, OwnerMap};
@@ -212,9 +214,62 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         },
     });
     publish_owner_map(info);
+    prepare_blk_service(info);
     apic::calibrate_timer();
     GO.store(true, Ordering::Release);
     run_core(&plan.slots[0])
+}
+
+/// The disks found at boot with their DMA memory, for the blk service to take.
+static BLK_SETUP: spin::Mutex<Option<(usize, heapless::Vec<blk::DiskSetup, { blk::MAX_DISKS }>)>> =
+    spin::Mutex::new(None);
+
+/// Gives every virtio-blk disk its DMA memory from the service reserve and chooses the
+/// service core (`place.blk=K`, else the last core).
+fn prepare_blk_service(info: &BootInfo) {
+    let transports = crate::pci::take_blk_transports();
+    if transports.is_empty() {
+        return;
+    }
+    let cores = info.cores.len();
+    let core = match info
+        .command_line()
+        .get("place.blk")
+        .map(str::parse::<usize>)
+    {
+        Some(Ok(core)) if core < cores => core,
+        Some(_) => fatal(format_args!("place.blk must name a core below {cores}")),
+        None => cores - 1,
+    };
+    let mut next = info.service_reserve.map_or(0, |reserve| reserve.start);
+    let end = info.service_reserve.map_or(0, |reserve| reserve.end);
+    let size = blk::dma_size() as u64;
+    let mut setups = heapless::Vec::new();
+    for (transport, location) in transports {
+        if next + size > end {
+            println!("manada: blk: no reserved memory left for virtio-blk {location}");
+            break;
+        }
+        // SAFETY: this range of the service reserve is handed to this disk alone and
+        // never used by anything else; the reserve is identity-mapped RAM.
+        let dma = unsafe {
+            core::ptr::write_bytes(next as *mut u8, 0, size as usize);
+            DmaRegion::from_raw(next as *mut u8, size as usize)
+        };
+        next += size;
+        match dma {
+            Ok(dma) => {
+                let _ = setups.push(blk::DiskSetup {
+                    transport,
+                    dma,
+                    location,
+                });
+            }
+            Err(error) => println!("manada: blk: bad DMA memory for {location}: {error:?}"),
+        }
+    }
+    println!("manada: blk service on core {core}");
+    *BLK_SETUP.lock() = Some((core, setups));
 }
 
 /// Records which core owns which memory, for frees that cross cores.
@@ -356,6 +411,13 @@ fn run_core(slot: &Slot) -> ! {
     if index == 0 {
         let app = PLAN.get().expect("plan published").app;
         percore::spawn(move || {
+            // Services start before the application, each on its own core.
+            if let Some((core, setups)) = BLK_SETUP.lock().take() {
+                percore::spawn_on(core, move || {
+                    blk::start(setups);
+                })
+                .join();
+            }
             let outcome = (app.main)();
             match outcome {
                 Ok(()) => {

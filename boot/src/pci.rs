@@ -3,11 +3,54 @@
 
 use crate::acpi::Topology;
 use crate::paging;
+use devices::blk;
 use devices::pci::{self, Bar, ConfigSpace, Devices};
+use devices::virtio_pci::VirtioPci;
 use percore::println;
 
 /// The devices found at boot; written once by the boot core, read-only afterwards.
 static DEVICES: spin::Once<Devices> = spin::Once::new();
+
+/// The virtio-blk transports found at boot, waiting for the blk service to take them.
+static BLK_TRANSPORTS: spin::Mutex<
+    heapless::Vec<(VirtioPci, heapless::String<16>), { blk::MAX_DISKS }>,
+> = spin::Mutex::new(heapless::Vec::new());
+
+/// Takes the virtio-blk transports found at boot (once; later calls get none).
+pub fn take_blk_transports() -> heapless::Vec<(VirtioPci, heapless::String<16>), { blk::MAX_DISKS }>
+{
+    core::mem::take(&mut *BLK_TRANSPORTS.lock())
+}
+
+/// Records the transport of every virtio-blk function (vendor 0x1af4, device 0x1042
+/// modern or 0x1001 transitional).
+fn find_virtio_blk(config: &dyn ConfigSpace, found: &Devices) {
+    let mut transports = BLK_TRANSPORTS.lock();
+    for device in found
+        .iter()
+        .filter(|d| d.id.vendor == 0x1AF4 && matches!(d.id.device, 0x1042 | 0x1001))
+    {
+        let mut location = heapless::String::new();
+        let _ = core::fmt::write(&mut location, format_args!("{}", device.bdf));
+        // SAFETY: `discover` maps every memory BAR before drivers start, and only the
+        // blk service drives this device.
+        match unsafe { VirtioPci::new(device, config) } {
+            Ok(transport) => {
+                if transports.push((transport, location)).is_err() {
+                    println!(
+                        "manada: pci {}: more than {} disks; left out",
+                        device.bdf,
+                        blk::MAX_DISKS
+                    );
+                }
+            }
+            Err(error) => println!(
+                "manada: pci {}: not a usable virtio device: {error:?}",
+                device.bdf
+            ),
+        }
+    }
+}
 
 /// Returns the devices found at boot (none before `discover`).
 #[allow(dead_code)] // The device services (virtio-blk, virtio-net) will start from here.
@@ -54,6 +97,7 @@ fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut D
             let config =
                 unsafe { pci::Ecam::new(ecam.base as usize, ecam.first_bus, ecam.last_bus) };
             pci::enumerate(&config, found);
+            find_virtio_blk(&config, found);
         }
         None => {
             // SAFETY: the boot core runs alone; nothing else uses ports 0xCF8-0xCFF.
@@ -69,6 +113,7 @@ fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut D
             ) != 0xFFFF
             {
                 pci::enumerate(&config, found);
+                find_virtio_blk(&config, found);
             }
         }
     }

@@ -1,10 +1,14 @@
-//! Device drivers, each owned by exactly one core: the serial console, PCI, and the
-//! virtio virtqueue and block protocol.
+//! Device drivers, each owned by exactly one core: the serial console, PCI, the
+//! virtio-pci transport and virtqueues, and the virtio-blk service.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 
+extern crate alloc;
+
+pub mod blk;
 pub mod pci;
 #[allow(unsafe_code)]
 pub mod serial;
 pub mod virtio;
+pub mod virtio_pci;

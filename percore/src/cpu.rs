@@ -24,6 +24,8 @@ pub struct CoreLocal {
     pub(crate) scheduler: RefCell<Scheduler>,
     pub(crate) heap: RefCell<Option<Heap>>,
     pub(crate) remote: RefCell<Option<RemoteState>>,
+    /// The state of the device service this core runs, if any (only this core uses it).
+    service: RefCell<Option<alloc::boxed::Box<dyn core::any::Any>>>,
     /// The guard page below the running thread's stack (0 in the core's loop), read by
     /// the page-fault handler to name a stack overflow.
     guard_page: Cell<usize>,
@@ -47,6 +49,7 @@ impl CoreLocal {
             heap: RefCell::new(heap),
             remote: RefCell::new(None),
             guard_page: Cell::new(0),
+            service: RefCell::new(None),
         }
     }
 
@@ -80,6 +83,32 @@ pub fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
     current()
         .and_then(|local| local.with_mailbox(f))
         .expect("this core has no mailbox yet")
+}
+
+/// Makes `state` the running core's service state (a device service's driver data).
+///
+/// # Panics
+/// Panics on a core without a `CoreLocal`, or if the core already runs a service.
+pub fn install_service<T: 'static>(state: T) {
+    let local = current().expect("a service runs on a numbered core");
+    let mut slot = local.service.borrow_mut();
+    assert!(
+        slot.is_none(),
+        "core {} already runs a service",
+        local.index
+    );
+    *slot = Some(alloc::boxed::Box::new(state));
+}
+
+/// Runs `f` with the running core's service state of type `T`; `None` if this core runs
+/// no such service.
+///
+/// # Panics
+/// Panics when called from inside `f` on the same core.
+pub fn with_service<T: 'static, R>(f: impl FnOnce(&mut T) -> R) -> Option<R> {
+    let local = current()?;
+    let mut slot = local.service.borrow_mut();
+    slot.as_mut()?.downcast_mut::<T>().map(f)
 }
 
 /// Records the guard page of the thread about to run (0: none).

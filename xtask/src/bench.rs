@@ -60,11 +60,15 @@ pub enum Suite {
     /// Each core's own kernel: allocation rate on every core at once (and its scaling
     /// efficiency), spawn + join, yield, remote frees.
     Percore,
+    /// The blk service on a 64 MiB image: sequential reads in 64 KiB requests, random 4 KiB
+    /// reads at queue depth 1 and 32, from an application core (2 cores: one client, one
+    /// service).
+    Blk,
 }
 
 impl Suite {
     /// Every suite, in the order `cargo xtask bench` runs them.
-    const ALL: &'static [Suite] = &[Suite::Boot, Suite::Ipc, Suite::Percore];
+    const ALL: &'static [Suite] = &[Suite::Boot, Suite::Ipc, Suite::Percore, Suite::Blk];
 
     /// Returns the suite's name, also the stem of its report files.
     fn name(self) -> &'static str {
@@ -72,6 +76,7 @@ impl Suite {
             Suite::Boot => "boot",
             Suite::Ipc => "ipc",
             Suite::Percore => "percore",
+            Suite::Blk => "blk",
         }
     }
 
@@ -81,6 +86,7 @@ impl Suite {
             Suite::Boot => boot_suite(context),
             Suite::Ipc => ipc_suite(context),
             Suite::Percore => percore_suite(context),
+            Suite::Blk => blk_suite(context),
         }
     }
 }
@@ -166,6 +172,7 @@ fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
             accel: context.accel,
             app: "hello".into(),
             kernel_args: Vec::new(),
+            disks: Vec::new(),
             gdb: false,
         };
         let (mut host_runs, mut kernel_runs) = (Vec::new(), Vec::new());
@@ -232,6 +239,7 @@ fn ipc_suite(context: &Context) -> Result<Vec<Record>, String> {
             accel: context.accel,
             app: "ipc-bench".into(),
             kernel_args: vec![format!("messages={messages}")],
+            disks: Vec::new(),
             gdb: false,
         };
         // Generous: one second per million messages per pair, plus the fixed timeout.
@@ -433,6 +441,7 @@ fn percore_suite(context: &Context) -> Result<Vec<Record>, String> {
             accel: context.accel,
             app: "percore-bench".into(),
             kernel_args: vec![format!("ops={ops}")],
+            disks: Vec::new(),
             gdb: false,
         };
         let mut runs: Vec<PercoreRun> = Vec::new();
@@ -517,6 +526,75 @@ fn percore_suite(context: &Context) -> Result<Vec<Record>, String> {
         }
     }
     Ok(records)
+}
+
+/// The blk suite: `blk-bench` on a 64 MiB image, `repeat` boots, 2 cores.
+fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
+    let args = context.args;
+    let workspace = tools::workspace()?;
+    let dir = workspace.target_dir.join("bench");
+    fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let image = dir.join("blk.img");
+    let file = fs::File::create(&image)
+        .map_err(|error| format!("cannot create {}: {error}", image.display()))?;
+    file.set_len(64 << 20)
+        .map_err(|error| format!("cannot size {}: {error}", image.display()))?;
+    let repeat = if args.quick {
+        1
+    } else {
+        usize::try_from(args.repeat).unwrap_or(1)
+    };
+    let cores = 2;
+    let config = QemuConfig {
+        kernel: context.kernel.clone(),
+        machine: args.machine,
+        cores,
+        mem: args.mem,
+        accel: context.accel,
+        app: "blk-bench".into(),
+        kernel_args: Vec::new(),
+        disks: vec![qemu::DiskSpec {
+            path: image.display().to_string(),
+            read_only: false,
+        }],
+        gdb: false,
+    };
+    let measures = [
+        ("seq_read_64k", "MB/s"),
+        ("rand_read_4k_qd1", "IOPS"),
+        ("rand_read_4k_qd32", "IOPS"),
+    ];
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); measures.len()];
+    for run in 1..=repeat {
+        eprintln!("[{run}/{repeat}] blk-bench on {cores} cores ...");
+        let outcome = qemu::run(&config, Some(Duration::from_secs(args.timeout)), false)?;
+        outcome.verdict().map_err(|reason| {
+            format!(
+                "blk-bench failed: {reason}\n    | {}",
+                outcome.tail(20).join("\n    | ")
+            )
+        })?;
+        for (index, (name, unit)) in measures.iter().enumerate() {
+            let value = outcome.console.iter().find_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words.as_slice() {
+                    ["blk-bench:", found, value, found_unit]
+                        if found == name && found_unit == unit =>
+                    {
+                        value.parse::<f64>().ok()
+                    }
+                    _ => None,
+                }
+            });
+            runs[index].push(value.ok_or_else(|| format!("blk-bench printed no {name}"))?);
+        }
+    }
+    Ok(measures
+        .iter()
+        .zip(runs)
+        .map(|((name, unit), values)| Record::new(*name, cores, unit, values))
+        .collect())
 }
 
 /// What one `percore-bench` boot reported.

@@ -202,6 +202,33 @@ pub fn parse_kernel_arg(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// A disk image to attach: `PATH` or `PATH,ro` on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskSpec {
+    /// The image (raw), or a QEMU block spec such as `blkdebug:RULES:IMAGE`.
+    pub path: String,
+    pub read_only: bool,
+}
+
+/// Parses `--disk PATH[,ro]`.
+pub fn parse_disk(text: &str) -> Result<DiskSpec, String> {
+    let (path, read_only) = match text.strip_suffix(",ro") {
+        Some(path) => (path, true),
+        None => (text, false),
+    };
+    if path.is_empty() {
+        return Err("empty disk path; use --disk PATH or --disk PATH,ro".into());
+    }
+    // A plain file must exist; a QEMU driver spec (blkdebug:...) is QEMU's to check.
+    if !path.contains(':') && !std::path::Path::new(path).is_file() {
+        return Err(format!("disk image '{path}' does not exist"));
+    }
+    Ok(DiskSpec {
+        path: path.to_string(),
+        read_only,
+    })
+}
+
 /// Everything that decides a QEMU command line.
 #[derive(Clone, Debug)]
 pub struct QemuConfig {
@@ -219,6 +246,8 @@ pub struct QemuConfig {
     pub app: String,
     /// Further words for the kernel command line (`key=value`).
     pub kernel_args: Vec<String>,
+    /// Disk images, attached as virtio-blk (`disk0`, `disk1`, ... in the guest).
+    pub disks: Vec<DiskSpec>,
     /// Whether QEMU waits for gdb on :1234 before the first instruction.
     pub gdb: bool,
 }
@@ -260,6 +289,25 @@ impl QemuConfig {
             ]
             .map(String::from),
         );
+        for (index, disk) in self.disks.iter().enumerate() {
+            // QEMU's option syntax doubles commas inside a value.
+            let mut drive = format!(
+                "file={},format=raw,if=none,id=disk{index}",
+                disk.path.replace(',', ",,")
+            );
+            if disk.read_only {
+                drive.push_str(",readonly=on");
+            }
+            args.extend([
+                "-drive".into(),
+                drive,
+                "-device".into(),
+                // The serial is what the guest's get-id request returns.
+                format!(
+                    "virtio-blk-pci,drive=disk{index},disable-legacy=on,serial=manada-disk{index}"
+                ),
+            ]);
+        }
         if self.gdb {
             args.extend(["-s".into(), "-S".into()]);
         }
@@ -585,6 +633,7 @@ mod tests {
             accel,
             app: "hello".into(),
             kernel_args: Vec::new(),
+            disks: Vec::new(),
             gdb: false,
         }
     }
@@ -740,5 +789,34 @@ mod tests {
         assert!(parse_kernel_arg("a=b c").is_err());
         assert!(parse_kernel_arg("app=x").is_err());
         assert!(parse_kernel_arg("=x").is_err());
+    }
+
+    #[test]
+    fn disks_become_virtio_blk_devices() {
+        let mut c = config(Machine::Q35, Accel::Tcg);
+        c.disks = vec![
+            DiskSpec {
+                path: "/tmp/a,b.img".into(),
+                read_only: false,
+            },
+            DiskSpec {
+                path: "ro.img".into(),
+                read_only: true,
+            },
+        ];
+        let line = c.args().join(" ");
+        assert!(line.contains("-drive file=/tmp/a,,b.img,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0,disable-legacy=on,serial=manada-disk0"));
+        assert!(line.contains("-drive file=ro.img,format=raw,if=none,id=disk1,readonly=on"));
+        assert!(parse_disk("").is_err());
+        assert!(parse_disk("/no/such/image.img")
+            .unwrap_err()
+            .contains("does not exist"));
+        assert_eq!(
+            parse_disk("blkdebug:r.conf:d.img,ro").unwrap(),
+            DiskSpec {
+                path: "blkdebug:r.conf:d.img".into(),
+                read_only: true
+            }
+        );
     }
 }

@@ -38,13 +38,46 @@ pub struct RunArgs {
     /// Extra kernel command-line word (`key=value`), repeatable; e.g. `selftest=dead-core`.
     #[arg(long = "kernel-arg", value_name = "KEY=VALUE", value_parser = qemu::parse_kernel_arg)]
     pub kernel_args: Vec<String>,
+    /// Attach a raw disk image as virtio-blk (repeatable; `PATH,ro` for read-only).
+    #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = qemu::parse_disk)]
+    pub disks: Vec<qemu::DiskSpec>,
+    /// Run a service on a chosen core, e.g. `blk=1` (repeatable).
+    #[arg(long = "place", value_name = "SERVICE=CORE", value_parser = parse_place)]
+    pub places: Vec<(String, usize)>,
     /// Boot this kernel image instead of building one.
     #[arg(long, value_name = "ELF")]
     pub kernel: Option<PathBuf>,
 }
 
+/// Parses `--place SERVICE=CORE`.
+pub fn parse_place(text: &str) -> Result<(String, usize), String> {
+    let (service, core) = text
+        .split_once('=')
+        .ok_or_else(|| format!("invalid placement '{text}': expected SERVICE=CORE, e.g. blk=1"))?;
+    if service != "blk" {
+        return Err(format!("unknown service '{service}' (services: blk)"));
+    }
+    let core = core
+        .parse()
+        .map_err(|_| format!("invalid core '{core}' in '{text}'"))?;
+    Ok((service.to_string(), core))
+}
+
 /// Builds the kernel, boots it and returns `Ok` only when the kernel reported success.
 pub fn main(args: &RunArgs) -> Result<(), String> {
+    for (service, core) in &args.places {
+        if *core >= args.cores {
+            return Err(format!(
+                "--place {service}={core}: cores are 0..{} with --cores {}",
+                args.cores, args.cores
+            ));
+        }
+    }
+    if !args.disks.is_empty() && args.machine == Machine::Microvm {
+        return Err(
+            "--disk needs PCI, which microvm does not have here; use --machine q35 or pc".into(),
+        );
+    }
     let workspace = tools::workspace()?;
     let kernel = build::kernel_or_build(&workspace, args.kernel.as_deref(), args.release)?;
     tools::ensure_qemu()?;
@@ -56,7 +89,17 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
         mem: args.mem,
         accel,
         app: args.app.clone(),
-        kernel_args: args.kernel_args.clone(),
+        kernel_args: args
+            .kernel_args
+            .iter()
+            .cloned()
+            .chain(
+                args.places
+                    .iter()
+                    .map(|(service, core)| format!("place.{service}={core}")),
+            )
+            .collect(),
+        disks: args.disks.clone(),
         gdb: args.gdb,
     };
     eprintln!("xtask: running {}", config.command_line());

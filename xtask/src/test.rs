@@ -270,9 +270,19 @@ enum Case {
     },
     /// `xtask run --cores <cores>` must be refused before QEMU starts.
     RefuseCores { cores: &'static str },
+    /// App `blk-test` with a read-write and a read-only disk; the host checks what the
+    /// guest wrote.
+    Blk { machine: Machine, cores: usize },
+    /// App `blk-errors` with a disk behind blkdebug that fails reads of sector 100.
+    BlkErrors { machine: Machine },
 }
 
 impl Case {
+    /// Returns whether the test boots the kernel.
+    fn needs_kernel(&self) -> bool {
+        !matches!(self, Case::RefuseCores { .. })
+    }
+
     /// Returns the name printed on the result line.
     fn name(&self) -> String {
         match self {
@@ -291,6 +301,8 @@ impl Case {
                 name
             }
             Case::RefuseCores { cores } => format!("run --cores {cores} refused"),
+            Case::Blk { machine, cores } => format!("blk-test {} x{cores}", machine.name()),
+            Case::BlkErrors { machine } => format!("blk-errors {} blkdebug", machine.name()),
         }
     }
 }
@@ -420,6 +432,10 @@ fn cases() -> Vec<Case> {
         kernel_args: &[],
         expect: Expect::Exception("#PF stack overflow"),
     });
+    for machine in [Machine::Q35, Machine::Pc] {
+        cases.push(Case::Blk { machine, cores: 4 });
+        cases.push(Case::BlkErrors { machine });
+    }
     // The longest tests (the exchanges) start first, so both slots stay busy to the end.
     cases.sort_by_key(|case| !matches!(case, Case::Boot { app: "ipc", .. }));
     cases.push(Case::RefuseCores { cores: "0" });
@@ -462,18 +478,15 @@ fn run_qemu_tests(args: &TestArgs, workspace: &Workspace) -> Totals {
         .collect();
     let mut totals = Totals::default();
     let mut context = None;
-    if cases.iter().any(|case| matches!(case, Case::Boot { .. })) {
+    if cases.iter().any(|case| case.needs_kernel()) {
         match boot_context(args, workspace) {
             Ok(ready) => context = Some(ready),
             Err(error) => {
                 // One failure for the setup; the boot tests cannot say more than it.
                 totals.failed += 1;
-                let booting = cases
-                    .iter()
-                    .filter(|case| matches!(case, Case::Boot { .. }))
-                    .count();
+                let booting = cases.iter().filter(|case| case.needs_kernel()).count();
                 println!("FAIL QEMU test setup: {error} ({booting} boot tests not run)");
-                cases.retain(|case| !matches!(case, Case::Boot { .. }));
+                cases.retain(|case| !case.needs_kernel());
             }
         }
     }
@@ -542,6 +555,7 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
                 accel: context.accel,
                 app: app.to_string(),
                 kernel_args: kernel_args.iter().map(|arg| arg.to_string()).collect(),
+                disks: Vec::new(),
                 gdb: false,
             };
             let outcome = qemu::run(&config, Some(context.timeout), false)
@@ -604,6 +618,14 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
             }
         }
         Case::RefuseCores { cores } => check_refused(cores),
+        Case::Blk { machine, cores } => {
+            let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
+            run_blk_test(context, machine, cores)
+        }
+        Case::BlkErrors { machine } => {
+            let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
+            run_blk_errors(context, machine)
+        }
     }
 }
 
@@ -671,6 +693,168 @@ fn check_exception(outcome: &qemu::Outcome, cores: usize, mnemonic: &str) -> Res
             outcome.status
         )),
     }
+}
+
+/// Sectors of the test images (2 MiB).
+const TEST_DISK_SECTORS: u64 = 4096;
+/// Where and how much `blk-test` writes (see apps/src/blk_test.rs).
+const GUEST_WRITE: std::ops::Range<u64> = 1024..1088;
+
+/// Byte `index` of sector `sector` in a fresh test image (apps/src/blk_test.rs checks it).
+fn image_byte(sector: u64, index: usize) -> u8 {
+    (sector.wrapping_mul(7) as usize + index) as u8
+}
+
+/// Byte `index` of sector `sector` as `blk-test` writes it.
+fn guest_byte(sector: u64, index: usize) -> u8 {
+    (sector.wrapping_mul(13) as usize + index + 1) as u8
+}
+
+/// Returns a fresh directory for one test's disk images.
+fn scratch_dir(name: &str) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("manada-test-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir)
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Writes a test image with the pattern into `path`.
+fn write_test_image(path: &Path) -> Result<(), String> {
+    let mut bytes = Vec::with_capacity(TEST_DISK_SECTORS as usize * 512);
+    for sector in 0..TEST_DISK_SECTORS {
+        bytes.extend((0..512).map(|index| image_byte(sector, index)));
+    }
+    fs::write(path, bytes).map_err(|error| format!("cannot write {}: {error}", path.display()))
+}
+
+fn blk_config(
+    context: &Context,
+    machine: Machine,
+    cores: usize,
+    app: &str,
+    disks: Vec<qemu::DiskSpec>,
+) -> QemuConfig {
+    QemuConfig {
+        kernel: context.kernel.clone(),
+        machine,
+        cores,
+        mem: MemSize::from_mebibytes(512),
+        accel: context.accel,
+        app: app.to_string(),
+        kernel_args: Vec::new(),
+        disks,
+        gdb: false,
+    }
+}
+
+/// Runs `blk-test` with a read-write and a read-only image, then checks on the host that
+/// the guest's writes landed and nothing else changed.
+fn run_blk_test(context: &Context, machine: Machine, cores: usize) -> CaseResult {
+    let fail = |reason: String| (reason, Vec::new());
+    let dir = scratch_dir(&format!("blk-{}", machine.name())).map_err(fail)?;
+    let (writable, readonly) = (dir.join("disk0.img"), dir.join("disk1.img"));
+    write_test_image(&writable).map_err(fail)?;
+    write_test_image(&readonly).map_err(fail)?;
+    let disks = vec![
+        qemu::DiskSpec {
+            path: writable.display().to_string(),
+            read_only: false,
+        },
+        qemu::DiskSpec {
+            path: readonly.display().to_string(),
+            read_only: true,
+        },
+    ];
+    let config = blk_config(context, machine, cores, "blk-test", disks);
+    let outcome = qemu::run(&config, Some(context.timeout), false).map_err(fail)?;
+    let tail = || outcome.tail(20);
+    outcome.verdict().map_err(|reason| (reason, tail()))?;
+    if !outcome
+        .console
+        .iter()
+        .any(|line| line.starts_with("blk-test: all checks passed"))
+    {
+        return Err(("no `blk-test: all checks passed` line".into(), tail()));
+    }
+    if !outcome
+        .console
+        .iter()
+        .any(|line| line.starts_with("blk-test: disk0 id 'manada-disk0'"))
+    {
+        return Err(("the disk id did not come through get-id".into(), tail()));
+    }
+    let bytes = fs::read(&writable)
+        .map_err(|error| fail(format!("cannot read back the image: {error}")))?;
+    for sector in 0..TEST_DISK_SECTORS {
+        let expected: fn(u64, usize) -> u8 = if GUEST_WRITE.contains(&sector) {
+            guest_byte
+        } else {
+            image_byte
+        };
+        let data = &bytes[sector as usize * 512..][..512];
+        if data
+            .iter()
+            .enumerate()
+            .any(|(index, &byte)| byte != expected(sector, index))
+        {
+            return Err((
+                format!("sector {sector} of the image is not what the guest should have left"),
+                tail(),
+            ));
+        }
+    }
+    let untouched = fs::read(&readonly).map_err(|error| fail(error.to_string()))?;
+    if untouched
+        != bytes
+            .iter()
+            .enumerate()
+            .map(|(i, _)| image_byte(i as u64 / 512, i % 512))
+            .collect::<Vec<u8>>()
+    {
+        return Err(("the read-only image changed".into(), tail()));
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// Runs `blk-errors` with disk0 behind blkdebug failing reads of sector 100.
+fn run_blk_errors(context: &Context, machine: Machine) -> CaseResult {
+    let fail = |reason: String| (reason, Vec::new());
+    let dir = scratch_dir(&format!("blkdebug-{}", machine.name())).map_err(fail)?;
+    let (image, rules) = (dir.join("disk0.img"), dir.join("rules.conf"));
+    write_test_image(&image).map_err(fail)?;
+    fs::write(
+        &rules,
+        "[inject-error]\nevent = \"read_aio\"\nerrno = \"5\"\nsector = \"100\"\n",
+    )
+    .map_err(|error| fail(error.to_string()))?;
+    let disk = qemu::DiskSpec {
+        path: format!("blkdebug:{}:{}", rules.display(), image.display()),
+        read_only: false,
+    };
+    let config = blk_config(context, machine, 2, "blk-errors", vec![disk]);
+    let outcome = qemu::run(&config, Some(context.timeout), false).map_err(fail)?;
+    let tail = || outcome.tail(20);
+    outcome.verdict().map_err(|reason| (reason, tail()))?;
+    let errors = outcome
+        .console
+        .iter()
+        .filter(|line| line.contains("failed with an I/O error, as injected"))
+        .count();
+    if errors != 3
+        || !outcome
+            .console
+            .iter()
+            .any(|line| line.starts_with("blk-errors: sector 0 still reads"))
+    {
+        return Err((
+            "the injected errors were not reported, or the disk stopped working".into(),
+            tail(),
+        ));
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// Returns `Ok` when `xtask run --cores <cores>` fails, names the valid range and starts no QEMU.
@@ -784,7 +968,9 @@ mod tests {
         assert!(names.contains(&"ipc q35 x4 messages=1000000".to_string()));
         assert!(names.contains(&"threads q35 x4".to_string()));
         assert!(names.contains(&"overflow q35 x2".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7);
+        assert!(names.contains(&"blk-test q35 x4".to_string()));
+        assert!(names.contains(&"blk-errors pc blkdebug".to_string()));
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 4);
     }
 
     #[test]
