@@ -577,15 +577,7 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
                 }
                 Expect::Success(line) => {
                     outcome.verdict().map_err(|reason| (reason, tail()))?;
-                    if outcome
-                        .console
-                        .iter()
-                        .any(|printed| printed.starts_with(line))
-                    {
-                        Ok(())
-                    } else {
-                        Err((format!("no `{line}` line"), tail()))
-                    }
+                    require_line(&outcome, line).map_err(|reason| (reason, tail()))
                 }
                 Expect::FailsWith(text) => {
                     let seen = outcome.console.iter().any(|line| line.contains(text));
@@ -695,6 +687,15 @@ fn check_exception(outcome: &qemu::Outcome, cores: usize, mnemonic: &str) -> Res
     }
 }
 
+/// Returns `Ok` when a console line starts with `prefix`.
+fn require_line(outcome: &qemu::Outcome, prefix: &str) -> Result<(), String> {
+    if outcome.console.iter().any(|line| line.starts_with(prefix)) {
+        Ok(())
+    } else {
+        Err(format!("no `{prefix}` line"))
+    }
+}
+
 /// Sectors of the test images (2 MiB).
 const TEST_DISK_SECTORS: u64 = 4096;
 /// Where and how much `blk-test` writes (see apps/src/blk_test.rs).
@@ -770,19 +771,11 @@ fn run_blk_test(context: &Context, machine: Machine, cores: usize) -> CaseResult
     let outcome = qemu::run(&config, Some(context.timeout), false).map_err(fail)?;
     let tail = || outcome.tail(20);
     outcome.verdict().map_err(|reason| (reason, tail()))?;
-    if !outcome
-        .console
-        .iter()
-        .any(|line| line.starts_with("blk-test: all checks passed"))
-    {
-        return Err(("no `blk-test: all checks passed` line".into(), tail()));
-    }
-    if !outcome
-        .console
-        .iter()
-        .any(|line| line.starts_with("blk-test: disk0 id 'manada-disk0'"))
-    {
-        return Err(("the disk id did not come through get-id".into(), tail()));
+    for line in [
+        "blk-test: all checks passed",
+        "blk-test: disk0 id 'manada-disk0'",
+    ] {
+        require_line(&outcome, line).map_err(|reason| (reason, tail()))?;
     }
     let bytes = fs::read(&writable)
         .map_err(|error| fail(format!("cannot read back the image: {error}")))?;
@@ -842,17 +835,14 @@ fn run_blk_errors(context: &Context, machine: Machine) -> CaseResult {
         .iter()
         .filter(|line| line.contains("failed with an I/O error, as injected"))
         .count();
-    if errors != 3
-        || !outcome
-            .console
-            .iter()
-            .any(|line| line.starts_with("blk-errors: sector 0 still reads"))
-    {
+    if errors != 3 {
         return Err((
-            "the injected errors were not reported, or the disk stopped working".into(),
+            format!("{errors} injected errors reported, expected 3"),
             tail(),
         ));
     }
+    require_line(&outcome, "blk-errors: sector 0 still reads")
+        .map_err(|reason| (reason, tail()))?;
     let _ = fs::remove_dir_all(&dir);
     Ok(())
 }
