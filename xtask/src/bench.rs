@@ -216,7 +216,7 @@ fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
 fn ipc_suite(context: &Context) -> Result<Vec<Record>, String> {
     let args = context.args;
     let workspace = tools::workspace()?;
-    let mut records = host_ipc_bench(&workspace, args.quick)?;
+    let mut records = run_host_bench(&workspace, &IPC_HOST_BENCH, args.quick)?;
     let messages = if args.quick { 100_000 } else { args.messages };
     let counts: Vec<usize> = args
         .cores
@@ -303,29 +303,68 @@ fn ipc_suite(context: &Context) -> Result<Vec<Record>, String> {
     Ok(records)
 }
 
-/// Runs the host bench (`cargo bench -p ipc --bench ring`) and returns its records.
-fn host_ipc_bench(workspace: &Workspace, quick: bool) -> Result<Vec<Record>, String> {
+/// A benchmark program of a library crate, run on the host.
+struct HostBench {
+    package: &'static str,
+    bench: &'static str,
+    /// The environment variable that names its JSON output.
+    json_variable: &'static str,
+    /// The environment variable that asks for a short run.
+    quick_variable: &'static str,
+}
+
+/// The ring against other channels (ipc).
+const IPC_HOST_BENCH: HostBench = HostBench {
+    package: "ipc",
+    bench: "ring",
+    json_variable: "IPC_BENCH_JSON",
+    quick_variable: "IPC_BENCH_QUICK",
+};
+
+/// Our virtio-blk driver against the virtio-drivers crate, on a fake device (devices).
+const DRIVER_HOST_BENCH: HostBench = HostBench {
+    package: "devices",
+    bench: "driver_compare",
+    json_variable: "DRIVER_COMPARE_JSON",
+    quick_variable: "DRIVER_COMPARE_QUICK",
+};
+
+/// Runs a host bench (`cargo bench -p PACKAGE --bench BENCH`) and returns its records.
+fn run_host_bench(
+    workspace: &Workspace,
+    bench: &HostBench,
+    quick: bool,
+) -> Result<Vec<Record>, String> {
     let dir = workspace.target_dir.join("bench");
     fs::create_dir_all(&dir)
         .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
-    let json_path = dir.join("ipc-host.json");
+    let json_path = dir.join(format!("{}-host.json", bench.bench));
     eprintln!(
-        "xtask: host bench: cargo bench -p ipc --bench ring{}",
+        "xtask: host bench: cargo bench -p {} --bench {}{}",
+        bench.package,
+        bench.bench,
         if quick { " (quick)" } else { "" }
     );
     let mut command = std::process::Command::new(tools::cargo());
     command
         .current_dir(&workspace.root)
-        .args(["bench", "--quiet", "-p", "ipc", "--bench", "ring"])
-        .env("IPC_BENCH_JSON", &json_path);
+        .args([
+            "bench",
+            "--quiet",
+            "-p",
+            bench.package,
+            "--bench",
+            bench.bench,
+        ])
+        .env(bench.json_variable, &json_path);
     if quick {
-        command.env("IPC_BENCH_QUICK", "1");
+        command.env(bench.quick_variable, "1");
     }
     let status = command
         .status()
         .map_err(|error| format!("cannot run cargo bench: {error}"))?;
     if !status.success() {
-        return Err(format!("the host ipc bench failed: {status}"));
+        return Err(format!("the host bench {} failed: {status}", bench.bench));
     }
     let json = fs::read_to_string(&json_path)
         .map_err(|error| format!("cannot read {}: {error}", json_path.display()))?;
@@ -354,6 +393,8 @@ fn parse_host_records(json: &str) -> Vec<Record> {
                 "Mmsg/s" => "Mmsg/s",
                 "ns" => "ns",
                 "x" => "x",
+                "req/s" => "req/s",
+                "requests/s" => "requests/s",
                 _ => "",
             };
             Some(Record::new(format!("host/{name}"), 2, unit, vec![value]))
@@ -590,11 +631,13 @@ fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
             runs[index].push(value.ok_or_else(|| format!("blk-bench printed no {name}"))?);
         }
     }
-    Ok(measures
+    let mut records: Vec<Record> = measures
         .iter()
         .zip(runs)
         .map(|((name, unit), values)| Record::new(*name, cores, unit, values))
-        .collect())
+        .collect();
+    records.extend(run_host_bench(&workspace, &DRIVER_HOST_BENCH, args.quick)?);
+    Ok(records)
 }
 
 /// What one `percore-bench` boot reported.
