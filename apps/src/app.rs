@@ -37,6 +37,7 @@ impl fmt::Display for AppError {
 /// Every application in the image.
 pub static APPS: &[App] = &[
     crate::hello::APP,
+    crate::files::APP,
     crate::exchange::APP,
     crate::ipc_bench::APP,
     crate::threads::APP,

@@ -10,6 +10,7 @@ mod blk_bench;
 mod blk_errors;
 mod blk_test;
 mod exchange;
+mod files;
 mod free_storm;
 mod hello;
 mod ipc_bench;

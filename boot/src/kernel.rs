@@ -272,6 +272,36 @@ fn prepare_blk_service(info: &BootInfo) {
     *BLK_SETUP.lock() = Some((core, setups));
 }
 
+/// Mounts the disk named by `fs.disk=NAME` and serves it from the fs core (`place.fs=K`,
+/// else the core below the blk service's when there are three cores or more).
+fn start_fs_service() {
+    let info = percore::boot_info();
+    let Some(name) = info.command_line().get("fs.disk") else {
+        return;
+    };
+    let Some(disk) = blk::Disk::open(name) else {
+        println!("manada: fs: no disk '{name}' to mount");
+        return;
+    };
+    let cores = info.cores.len();
+    let blk_core = blk::service_core().unwrap_or(0);
+    let core = match info.command_line().get("place.fs").map(str::parse::<usize>) {
+        Some(Ok(core)) if core < cores => core,
+        Some(_) => panic!("place.fs must name a core below {cores}"),
+        None if cores >= 3 => blk_core.saturating_sub(1),
+        None => blk_core,
+    };
+    println!("manada: fs service on core {core}, volume on {name}");
+    let mounted = percore::spawn_on(core, move || {
+        fs::service::start(alloc::boxed::Box::new(disk))
+    })
+    .join();
+    match mounted {
+        Ok(volume) => println!("manada: fs: mounted FAT16 on {name}: {volume:?}"),
+        Err(error) => println!("manada: fs: cannot mount {name}: {error}"),
+    }
+}
+
 /// Records which core owns which memory, for frees that cross cores.
 fn publish_owner_map(info: &BootInfo) {
     let mut owners = OwnerMap::new();
@@ -418,6 +448,7 @@ fn run_core(slot: &Slot) -> ! {
                 })
                 .join();
             }
+            start_fs_service();
             let outcome = (app.main)();
             match outcome {
                 Ok(()) => {

@@ -303,3 +303,34 @@ fn collect(driver: &mut Driver) {
         }
     }
 }
+
+/// The file system reads and writes a disk of the blk service through this.
+impl fs::BlockDevice for Disk {
+    fn sector_count(&self) -> u64 {
+        self.capacity()
+    }
+
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), fs::IoError> {
+        Disk::read(self, lba, buf).map_err(io_error)
+    }
+
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), fs::IoError> {
+        Disk::write(self, lba, buf).map_err(io_error)
+    }
+
+    fn flush(&mut self) -> Result<(), fs::IoError> {
+        match Disk::flush(self) {
+            // No write cache: every completed write is already durable.
+            Ok(()) | Err(BlkError::Unsupported) => Ok(()),
+            Err(error) => Err(io_error(error)),
+        }
+    }
+}
+
+fn io_error(error: BlkError) -> fs::IoError {
+    match error {
+        BlkError::ReadOnly => fs::IoError::WriteProtected,
+        BlkError::OutOfRange | BlkError::InvalidLength => fs::IoError::OutOfRange,
+        _ => fs::IoError::Device,
+    }
+}

@@ -23,6 +23,21 @@ pub trait BlockDevice {
     fn flush(&mut self) -> Result<(), IoError>;
 }
 
+impl<T: BlockDevice + ?Sized> BlockDevice for alloc::boxed::Box<T> {
+    fn sector_count(&self) -> u64 {
+        (**self).sector_count()
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        (**self).read(lba, buf)
+    }
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), IoError> {
+        (**self).write(lba, buf)
+    }
+    fn flush(&mut self) -> Result<(), IoError> {
+        (**self).flush()
+    }
+}
+
 impl<T: BlockDevice + ?Sized> BlockDevice for &mut T {
     fn sector_count(&self) -> u64 {
         (**self).sector_count()

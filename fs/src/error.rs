@@ -57,6 +57,8 @@ pub enum Error {
     ReadOnly,
     /// The file behind a handle was removed or renamed.
     StaleHandle,
+    /// No file service runs (no share or disk was given to the kernel).
+    NoService,
 }
 
 impl From<IoError> for Error {
@@ -83,6 +85,7 @@ impl fmt::Display for Error {
             Error::Io(error) => write!(f, "I/O error: {error}"),
             Error::ReadOnly => f.write_str("read-only"),
             Error::StaleHandle => f.write_str("file handle no longer refers to a file"),
+            Error::NoService => f.write_str("no file service is running"),
         }
     }
 }

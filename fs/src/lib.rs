@@ -1,11 +1,13 @@
 //! FAT16 file system: on-disk format, volume, directories and files, on top of a block
-//! device the crate defines. Pure logic in safe Rust; no clock or hardware access.
+//! device the crate defines, and the fs service that shares one volume with every core
+//! (`service`, `api`). Safe Rust; no clock or hardware access.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod api;
 mod bpb;
 mod cache;
 mod device;
@@ -17,6 +19,7 @@ mod file;
 mod lfn;
 mod mbr;
 mod metadata;
+pub mod service;
 mod shortname;
 mod time;
 mod volume;

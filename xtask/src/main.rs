@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod console;
+mod mkimage;
 mod qemu;
 mod run;
 mod test;
@@ -37,6 +38,8 @@ enum Command {
     Test(test::TestArgs),
     /// Runs benchmark suites and writes their reports under target/bench.
     Bench(bench::BenchArgs),
+    /// Builds a FAT16 image of a folder (mkfs.fat and mcopy).
+    Mkimage(mkimage::MkimageArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::main(&args),
         Command::Test(args) => test::main(&args),
         Command::Bench(args) => bench::main(&args),
+        Command::Mkimage(args) => mkimage::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

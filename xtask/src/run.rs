@@ -41,7 +41,11 @@ pub struct RunArgs {
     /// Attach a raw disk image as virtio-blk (repeatable; `PATH,ro` for read-only).
     #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = qemu::parse_disk)]
     pub disks: Vec<qemu::DiskSpec>,
-    /// Run a service on a chosen core, e.g. `blk=1` (repeatable).
+    /// Share a host folder with the guest as a FAT16 disk (QEMU's vvfat, read-write),
+    /// mounted by the fs service. Default for `--app files`: the repository's `files/`.
+    #[arg(long, value_name = "DIR")]
+    pub share: Option<PathBuf>,
+    /// Run a service on a chosen core, e.g. `blk=1` or `fs=2` (repeatable).
     #[arg(long = "place", value_name = "SERVICE=CORE", value_parser = parse_place)]
     pub places: Vec<(String, usize)>,
     /// Boot this kernel image instead of building one.
@@ -49,13 +53,59 @@ pub struct RunArgs {
     pub kernel: Option<PathBuf>,
 }
 
+/// Returns the disks to attach and the kernel arguments for the share: `--share DIR`,
+/// or the repository's `files/` (created if missing) for `--app files`.
+fn with_share(
+    workspace: &tools::Workspace,
+    args: &RunArgs,
+) -> Result<(Vec<qemu::DiskSpec>, Vec<String>), String> {
+    let mut disks = args.disks.clone();
+    let share = match (&args.share, args.app.as_str()) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, "files") => {
+            let dir = workspace.root.join("files");
+            if !dir.exists() {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+                std::fs::write(
+                    dir.join("hello.txt"),
+                    "Hello from the host, through QEMU's vvfat and Manada's FAT16 service.\n",
+                )
+                .map_err(|error| format!("cannot write into {}: {error}", dir.display()))?;
+            }
+            Some(dir)
+        }
+        (None, _) => None,
+    };
+    let Some(dir) = share else {
+        return Ok((disks, Vec::new()));
+    };
+    if !dir.is_dir() {
+        return Err(format!("--share {}: not a folder", dir.display()));
+    }
+    let dir = dir
+        .canonicalize()
+        .map_err(|error| format!("--share {}: {error}", dir.display()))?;
+    eprintln!(
+        "xtask: sharing {} as disk{} (FAT16 through vvfat; do not change it while the guest runs)",
+        dir.display(),
+        disks.len()
+    );
+    let kernel_arg = format!("fs.disk=disk{}", disks.len());
+    disks.push(qemu::DiskSpec {
+        path: format!("fat:rw:{}", dir.display()),
+        read_only: false,
+    });
+    Ok((disks, vec![kernel_arg]))
+}
+
 /// Parses `--place SERVICE=CORE`.
 pub fn parse_place(text: &str) -> Result<(String, usize), String> {
     let (service, core) = text
         .split_once('=')
         .ok_or_else(|| format!("invalid placement '{text}': expected SERVICE=CORE, e.g. blk=1"))?;
-    if service != "blk" {
-        return Err(format!("unknown service '{service}' (services: blk)"));
+    if service != "blk" && service != "fs" {
+        return Err(format!("unknown service '{service}' (services: blk, fs)"));
     }
     let core = core
         .parse()
@@ -73,7 +123,8 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             ));
         }
     }
-    if !args.disks.is_empty() && args.machine == Machine::Microvm {
+    let wants_disks = !args.disks.is_empty() || args.share.is_some() || args.app == "files";
+    if wants_disks && args.machine == Machine::Microvm {
         return Err(
             "--disk needs PCI, which microvm does not have here; use --machine q35 or pc".into(),
         );
@@ -82,6 +133,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     let kernel = build::kernel_or_build(&workspace, args.kernel.as_deref(), args.release)?;
     tools::ensure_qemu()?;
     let accel = tools::resolve_accel(args.accel)?;
+    let (disks, share_args) = with_share(&workspace, args)?;
     let config = QemuConfig {
         kernel,
         machine: args.machine,
@@ -98,8 +150,9 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
                     .iter()
                     .map(|(service, core)| format!("place.{service}={core}")),
             )
+            .chain(share_args)
             .collect(),
-        disks: args.disks.clone(),
+        disks,
         gdb: args.gdb,
     };
     eprintln!("xtask: running {}", config.command_line());

@@ -275,6 +275,11 @@ enum Case {
     Blk { machine: Machine, cores: usize },
     /// App `blk-errors` with a disk behind blkdebug that fails reads of sector 100.
     BlkErrors { machine: Machine },
+    /// App `files` on a host folder shared through vvfat; the host checks the new file.
+    FsShare { machine: Machine },
+    /// App `files` on a FAT16 image made by mkfs.fat and mcopy; fsck.fat and mtype check
+    /// it afterwards.
+    FsImage { machine: Machine },
 }
 
 impl Case {
@@ -303,6 +308,8 @@ impl Case {
             Case::RefuseCores { cores } => format!("run --cores {cores} refused"),
             Case::Blk { machine, cores } => format!("blk-test {} x{cores}", machine.name()),
             Case::BlkErrors { machine } => format!("blk-errors {} blkdebug", machine.name()),
+            Case::FsShare { machine } => format!("files {} vvfat share", machine.name()),
+            Case::FsImage { machine } => format!("files {} mkfs.fat image", machine.name()),
         }
     }
 }
@@ -435,6 +442,8 @@ fn cases() -> Vec<Case> {
     for machine in [Machine::Q35, Machine::Pc] {
         cases.push(Case::Blk { machine, cores: 4 });
         cases.push(Case::BlkErrors { machine });
+        cases.push(Case::FsShare { machine });
+        cases.push(Case::FsImage { machine });
     }
     // The longest tests (the exchanges) start first, so both slots stay busy to the end.
     cases.sort_by_key(|case| !matches!(case, Case::Boot { app: "ipc", .. }));
@@ -617,6 +626,14 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
         Case::BlkErrors { machine } => {
             let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
             run_blk_errors(context, machine)
+        }
+        Case::FsShare { machine } => {
+            let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
+            run_fs_share(context, machine)
+        }
+        Case::FsImage { machine } => {
+            let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
+            run_fs_image(context, machine)
         }
     }
 }
@@ -847,6 +864,115 @@ fn run_blk_errors(context: &Context, machine: Machine) -> CaseResult {
     Ok(())
 }
 
+/// What `files` writes (apps/src/files.rs) when it runs on 4 cores.
+const FILES_WRITTEN: &str = "from-manada/greeting.txt";
+const FILES_TEXT: &str = "written by manada on 4 cores\n";
+const HELLO_TEXT: &str = "hello from the host, for the test\n";
+
+/// Fills `dir` with the files `files` expects: hello.txt, and a long name in a folder.
+fn fill_share(dir: &Path) -> Result<(), String> {
+    let io = |error: std::io::Error| format!("cannot fill {}: {error}", dir.display());
+    fs::write(dir.join("hello.txt"), HELLO_TEXT).map_err(io)?;
+    fs::create_dir_all(dir.join("docs")).map_err(io)?;
+    fs::write(dir.join("docs").join("A long file name.txt"), "nested\n").map_err(io)
+}
+
+/// Runs `files` with `disk` as the fs service's volume and checks the console.
+fn run_files(context: &Context, machine: Machine, disk: qemu::DiskSpec) -> CaseResult {
+    let mut config = blk_config(context, machine, 4, "files", vec![disk]);
+    config.kernel_args = vec!["fs.disk=disk0".into()];
+    let outcome =
+        qemu::run(&config, Some(context.timeout), false).map_err(|error| (error, Vec::new()))?;
+    let tail = || outcome.tail(20);
+    outcome.verdict().map_err(|reason| (reason, tail()))?;
+    for line in [
+        "files: hello.txt says: hello from the host, for the test",
+        "files:   docs/",
+        "files: wrote /from-manada/greeting.txt (29 bytes) and read it back",
+    ] {
+        require_line(&outcome, line).map_err(|reason| (reason, tail()))?;
+    }
+    Ok(())
+}
+
+/// `files` on a folder shared through vvfat; the new file must appear on the host.
+fn run_fs_share(context: &Context, machine: Machine) -> CaseResult {
+    let fail = |reason: String| (reason, Vec::new());
+    let dir = scratch_dir(&format!("share-{}", machine.name())).map_err(fail)?;
+    let share = dir.join("share");
+    fs::create_dir_all(&share).map_err(|error| fail(error.to_string()))?;
+    fill_share(&share).map_err(fail)?;
+    let disk = qemu::DiskSpec {
+        path: format!("fat:rw:{}", share.display()),
+        read_only: false,
+    };
+    run_files(context, machine, disk)?;
+    let written = fs::read_to_string(share.join(FILES_WRITTEN)).map_err(|error| {
+        fail(format!(
+            "the guest's file is not in the shared folder: {error}"
+        ))
+    })?;
+    if written != FILES_TEXT {
+        return Err(fail(format!(
+            "the shared folder holds {written:?}, expected {FILES_TEXT:?}"
+        )));
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `files` on an image made by mkfs.fat and mcopy; fsck.fat must find it clean and
+/// mtype must read the guest's file.
+fn run_fs_image(context: &Context, machine: Machine) -> CaseResult {
+    let fail = |reason: String| (reason, Vec::new());
+    let dir = scratch_dir(&format!("image-{}", machine.name())).map_err(fail)?;
+    let content = dir.join("content");
+    fs::create_dir_all(&content).map_err(|error| fail(error.to_string()))?;
+    fill_share(&content).map_err(fail)?;
+    let image = dir.join("volume.img");
+    crate::mkimage::main(&crate::mkimage::MkimageArgs {
+        dir: content,
+        image: image.clone(),
+        size_mib: 32,
+    })
+    .map_err(fail)?;
+    let disk = qemu::DiskSpec {
+        path: image.display().to_string(),
+        read_only: false,
+    };
+    run_files(context, machine, disk)?;
+    let fsck = Command::new("fsck.fat")
+        .arg("-n")
+        .arg(&image)
+        .output()
+        .map_err(|error| fail(format!("cannot run fsck.fat: {error}")))?;
+    if !fsck.status.success() {
+        let report = String::from_utf8_lossy(&fsck.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        return Err((
+            "fsck.fat -n found problems in the image the guest wrote".into(),
+            report,
+        ));
+    }
+    let mtype = Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .arg("-i")
+        .arg(&image)
+        .arg(format!("::/{FILES_WRITTEN}"))
+        .output()
+        .map_err(|error| fail(format!("cannot run mtype: {error}")))?;
+    if String::from_utf8_lossy(&mtype.stdout) != FILES_TEXT {
+        return Err(fail(format!(
+            "mtype reads {:?} from the image",
+            String::from_utf8_lossy(&mtype.stdout)
+        )));
+    }
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 /// Returns `Ok` when `xtask run --cores <cores>` fails, names the valid range and starts no QEMU.
 fn check_refused(cores: &str) -> CaseResult {
     let fail = |reason: String| (reason, Vec::new());
@@ -960,7 +1086,8 @@ mod tests {
         assert!(names.contains(&"overflow q35 x2".to_string()));
         assert!(names.contains(&"blk-test q35 x4".to_string()));
         assert!(names.contains(&"blk-errors pc blkdebug".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 4);
+        assert!(names.contains(&"files pc vvfat share".to_string()));
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 8);
     }
 
     #[test]

@@ -145,16 +145,21 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Makes sure `qemu-system-x86_64` is on `$PATH`: installs it with apt-get when running as
-/// root on a Debian-like host, otherwise says how to install it.
+/// Makes sure QEMU is installed (installing it with apt-get when running as root).
 pub fn ensure_qemu() -> Result<(), String> {
-    if find_in_path(QEMU).is_some() {
+    ensure_tool(QEMU, "qemu-system-x86")
+}
+
+/// Makes sure the host program `binary` from the Debian package `package` is on PATH:
+/// installs it with apt-get when running as root, otherwise says exactly what to run.
+pub fn ensure_tool(binary: &str, package: &str) -> Result<(), String> {
+    if find_in_path(binary).is_some() {
         return Ok(());
     }
     let apt = find_in_path("apt-get").is_some();
     if apt && is_root() {
-        eprintln!("xtask: {QEMU} not found; installing it: apt-get update && apt-get install -y qemu-system-x86");
-        for args in [&["update"][..], &["install", "-y", "qemu-system-x86"][..]] {
+        eprintln!("xtask: {binary} not found; installing it: apt-get update && apt-get install -y {package}");
+        for args in [&["update"][..], &["install", "-y", package][..]] {
             let status = Command::new("apt-get")
                 .args(args)
                 .env("DEBIAN_FRONTEND", "noninteractive")
@@ -164,25 +169,21 @@ pub fn ensure_qemu() -> Result<(), String> {
                 return Err(format!("`apt-get {}` failed with {status}", args.join(" ")));
             }
         }
-        return match find_in_path(QEMU) {
+        return match find_in_path(binary) {
             Some(_) => Ok(()),
             None => Err(format!(
-                "{QEMU} still not found after installing qemu-system-x86"
+                "{binary} still not found after installing {package}"
             )),
         };
     }
     let command = if apt {
-        "sudo apt-get update && sudo apt-get install -y qemu-system-x86"
+        format!("sudo apt-get update && sudo apt-get install -y {package}")
     } else if find_in_path("dnf").is_some() {
-        "sudo dnf install -y qemu-system-x86"
-    } else if find_in_path("pacman").is_some() {
-        "sudo pacman -S --needed qemu-system-x86"
-    } else if find_in_path("brew").is_some() {
-        "brew install qemu"
+        format!("sudo dnf install -y {package}")
     } else {
-        "install QEMU (the package that provides qemu-system-x86_64)"
+        format!("install the package that provides {binary} ({package} on Debian)")
     };
-    Err(format!("{QEMU} not found on PATH; run: {command}"))
+    Err(format!("{binary} not found on PATH; run: {command}"))
 }
 
 /// Returns `Ok` when KVM can run guests here, otherwise why not.

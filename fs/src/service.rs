@@ -1,0 +1,55 @@
+//! The fs service: one FAT16 volume, owned by the fs core, used by every core through
+//! [`crate::api`].
+//!
+//! Each operation runs as a short thread on the fs core (`spawn_on`) with the volume;
+//! only that core ever touches the volume, its cache and its block device, so there is no
+//! lock. Data comes back by value (the thread's result moves to the caller with the join).
+
+use alloc::boxed::Box;
+
+use crate::{BlockDevice, Error, FixedClock, Result, Timestamp, Volume};
+
+/// The volume type the service keeps: any block device, a fixed clock.
+pub(crate) type SharedVolume = Volume<Box<dyn BlockDevice>, FixedClock>;
+
+/// Timestamps the service writes (there is no real-time clock yet).
+pub const SERVICE_TIME: Timestamp = Timestamp {
+    year: 2026,
+    month: 1,
+    day: 1,
+    hour: 0,
+    minute: 0,
+    second: 0,
+};
+
+struct State {
+    volume: SharedVolume,
+}
+
+static CORE: spin::Once<usize> = spin::Once::new();
+
+/// Mounts `device` and serves it from the running core. Returns what was mounted.
+pub fn start(device: Box<dyn BlockDevice>) -> Result<crate::VolumeInfo> {
+    let volume = Volume::mount(device, FixedClock(SERVICE_TIME))?;
+    let info = volume.info();
+    percore::cpu::install_service(State { volume });
+    CORE.call_once(percore::current_core);
+    Ok(info)
+}
+
+/// Returns the core the service runs on.
+pub fn service_core() -> Option<usize> {
+    CORE.get().copied()
+}
+
+/// Runs `operation` on the fs core with the volume and returns its result.
+pub(crate) fn call<R: Send + 'static>(
+    operation: impl FnOnce(&mut SharedVolume) -> Result<R> + Send + 'static,
+) -> Result<R> {
+    let core = service_core().ok_or(Error::NoService)?;
+    percore::spawn_on(core, move || {
+        percore::cpu::with_service(|state: &mut State| operation(&mut state.volume))
+            .unwrap_or(Err(Error::NoService))
+    })
+    .join()
+}
