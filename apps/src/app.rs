@@ -44,6 +44,7 @@ pub static APPS: &[App] = &[
     crate::blk_test::APP,
     crate::blk_errors::APP,
     crate::blk_bench::APP,
+    crate::fs_bench::APP,
     crate::free_storm::APP,
     crate::overflow::APP,
     crate::oom::APP,

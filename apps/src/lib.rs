@@ -12,6 +12,7 @@ mod blk_test;
 mod exchange;
 mod files;
 mod free_storm;
+mod fs_bench;
 mod hello;
 mod ipc_bench;
 mod oom;

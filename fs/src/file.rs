@@ -159,10 +159,24 @@ impl File {
         while done < count {
             let at = self.offset + done as u64;
             let within = at % cluster_bytes;
-            let take = (count - done).min((cluster_bytes - within) as usize);
+            let index = (at / cluster_bytes) as u32;
             let cluster = self
-                .cluster_at(disk, first, (at / cluster_bytes) as u32)?
+                .cluster_at(disk, first, index)?
                 .ok_or(Error::Corrupt("file larger than its cluster chain"))?;
+            // Whole clusters that follow each other on disk are read in one request.
+            let mut run = 1u32;
+            if within == 0 {
+                while (u64::from(run) + 1) * cluster_bytes <= (count - done) as u64
+                    && self.cluster_at(disk, first, index + run)? == Some(cluster + run)
+                {
+                    run += 1;
+                }
+            }
+            let take = if within == 0 && u64::from(run) * cluster_bytes <= (count - done) as u64 {
+                (u64::from(run) * cluster_bytes) as usize
+            } else {
+                (count - done).min((cluster_bytes - within) as usize)
+            };
             disk.read_in_cluster(cluster, within as u32, &mut buf[done..done + take])?;
             done += take;
         }

@@ -64,11 +64,20 @@ pub enum Suite {
     /// reads at queue depth 1 and 32, from an application core (2 cores: one client, one
     /// service).
     Blk,
+    /// The fs service on a FAT16 image: a 16 MiB file read sequentially, and 200 small
+    /// files (3 cores: client, fs service, blk service).
+    Fs,
 }
 
 impl Suite {
     /// Every suite, in the order `cargo xtask bench` runs them.
-    const ALL: &'static [Suite] = &[Suite::Boot, Suite::Ipc, Suite::Percore, Suite::Blk];
+    const ALL: &'static [Suite] = &[
+        Suite::Boot,
+        Suite::Ipc,
+        Suite::Percore,
+        Suite::Blk,
+        Suite::Fs,
+    ];
 
     /// Returns the suite's name, also the stem of its report files.
     fn name(self) -> &'static str {
@@ -77,6 +86,7 @@ impl Suite {
             Suite::Ipc => "ipc",
             Suite::Percore => "percore",
             Suite::Blk => "blk",
+            Suite::Fs => "fs",
         }
     }
 
@@ -87,6 +97,7 @@ impl Suite {
             Suite::Ipc => ipc_suite(context),
             Suite::Percore => percore_suite(context),
             Suite::Blk => blk_suite(context),
+            Suite::Fs => fs_suite(context),
         }
     }
 }
@@ -638,6 +649,84 @@ fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
         .collect();
     records.extend(run_host_bench(&workspace, &DRIVER_HOST_BENCH, args.quick)?);
     Ok(records)
+}
+
+/// The fs suite: `fs-bench` on an image holding a 16 MiB file and 200 small files.
+fn fs_suite(context: &Context) -> Result<Vec<Record>, String> {
+    let args = context.args;
+    let workspace = tools::workspace()?;
+    let dir = workspace.target_dir.join("bench").join("fs-content");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(dir.join("small"))
+        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let big: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    fs::write(dir.join("big.bin"), big).map_err(|error| error.to_string())?;
+    for index in 0..200 {
+        fs::write(
+            dir.join("small").join(format!("f{index:03}.txt")),
+            vec![b'a' + (index % 26) as u8; 1000],
+        )
+        .map_err(|error| error.to_string())?;
+    }
+    let image = workspace.target_dir.join("bench").join("fs.img");
+    crate::mkimage::main(&crate::mkimage::MkimageArgs {
+        dir: dir.clone(),
+        image: image.clone(),
+        size_mib: 64,
+    })?;
+    let repeat = if args.quick {
+        1
+    } else {
+        usize::try_from(args.repeat).unwrap_or(1)
+    };
+    let cores = 3;
+    let config = QemuConfig {
+        kernel: context.kernel.clone(),
+        machine: args.machine,
+        cores,
+        mem: args.mem,
+        accel: context.accel,
+        app: "fs-bench".into(),
+        kernel_args: vec!["fs.disk=disk0".into()],
+        disks: vec![qemu::DiskSpec {
+            path: image.display().to_string(),
+            read_only: false,
+        }],
+        gdb: false,
+    };
+    let measures = [("seq_read", "MB/s"), ("small_file_reads", "files/s")];
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); measures.len()];
+    for run in 1..=repeat {
+        eprintln!("[{run}/{repeat}] fs-bench on {cores} cores ...");
+        let outcome = qemu::run(&config, Some(Duration::from_secs(args.timeout)), false)?;
+        outcome.verdict().map_err(|reason| {
+            format!(
+                "fs-bench failed: {reason}\n    | {}",
+                outcome.tail(20).join("\n    | ")
+            )
+        })?;
+        for (index, (name, unit)) in measures.iter().enumerate() {
+            let value = outcome.console.iter().find_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words.as_slice() {
+                    ["fs-bench:", found, value, found_unit]
+                        if found == name && found_unit == unit =>
+                    {
+                        value.parse::<f64>().ok()
+                    }
+                    _ => None,
+                }
+            });
+            runs[index].push(value.ok_or_else(|| format!("fs-bench printed no {name}"))?);
+        }
+    }
+    Ok(measures
+        .iter()
+        .zip(runs)
+        .map(|((name, unit), values)| Record::new(*name, cores, unit, values))
+        .collect())
 }
 
 /// What one `percore-bench` boot reported.
