@@ -10,6 +10,7 @@ extern crate alloc;
 pub mod api;
 mod bpb;
 mod cache;
+mod check;
 mod device;
 mod dir;
 mod disk;

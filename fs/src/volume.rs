@@ -4,6 +4,7 @@ use alloc::vec::Vec;
 
 use crate::bpb::Layout;
 use crate::cache::{CacheStats, SectorCache};
+use crate::check;
 use crate::device::{BlockDevice, SECTOR_SIZE};
 use crate::dir::{self, Found, Listing, Location, RawEntry};
 use crate::disk::Disk;
@@ -20,6 +21,11 @@ pub struct MountOptions {
     pub read_only: bool,
     /// The number of 512-byte sectors the cache holds (at least 8).
     pub cache_sectors: usize,
+    /// Walk every file and directory chain at mount and refuse the volume with
+    /// `Error::Corrupt` if two chains share a cluster (cross-linked), a chain is broken,
+    /// or an entry's first cluster is out of range. Costs one visit per used cluster and
+    /// directory entry. On by default.
+    pub check: bool,
 }
 
 impl Default for MountOptions {
@@ -27,6 +33,7 @@ impl Default for MountOptions {
         MountOptions {
             read_only: false,
             cache_sectors: 128,
+            check: true,
         }
     }
 }
@@ -121,8 +128,12 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
         }
         let layout = Layout::parse(&sector, partition.start, partition.sectors)?;
         let cache = SectorCache::new(device, options.cache_sectors);
+        let mut disk = Disk::new(cache, layout);
+        if options.check {
+            check::cross_links(&mut disk)?;
+        }
         Ok(Volume {
-            disk: Disk::new(cache, layout),
+            disk,
             clock,
             read_only: options.read_only,
         })
