@@ -1,0 +1,89 @@
+//! The network device a stack runs on: whole Ethernet frames in and out.
+
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+/// An Ethernet device: frames without FCS, up to 1514 bytes.
+pub trait Device {
+    /// Returns the device's MAC address.
+    fn mac(&self) -> [u8; 6];
+    /// Copies the next received frame into `out` and returns its length; `None` when no
+    /// frame waits. A frame longer than `out` is dropped (and counted by the device).
+    fn receive(&mut self, out: &mut [u8]) -> Option<usize>;
+    /// Sends `frame`; returns false when the device has no room now (try again later).
+    fn transmit(&mut self, frame: &[u8]) -> bool;
+}
+
+/// A simulated cable between two devices, for tests: what one end transmits the other
+/// receives, in order, with a bounded queue each way.
+#[derive(Debug)]
+pub struct Wire;
+
+/// One end of a [`Wire`].
+#[derive(Debug)]
+pub struct WireEnd {
+    mac: [u8; 6],
+    inbound: Rc<RefCell<VecDeque<Vec<u8>>>>,
+    outbound: Rc<RefCell<VecDeque<Vec<u8>>>>,
+    capacity: usize,
+}
+
+impl Wire {
+    /// Returns two connected ends with MAC addresses `a` and `b`, each direction holding
+    /// at most `capacity` frames.
+    pub fn pair(a: [u8; 6], b: [u8; 6], capacity: usize) -> (WireEnd, WireEnd) {
+        let (ab, ba) = (
+            Rc::new(RefCell::new(VecDeque::new())),
+            Rc::new(RefCell::new(VecDeque::new())),
+        );
+        (
+            WireEnd {
+                mac: a,
+                inbound: ba.clone(),
+                outbound: ab.clone(),
+                capacity,
+            },
+            WireEnd {
+                mac: b,
+                inbound: ab,
+                outbound: ba,
+                capacity,
+            },
+        )
+    }
+}
+
+impl WireEnd {
+    /// Puts a frame on the wire towards this end, as if the other end had sent it
+    /// (tests use it to inject malformed frames).
+    pub fn inject(&self, frame: &[u8]) {
+        self.inbound.borrow_mut().push_back(frame.to_vec());
+    }
+}
+
+impl Device for WireEnd {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn receive(&mut self, out: &mut [u8]) -> Option<usize> {
+        loop {
+            let frame = self.inbound.borrow_mut().pop_front()?;
+            if frame.len() <= out.len() {
+                out[..frame.len()].copy_from_slice(&frame);
+                return Some(frame.len());
+            }
+        }
+    }
+
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        let mut outbound = self.outbound.borrow_mut();
+        if outbound.len() >= self.capacity {
+            return false;
+        }
+        outbound.push_back(frame.to_vec());
+        true
+    }
+}
