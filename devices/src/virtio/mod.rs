@@ -1,13 +1,15 @@
-//! virtio over split virtqueues: DMA memory, the virtqueue itself, and the virtio-blk
-//! request protocol, all independent of the transport (virtio-pci lives elsewhere) so the
-//! logic is tested on the host against a fake device.
+//! virtio over split virtqueues: DMA memory, the virtqueue itself, the virtio-blk request
+//! protocol and the virtio-net device logic, all independent of the transport (virtio-pci
+//! lives elsewhere) so the logic is tested on the host against a fake device.
 //!
-//! Only [`dma`] contains `unsafe`; [`queue`] and [`blk`] reach shared memory through it.
+//! Only [`dma`] contains `unsafe`; [`queue`], [`blk`] and [`net`] reach shared memory
+//! through it.
 
 #[allow(unsafe_code)]
 pub mod dma;
 
 pub mod blk;
+pub mod net;
 pub mod queue;
 
 /// VIRTIO_F_VERSION_1 (feature bit 32): the device follows virtio 1.x, not the legacy
