@@ -580,6 +580,54 @@ fn percore_suite(context: &Context) -> Result<Vec<Record>, String> {
     Ok(records)
 }
 
+/// Boots `config` `repeat` times (once with `--quick`) and collects, from each boot, the
+/// console lines `APP: NAME VALUE UNIT` of every `(NAME, UNIT)` in `measures`; returns one
+/// record per measure with the median.
+fn guest_measures(
+    context: &Context,
+    config: &QemuConfig,
+    measures: &[(&'static str, &'static str)],
+) -> Result<Vec<Record>, String> {
+    let args = context.args;
+    let repeat = if args.quick {
+        1
+    } else {
+        usize::try_from(args.repeat).unwrap_or(1)
+    };
+    let app = &config.app;
+    let prefix = format!("{app}:");
+    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); measures.len()];
+    for run in 1..=repeat {
+        eprintln!("[{run}/{repeat}] {app} on {} cores ...", config.cores);
+        let outcome = qemu::run(config, Some(Duration::from_secs(args.timeout)), false)?;
+        outcome.verdict().map_err(|reason| {
+            format!(
+                "{app} failed: {reason}\n    | {}",
+                outcome.tail(20).join("\n    | ")
+            )
+        })?;
+        for (index, (name, unit)) in measures.iter().enumerate() {
+            let value = outcome.console.iter().find_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words.as_slice() {
+                    [first, found, value, found_unit]
+                        if *first == prefix && found == name && found_unit == unit =>
+                    {
+                        value.parse::<f64>().ok()
+                    }
+                    _ => None,
+                }
+            });
+            runs[index].push(value.ok_or_else(|| format!("{app} printed no {name}"))?);
+        }
+    }
+    Ok(measures
+        .iter()
+        .zip(runs)
+        .map(|((name, unit), values)| Record::new(*name, config.cores, unit, values))
+        .collect())
+}
+
 /// The blk suite: `blk-bench` on a 64 MiB image, `repeat` boots, 2 cores.
 fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
     let args = context.args;
@@ -592,16 +640,10 @@ fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
         .map_err(|error| format!("cannot create {}: {error}", image.display()))?;
     file.set_len(64 << 20)
         .map_err(|error| format!("cannot size {}: {error}", image.display()))?;
-    let repeat = if args.quick {
-        1
-    } else {
-        usize::try_from(args.repeat).unwrap_or(1)
-    };
-    let cores = 2;
     let config = QemuConfig {
         kernel: context.kernel.clone(),
         machine: args.machine,
-        cores,
+        cores: 2,
         mem: args.mem,
         accel: context.accel,
         app: "blk-bench".into(),
@@ -617,36 +659,7 @@ fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
         ("rand_read_4k_qd1", "IOPS"),
         ("rand_read_4k_qd32", "IOPS"),
     ];
-    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); measures.len()];
-    for run in 1..=repeat {
-        eprintln!("[{run}/{repeat}] blk-bench on {cores} cores ...");
-        let outcome = qemu::run(&config, Some(Duration::from_secs(args.timeout)), false)?;
-        outcome.verdict().map_err(|reason| {
-            format!(
-                "blk-bench failed: {reason}\n    | {}",
-                outcome.tail(20).join("\n    | ")
-            )
-        })?;
-        for (index, (name, unit)) in measures.iter().enumerate() {
-            let value = outcome.console.iter().find_map(|line| {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                match words.as_slice() {
-                    ["blk-bench:", found, value, found_unit]
-                        if found == name && found_unit == unit =>
-                    {
-                        value.parse::<f64>().ok()
-                    }
-                    _ => None,
-                }
-            });
-            runs[index].push(value.ok_or_else(|| format!("blk-bench printed no {name}"))?);
-        }
-    }
-    let mut records: Vec<Record> = measures
-        .iter()
-        .zip(runs)
-        .map(|((name, unit), values)| Record::new(*name, cores, unit, values))
-        .collect();
+    let mut records = guest_measures(context, &config, &measures)?;
     records.extend(run_host_bench(&workspace, &DRIVER_HOST_BENCH, args.quick)?);
     Ok(records)
 }
@@ -676,16 +689,10 @@ fn fs_suite(context: &Context) -> Result<Vec<Record>, String> {
         image: image.clone(),
         size_mib: 64,
     })?;
-    let repeat = if args.quick {
-        1
-    } else {
-        usize::try_from(args.repeat).unwrap_or(1)
-    };
-    let cores = 3;
     let config = QemuConfig {
         kernel: context.kernel.clone(),
         machine: args.machine,
-        cores,
+        cores: 3,
         mem: args.mem,
         accel: context.accel,
         app: "fs-bench".into(),
@@ -697,36 +704,7 @@ fn fs_suite(context: &Context) -> Result<Vec<Record>, String> {
         gdb: false,
     };
     let measures = [("seq_read", "MB/s"), ("small_file_reads", "files/s")];
-    let mut runs: Vec<Vec<f64>> = vec![Vec::new(); measures.len()];
-    for run in 1..=repeat {
-        eprintln!("[{run}/{repeat}] fs-bench on {cores} cores ...");
-        let outcome = qemu::run(&config, Some(Duration::from_secs(args.timeout)), false)?;
-        outcome.verdict().map_err(|reason| {
-            format!(
-                "fs-bench failed: {reason}\n    | {}",
-                outcome.tail(20).join("\n    | ")
-            )
-        })?;
-        for (index, (name, unit)) in measures.iter().enumerate() {
-            let value = outcome.console.iter().find_map(|line| {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                match words.as_slice() {
-                    ["fs-bench:", found, value, found_unit]
-                        if found == name && found_unit == unit =>
-                    {
-                        value.parse::<f64>().ok()
-                    }
-                    _ => None,
-                }
-            });
-            runs[index].push(value.ok_or_else(|| format!("fs-bench printed no {name}"))?);
-        }
-    }
-    Ok(measures
-        .iter()
-        .zip(runs)
-        .map(|((name, unit), values)| Record::new(*name, cores, unit, values))
-        .collect())
+    guest_measures(context, &config, &measures)
 }
 
 /// What one `percore-bench` boot reported.
