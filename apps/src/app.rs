@@ -38,6 +38,7 @@ impl fmt::Display for AppError {
 pub static APPS: &[App] = &[
     crate::hello::APP,
     crate::files::APP,
+    crate::echo::APP,
     crate::exchange::APP,
     crate::ipc_bench::APP,
     crate::threads::APP,

@@ -9,6 +9,7 @@ mod app;
 mod blk_bench;
 mod blk_errors;
 mod blk_test;
+mod echo;
 mod exchange;
 mod files;
 mod free_storm;

@@ -12,6 +12,7 @@ use crate::gdt::{CoreTables, IST_STACKS};
 use crate::{apic, console, entry, interrupts, paging, pvh, smp, tsc};
 use core::sync::atomic::{AtomicBool, Ordering};
 use devices::blk;
+use devices::netdev::{self, NetSetup, VirtioNet};
 use devices::virtio::dma::DmaRegion;
 use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
@@ -214,7 +215,9 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         },
     });
     publish_owner_map(info);
-    prepare_blk_service(info);
+    let mut reserve = ReserveCursor::new(info);
+    prepare_blk_service(info, &mut reserve);
+    prepare_net_service(info, &mut reserve);
     apic::calibrate_timer();
     GO.store(true, Ordering::Release);
     run_core(&plan.slots[0])
@@ -226,7 +229,114 @@ static BLK_SETUP: spin::Mutex<Option<(usize, heapless::Vec<blk::DiskSetup, { blk
 
 /// Gives every virtio-blk disk its DMA memory from the service reserve and chooses the
 /// service core (`place.blk=K`, else the last core).
-fn prepare_blk_service(info: &BootInfo) {
+/// Hands out DMA memory from the service reserve, in order; never the same byte twice.
+struct ReserveCursor {
+    next: u64,
+    end: u64,
+}
+
+impl ReserveCursor {
+    fn new(info: &BootInfo) -> Self {
+        let reserve = info.service_reserve.unwrap_or_default();
+        ReserveCursor {
+            next: reserve.start,
+            end: reserve.end,
+        }
+    }
+
+    /// Returns `size` zeroed bytes of the reserve as a DMA region, or `None` when it ran out.
+    fn take(&mut self, size: usize) -> Option<DmaRegion> {
+        if self.next + size as u64 > self.end {
+            return None;
+        }
+        let start = self.next;
+        self.next += size as u64;
+        // SAFETY: this range of the service reserve is handed out once, to one device,
+        // and used by nothing else; the reserve is identity-mapped RAM.
+        unsafe {
+            core::ptr::write_bytes(start as *mut u8, 0, size);
+            DmaRegion::from_raw(start as *mut u8, size).ok()
+        }
+    }
+}
+
+/// The network device found at boot with its DMA memory, and the net core.
+static NET_SETUP: spin::Mutex<Option<(usize, NetSetup)>> = spin::Mutex::new(None);
+
+/// Gives the first virtio-net device its DMA memory and chooses the net core
+/// (`place.net=K`, else core 1 below four cores and core N-3 from four on).
+fn prepare_net_service(info: &BootInfo, reserve: &mut ReserveCursor) {
+    let Some((transport, location)) = crate::pci::take_net_transports().into_iter().next() else {
+        return;
+    };
+    let cores = info.cores.len();
+    let core = match info
+        .command_line()
+        .get("place.net")
+        .map(str::parse::<usize>)
+    {
+        Some(Ok(core)) if core < cores => core,
+        Some(_) => fatal(format_args!("place.net must name a core below {cores}")),
+        None if cores >= 4 => cores - 3,
+        None => cores - 1,
+    };
+    let Some(dma) = reserve.take(netdev::dma_size()) else {
+        println!("manada: net: no reserved memory left for virtio-net {location}");
+        return;
+    };
+    println!("manada: net service on core {core}");
+    *NET_SETUP.lock() = Some((
+        core,
+        NetSetup {
+            transport,
+            dma,
+            location,
+        },
+    ));
+}
+
+/// Runs the net service on this core for good: the device, the TCP/IP stack, and the
+/// echo service when the app is `echo`.
+fn run_net_service(setup: NetSetup, echo: bool) {
+    let location = setup.location.clone();
+    let device = match VirtioNet::start(setup) {
+        Ok(device) => device,
+        Err(error) => {
+            println!("manada: net: virtio-net {location} not used: {error:?}");
+            return;
+        }
+    };
+    let mac = device.config().mac;
+    println!(
+        "manada: net: virtio-net {location}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}",
+        mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
+        if device.config().link_up { "up" } else { "down" }
+    );
+    let millis = || percore::Instant::now().ticks() / percore::time::ticks_per_micro() / 1000;
+    let mut stack = net::Stack::new(
+        device,
+        net::Addressing::Dhcp {
+            fallback_after_ms: 3000,
+        },
+        millis(),
+    );
+    let mut echo = echo.then(|| net::EchoServer::new(stack.sockets(), 128));
+    let mut announced = false;
+    loop {
+        let changed = stack.poll(millis());
+        let echoed = echo.as_mut().map_or(0, |echo| echo.serve(stack.sockets()));
+        if let (false, Some((address, source))) = (announced, stack.address()) {
+            println!("manada: net: address {address} ({source})");
+            announced = true;
+        }
+        if !changed && echoed == 0 {
+            // Nothing moved: let the core halt a little instead of spinning.
+            percore::sleep(core::time::Duration::from_micros(500));
+        }
+    }
+}
+
+fn prepare_blk_service(info: &BootInfo, reserve: &mut ReserveCursor) {
     let transports = crate::pci::take_blk_transports();
     if transports.is_empty() {
         return;
@@ -241,32 +351,17 @@ fn prepare_blk_service(info: &BootInfo) {
         Some(_) => fatal(format_args!("place.blk must name a core below {cores}")),
         None => cores - 1,
     };
-    let mut next = info.service_reserve.map_or(0, |reserve| reserve.start);
-    let end = info.service_reserve.map_or(0, |reserve| reserve.end);
-    let size = blk::dma_size() as u64;
     let mut setups = heapless::Vec::new();
     for (transport, location) in transports {
-        if next + size > end {
+        let Some(dma) = reserve.take(blk::dma_size()) else {
             println!("manada: blk: no reserved memory left for virtio-blk {location}");
             break;
-        }
-        // SAFETY: this range of the service reserve is handed to this disk alone and
-        // never used by anything else; the reserve is identity-mapped RAM.
-        let dma = unsafe {
-            core::ptr::write_bytes(next as *mut u8, 0, size as usize);
-            DmaRegion::from_raw(next as *mut u8, size as usize)
         };
-        next += size;
-        match dma {
-            Ok(dma) => {
-                let _ = setups.push(blk::DiskSetup {
-                    transport,
-                    dma,
-                    location,
-                });
-            }
-            Err(error) => println!("manada: blk: bad DMA memory for {location}: {error:?}"),
-        }
+        let _ = setups.push(blk::DiskSetup {
+            transport,
+            dma,
+            location,
+        });
     }
     println!("manada: blk service on core {core}");
     *BLK_SETUP.lock() = Some((core, setups));
@@ -449,6 +544,11 @@ fn run_core(slot: &Slot) -> ! {
                 .join();
             }
             start_fs_service();
+            if let Some((core, setup)) = NET_SETUP.lock().take() {
+                let echo = app.name == "echo";
+                // The net service never ends; nobody joins it.
+                let _ = percore::spawn_on(core, move || run_net_service(setup, echo));
+            }
             let outcome = (app.main)();
             match outcome {
                 Ok(()) => {

@@ -16,6 +16,15 @@ static BLK_TRANSPORTS: spin::Mutex<
     heapless::Vec<(VirtioPci, heapless::String<16>), { blk::MAX_DISKS }>,
 > = spin::Mutex::new(heapless::Vec::new());
 
+/// The virtio-net transports found at boot, waiting for the net service.
+static NET_TRANSPORTS: spin::Mutex<heapless::Vec<(VirtioPci, heapless::String<16>), 4>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+/// Takes the virtio-net transports found at boot (once; later calls get none).
+pub fn take_net_transports() -> heapless::Vec<(VirtioPci, heapless::String<16>), 4> {
+    core::mem::take(&mut *NET_TRANSPORTS.lock())
+}
+
 /// Takes the virtio-blk transports found at boot (once; later calls get none).
 pub fn take_blk_transports() -> heapless::Vec<(VirtioPci, heapless::String<16>), { blk::MAX_DISKS }>
 {
@@ -23,31 +32,38 @@ pub fn take_blk_transports() -> heapless::Vec<(VirtioPci, heapless::String<16>),
 }
 
 /// Records the transport of every virtio-blk function (vendor 0x1af4, device 0x1042
-/// modern or 0x1001 transitional).
-fn find_virtio_blk(config: &dyn ConfigSpace, found: &Devices) {
-    let mut transports = BLK_TRANSPORTS.lock();
-    for device in found
-        .iter()
-        .filter(|d| d.id.vendor == 0x1AF4 && matches!(d.id.device, 0x1042 | 0x1001))
-    {
+/// modern or 0x1001 transitional) and every virtio-net function (0x1041 or 0x1000).
+fn find_virtio_devices(config: &dyn ConfigSpace, found: &Devices) {
+    for device in found.iter().filter(|d| d.id.vendor == 0x1AF4) {
+        let is_blk = matches!(device.id.device, 0x1042 | 0x1001);
+        let is_net = matches!(device.id.device, 0x1041 | 0x1000);
+        if !is_blk && !is_net {
+            continue;
+        }
         let mut location = heapless::String::new();
         let _ = core::fmt::write(&mut location, format_args!("{}", device.bdf));
         // SAFETY: `discover` maps every memory BAR before drivers start, and only the
-        // blk service drives this device.
-        match unsafe { VirtioPci::new(device, config) } {
-            Ok(transport) => {
-                if transports.push((transport, location)).is_err() {
-                    println!(
-                        "manada: pci {}: more than {} disks; left out",
-                        device.bdf,
-                        blk::MAX_DISKS
-                    );
-                }
+        // device's service drives it.
+        let transport = match unsafe { VirtioPci::new(device, config) } {
+            Ok(transport) => transport,
+            Err(error) => {
+                println!(
+                    "manada: pci {}: not a usable virtio device: {error:?}",
+                    device.bdf
+                );
+                continue;
             }
-            Err(error) => println!(
-                "manada: pci {}: not a usable virtio device: {error:?}",
+        };
+        let full = if is_blk {
+            BLK_TRANSPORTS.lock().push((transport, location)).is_err()
+        } else {
+            NET_TRANSPORTS.lock().push((transport, location)).is_err()
+        };
+        if full {
+            println!(
+                "manada: pci {}: too many devices of its kind; left out",
                 device.bdf
-            ),
+            );
         }
     }
 }
@@ -97,7 +113,7 @@ fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut D
             let config =
                 unsafe { pci::Ecam::new(ecam.base as usize, ecam.first_bus, ecam.last_bus) };
             pci::enumerate(&config, found);
-            find_virtio_blk(&config, found);
+            find_virtio_devices(&config, found);
         }
         None => {
             // SAFETY: the boot core runs alone; nothing else uses ports 0xCF8-0xCFF.
@@ -113,7 +129,7 @@ fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut D
             ) != 0xFFFF
             {
                 pci::enumerate(&config, found);
-                find_virtio_blk(&config, found);
+                find_virtio_devices(&config, found);
             }
         }
     }

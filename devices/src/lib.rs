@@ -7,6 +7,7 @@
 extern crate alloc;
 
 pub mod blk;
+pub mod netdev;
 pub mod pci;
 #[allow(unsafe_code)]
 pub mod serial;

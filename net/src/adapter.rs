@@ -47,8 +47,8 @@ impl<D: Device> phy::TxToken for Transmit<'_, D> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let len = len.min(self.buffer.len());
         let result = f(&mut self.buffer[..len]);
-        // A full device drops the frame; TCP retransmits, and the net service polls the
-        // device's free slots before handing smoltcp a transmit token (see `transmit`).
+        // Tokens are only handed out when the device has room (`can_transmit`), so this
+        // does not fail; if it did, TCP would retransmit.
         let _ = self.device.transmit(&self.buffer[..len]);
         result
     }
@@ -65,6 +65,11 @@ impl<D: Device> phy::Device for Adapter<D> {
         Self: 'a;
 
     fn receive(&mut self, _now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        // A received frame may need an answer: take it only when one could go out, so
+        // the device's back-pressure reaches TCP instead of dropping frames.
+        if !self.device.can_transmit() {
+            return None;
+        }
         let length = self.device.receive(&mut self.received)?;
         Some((
             Receive {
@@ -78,6 +83,9 @@ impl<D: Device> phy::Device for Adapter<D> {
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<Self::TxToken<'_>> {
+        if !self.device.can_transmit() {
+            return None;
+        }
         Some(Transmit {
             device: &mut self.device,
             buffer: &mut self.transmit,

@@ -14,6 +14,11 @@ pub trait Device {
     fn receive(&mut self, out: &mut [u8]) -> Option<usize>;
     /// Sends `frame`; returns false when the device has no room now (try again later).
     fn transmit(&mut self, frame: &[u8]) -> bool;
+    /// Returns true when a frame given to `transmit` now would be taken. The stack asks
+    /// before it builds a frame, so nothing is built only to be dropped.
+    fn can_transmit(&mut self) -> bool {
+        true
+    }
 }
 
 /// A simulated cable between two devices, for tests: what one end transmits the other
@@ -76,6 +81,10 @@ impl Device for WireEnd {
                 return Some(frame.len());
             }
         }
+    }
+
+    fn can_transmit(&mut self) -> bool {
+        self.outbound.borrow().len() < self.capacity
     }
 
     fn transmit(&mut self, frame: &[u8]) -> bool {

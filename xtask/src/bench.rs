@@ -184,6 +184,7 @@ fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
             app: "hello".into(),
             kernel_args: Vec::new(),
             disks: Vec::new(),
+            net: None,
             gdb: false,
         };
         let (mut host_runs, mut kernel_runs) = (Vec::new(), Vec::new());
@@ -251,6 +252,7 @@ fn ipc_suite(context: &Context) -> Result<Vec<Record>, String> {
             app: "ipc-bench".into(),
             kernel_args: vec![format!("messages={messages}")],
             disks: Vec::new(),
+            net: None,
             gdb: false,
         };
         // Generous: one second per million messages per pair, plus the fixed timeout.
@@ -494,6 +496,7 @@ fn percore_suite(context: &Context) -> Result<Vec<Record>, String> {
             app: "percore-bench".into(),
             kernel_args: vec![format!("ops={ops}")],
             disks: Vec::new(),
+            net: None,
             gdb: false,
         };
         let mut runs: Vec<PercoreRun> = Vec::new();
@@ -652,6 +655,7 @@ fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
             path: image.display().to_string(),
             read_only: false,
         }],
+        net: None,
         gdb: false,
     };
     let measures = [
@@ -701,6 +705,7 @@ fn fs_suite(context: &Context) -> Result<Vec<Record>, String> {
             path: image.display().to_string(),
             read_only: false,
         }],
+        net: None,
         gdb: false,
     };
     let measures = [("seq_read", "MB/s"), ("small_file_reads", "files/s")];

@@ -248,6 +248,9 @@ pub struct QemuConfig {
     pub kernel_args: Vec<String>,
     /// Disk images, attached as virtio-blk (`disk0`, `disk1`, ... in the guest).
     pub disks: Vec<DiskSpec>,
+    /// A virtio-net device on QEMU's user networking, with these `(host, guest)` port
+    /// forwards (TCP and UDP, host side on 127.0.0.1); `None`: no network device.
+    pub net: Option<Vec<(u16, u16)>>,
     /// Whether QEMU waits for gdb on :1234 before the first instruction.
     pub gdb: bool,
 }
@@ -306,6 +309,20 @@ impl QemuConfig {
                 format!(
                     "virtio-blk-pci,drive=disk{index},disable-legacy=on,serial=manada-disk{index}"
                 ),
+            ]);
+        }
+        if let Some(forwards) = &self.net {
+            let mut netdev = String::from("user,id=net0");
+            for (host, guest) in forwards {
+                netdev.push_str(&format!(
+                    ",hostfwd=tcp:127.0.0.1:{host}-:{guest},hostfwd=udp:127.0.0.1:{host}-:{guest}"
+                ));
+            }
+            args.extend([
+                "-netdev".into(),
+                netdev,
+                "-device".into(),
+                "virtio-net-pci,netdev=net0,disable-legacy=on".into(),
             ]);
         }
         if self.gdb {
@@ -501,6 +518,17 @@ fn forward_lines(
 ///
 /// With `echo`, the console goes to stdout and QEMU's stderr to stderr as it arrives.
 pub fn run(config: &QemuConfig, timeout: Option<Duration>, echo: bool) -> Result<Outcome, String> {
+    run_until(config, timeout, echo, None)
+}
+
+/// Like [`run`], but also ends QEMU (status `TimedOut`) as soon as `stop` is set: for
+/// guests that serve until stopped, while a host program talks to them.
+pub fn run_until(
+    config: &QemuConfig,
+    timeout: Option<Duration>,
+    echo: bool,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<Outcome, String> {
     let timeout = if config.gdb { None } else { timeout };
     let start = Instant::now();
     let child = Command::new(QEMU)
@@ -552,7 +580,8 @@ pub fn run(config: &QemuConfig, timeout: Option<Duration>, echo: bool) -> Result
         }
         let now = Instant::now();
         let limit = [deadline, fatal_deadline].into_iter().flatten().min();
-        if limit.is_some_and(|limit| now >= limit) {
+        let stopped = stop.is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Acquire));
+        if stopped || limit.is_some_and(|limit| now >= limit) {
             break None;
         }
         let wait = limit.map_or(Duration::from_millis(100), |limit| limit - now);
@@ -634,6 +663,7 @@ mod tests {
             app: "hello".into(),
             kernel_args: Vec::new(),
             disks: Vec::new(),
+            net: None,
             gdb: false,
         }
     }

@@ -45,6 +45,12 @@ pub struct RunArgs {
     /// mounted by the fs service. Default for `--app files`: the repository's `files/`.
     #[arg(long, value_name = "DIR")]
     pub share: Option<PathBuf>,
+    /// Network: `user` (QEMU user networking, guest 10.0.2.15) or `none`.
+    #[arg(long, value_enum, default_value_t = NetChoice::User)]
+    pub net: NetChoice,
+    /// Forward a host port on 127.0.0.1 to a guest port, TCP and UDP (repeatable).
+    #[arg(long = "forward", value_name = "HOST:GUEST", value_parser = parse_forward)]
+    pub forwards: Vec<(u16, u16)>,
     /// Run a service on a chosen core, e.g. `blk=1` or `fs=2` (repeatable).
     #[arg(long = "place", value_name = "SERVICE=CORE", value_parser = parse_place)]
     pub places: Vec<(String, usize)>,
@@ -99,13 +105,38 @@ fn with_share(
     Ok((disks, vec![kernel_arg]))
 }
 
+/// The network choices of `--net`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetChoice {
+    /// QEMU user networking (NAT; the guest gets 10.0.2.15 by DHCP).
+    User,
+    /// No network device.
+    None,
+}
+
+/// Parses `--forward HOST:GUEST`.
+pub fn parse_forward(text: &str) -> Result<(u16, u16), String> {
+    let (host, guest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("invalid forward '{text}': expected HOST:GUEST, e.g. 8080:80"))?;
+    let port = |part: &str| {
+        part.parse::<u16>()
+            .ok()
+            .filter(|&port| port != 0)
+            .ok_or_else(|| format!("invalid port '{part}' in '{text}'"))
+    };
+    Ok((port(host)?, port(guest)?))
+}
+
 /// Parses `--place SERVICE=CORE`.
 pub fn parse_place(text: &str) -> Result<(String, usize), String> {
     let (service, core) = text
         .split_once('=')
         .ok_or_else(|| format!("invalid placement '{text}': expected SERVICE=CORE, e.g. blk=1"))?;
-    if service != "blk" && service != "fs" {
-        return Err(format!("unknown service '{service}' (services: blk, fs)"));
+    if !matches!(service, "blk" | "fs" | "net") {
+        return Err(format!(
+            "unknown service '{service}' (services: blk, fs, net)"
+        ));
     }
     let core = core
         .parse()
@@ -153,8 +184,17 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             .chain(share_args)
             .collect(),
         disks,
+        // microvm has no PCI here, so no virtio-net-pci either.
+        net: (args.net == NetChoice::User && args.machine != Machine::Microvm)
+            .then(|| args.forwards.clone()),
         gdb: args.gdb,
     };
+    for (host, guest) in &args.forwards {
+        eprintln!("xtask: forwarding 127.0.0.1:{host} to guest port {guest} (tcp and udp)");
+    }
+    if !args.forwards.is_empty() && config.net.is_none() {
+        return Err("--forward needs --net user on q35 or pc".into());
+    }
     eprintln!("xtask: running {}", config.command_line());
     if args.gdb {
         eprintln!("xtask: QEMU waits for gdb; attach with:");

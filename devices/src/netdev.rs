@@ -1,0 +1,115 @@
+//! The net service's device: virtio-net behind the PCI transport, as a `net::Device`.
+//!
+//! The net core owns it: frames are copied between smoltcp's buffers and the queues'
+//! DMA slots, received buffers go straight back to the device, and transmitted slots are
+//! reclaimed on every call, so a long run never runs dry.
+
+use crate::virtio::dma::DmaRegion;
+use crate::virtio::net::{self, NetConfig, NetQueues};
+use crate::virtio_pci::{TransportError, VirtioPci};
+
+/// Descriptors per queue (and packet slots per direction).
+pub const QUEUE_SIZE: u16 = 256;
+
+/// Returns the bytes of DMA memory one network device needs.
+pub const fn dma_size() -> usize {
+    NetQueues::memory_size(QUEUE_SIZE)
+}
+
+/// A network device for the net service: its transport and DMA memory.
+#[derive(Debug)]
+pub struct NetSetup {
+    pub transport: VirtioPci,
+    pub dma: DmaRegion,
+    pub location: heapless::String<16>,
+}
+
+/// Why the device could not start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetSetupError {
+    Transport(TransportError),
+    Device(net::NetError),
+    NoQueues,
+}
+
+/// A started virtio-net device.
+#[derive(Debug)]
+pub struct VirtioNet {
+    transport: VirtioPci,
+    queues: NetQueues,
+}
+
+impl VirtioNet {
+    /// Negotiates, sets up the receive and transmit queues, posts every receive buffer.
+    pub fn start(setup: NetSetup) -> Result<VirtioNet, NetSetupError> {
+        let mut transport = setup.transport;
+        let negotiated = transport
+            .negotiate(net::driver_features)
+            .map_err(NetSetupError::Transport)?;
+        let mut config_bytes = [0u8; 8];
+        transport.read_device_config(&mut config_bytes);
+        let config = NetConfig::from_config_space(negotiated, &config_bytes)
+            .map_err(NetSetupError::Device)?;
+        let size = transport
+            .max_queue_size(0)
+            .min(transport.max_queue_size(1))
+            .min(QUEUE_SIZE);
+        if size < 2 {
+            return Err(NetSetupError::NoQueues);
+        }
+        let size = 1 << (15 - size.leading_zeros());
+        let mut queues =
+            NetQueues::new(setup.dma, size, config).map_err(|_| NetSetupError::NoQueues)?;
+        for (index, queue) in [(0u16, queues.receive_queue()), (1, queues.transmit_queue())] {
+            let (descriptors, driver, device) = (
+                queue.descriptor_table_address(),
+                queue.available_address(),
+                queue.used_address(),
+            );
+            transport
+                .enable_queue(index, size, descriptors, driver, device)
+                .map_err(NetSetupError::Transport)?;
+        }
+        queues.set_interrupts(false);
+        transport.driver_ok();
+        queues.kick(&mut transport);
+        Ok(VirtioNet { transport, queues })
+    }
+
+    /// Returns the device's configuration (MAC, link).
+    pub fn config(&self) -> &NetConfig {
+        self.queues.config()
+    }
+}
+
+impl ::net::Device for VirtioNet {
+    fn mac(&self) -> [u8; 6] {
+        self.queues.config().mac
+    }
+
+    fn receive(&mut self, out: &mut [u8]) -> Option<usize> {
+        self.queues.reclaim_transmitted();
+        loop {
+            let received = self.queues.receive_into(out)?;
+            self.queues.kick(&mut self.transport);
+            // A frame the device delivered badly is skipped; its buffer was re-posted.
+            if let Ok(length) = received {
+                return Some(length);
+            }
+        }
+    }
+
+    fn can_transmit(&mut self) -> bool {
+        self.queues.reclaim_transmitted();
+        self.queues.transmits_in_flight() < usize::from(self.queues.transmit_queue().capacity())
+    }
+
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        self.queues.reclaim_transmitted();
+        let sent = self.queues.transmit(frame).is_ok();
+        if sent {
+            self.queues.kick(&mut self.transport);
+        }
+        sent
+    }
+}
