@@ -3,7 +3,6 @@
 //! serves them from a `Vec` disk image in random order after random delays, and writes
 //! status bytes and used entries. Modes add bogus used ids or device errors.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::HashMap;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::thread;
@@ -13,9 +12,12 @@ use devices::virtio::blk::{
     BlkConfig, BlkError, BlkQueue, Completed, DeviceFault, RequestId, ID_SIZE, SECTOR_SIZE,
     STATUS_IO_ERROR, STATUS_OK, STATUS_UNSUPPORTED,
 };
-use devices::virtio::dma::{DmaRegion, PAGE_SIZE};
+use devices::virtio::dma::DmaRegion;
 use devices::virtio::queue::QueueError;
 use devices::virtio::Transport;
+
+mod common;
+use common::{HostMemory, Rng};
 
 const QUEUE_SIZE: u16 = 64;
 const DISK_SECTORS: u64 = 2048;
@@ -23,56 +25,6 @@ const MAX_SECTORS_PER_REQUEST: u64 = 32;
 const BUFFER_BYTES: usize = MAX_SECTORS_PER_REQUEST as usize * SECTOR_SIZE;
 const DEPTH: usize = 24;
 const DEVICE_ID: &[u8] = b"manada-fake-disk";
-
-/// xorshift64*: seeded, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
-
-/// Page-aligned, zeroed host memory that hands out DMA views of itself.
-struct HostMemory {
-    base: *mut u8,
-    layout: Layout,
-}
-
-impl HostMemory {
-    fn new(len: usize) -> HostMemory {
-        let layout = Layout::from_size_align(len, PAGE_SIZE).expect("layout");
-        // SAFETY: `len` is never zero here.
-        let base = unsafe { alloc_zeroed(layout) };
-        assert!(!base.is_null());
-        HostMemory { base, layout }
-    }
-
-    /// Returns a view; every test drops its views (and joins the device) before the memory.
-    fn region(&self) -> DmaRegion {
-        // SAFETY: the allocation is live and page-aligned until `drop`, which comes after
-        // the scoped device thread and every view are gone; all views access it atomically.
-        unsafe { DmaRegion::from_raw(self.base, self.layout.size()) }.expect("region")
-    }
-}
-
-impl Drop for HostMemory {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout, freed once.
-        unsafe { dealloc(self.base, self.layout) }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

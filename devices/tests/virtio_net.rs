@@ -4,7 +4,6 @@
 //! byte against the same seeded sequence the driver sends. A faulty mode adds used
 //! entries with bogus ids and receive entries with impossible lengths.
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::VecDeque;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::thread;
@@ -18,27 +17,10 @@ use devices::virtio::net::{
 use devices::virtio::queue::QueueError;
 use devices::virtio::{Transport, FEATURE_VERSION_1};
 
+mod common;
+use common::{HostMemory, Rng};
+
 const QUEUE_SIZE: u16 = 64;
-
-/// xorshift64*: seeded, so a failure replays.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 /// The sequence of frames one side sends: random lengths 60..=1514, random bytes, with
 /// the frame number in the first bytes so a lost or repeated frame names itself.
@@ -61,36 +43,6 @@ impl Frames {
         frame[..4].copy_from_slice(&self.number.to_le_bytes());
         self.number += 1;
         frame
-    }
-}
-
-/// Page-aligned, zeroed host memory that hands out DMA views of itself.
-struct HostMemory {
-    base: *mut u8,
-    layout: Layout,
-}
-
-impl HostMemory {
-    fn new(len: usize) -> HostMemory {
-        let layout = Layout::from_size_align(len, PAGE_SIZE).expect("layout");
-        // SAFETY: `len` is never zero here.
-        let base = unsafe { alloc_zeroed(layout) };
-        assert!(!base.is_null());
-        HostMemory { base, layout }
-    }
-
-    /// Returns a view; every test drops its views (and joins the device) before the memory.
-    fn region(&self) -> DmaRegion {
-        // SAFETY: the allocation is live and page-aligned until `drop`, which comes after
-        // the scoped device thread and every view are gone; all views access it atomically.
-        unsafe { DmaRegion::from_raw(self.base, self.layout.size()) }.expect("region")
-    }
-}
-
-impl Drop for HostMemory {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this layout, freed once.
-        unsafe { dealloc(self.base, self.layout) }
     }
 }
 
