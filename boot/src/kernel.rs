@@ -322,16 +322,25 @@ fn run_net_service(setup: NetSetup, echo: bool) {
     );
     let mut echo = echo.then(|| net::EchoServer::new(stack.sockets(), 128));
     let mut announced = false;
+    let mut last_activity = millis();
     loop {
-        let changed = stack.poll(millis());
+        let now = millis();
+        let changed = stack.poll(now);
         let echoed = echo.as_mut().map_or(0, |echo| echo.serve(stack.sockets()));
         if let (false, Some((address, source))) = (announced, stack.address()) {
             println!("manada: net: address {address} ({source})");
             announced = true;
         }
-        if !changed && echoed == 0 {
-            // Nothing moved: let the core halt a little instead of spinning.
-            percore::sleep(core::time::Duration::from_micros(500));
+        if changed || echoed > 0 {
+            last_activity = now;
+        }
+        // Poll (letting the core's other threads run) while traffic flows; after 50 ms
+        // without any, halt between polls instead of burning a host CPU. Sleeping on
+        // every quiet poll made connections stall for seconds under load (to be found).
+        if now.saturating_sub(last_activity) < 50 {
+            percore::yield_now();
+        } else {
+            percore::sleep(core::time::Duration::from_millis(1));
         }
     }
 }

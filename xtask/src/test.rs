@@ -928,7 +928,7 @@ fn echo_stream(port: u16, c: usize, length: usize) -> Result<(), String> {
 }
 
 /// Connections the echo test opens at once. The goal is 100; on this 2-CPU machine under
-/// TCG, 20 or more at once sometimes stall for tens of seconds (not yet understood), so
+/// TCG, 20 or more at once sometimes stall past the read timeout (not yet understood), so
 /// the test holds 4 until the net service is finished.
 const CONCURRENT_CONNECTIONS: usize = 4;
 
