@@ -90,13 +90,47 @@ pub(crate) struct RemoteState {
     outbox: Box<RemoteFrees<MAX_CORES>>,
     /// Blocks of full batches not sent yet, per owner core.
     pending: [BlockList; MAX_CORES],
+    /// Bit `c` set: `pending[c]` is not empty. The core's loop checks this on every
+    /// turn, so an idle outbox costs one load, not a walk over every core's list.
+    owners_pending: u64,
 }
+
+// `owners_pending` has a bit per core.
+const _: () = assert!(MAX_CORES <= 64);
 
 impl RemoteState {
     fn queue(&mut self, batch: &crate::heap::RemoteFreeBatch) {
         let list = &mut self.pending[batch.owner()];
         for (addr, size) in batch.blocks() {
             list.push(addr, size);
+        }
+        if list.len > 0 {
+            self.owners_pending |= 1 << batch.owner();
+        }
+    }
+
+    /// Takes up to a message's worth of `owner`'s pending blocks.
+    fn take_chunk(&mut self, owner: usize) -> heapless::Vec<(usize, usize), BLOCKS_PER_MESSAGE> {
+        let mut chunk = heapless::Vec::new();
+        while !chunk.is_full() {
+            let Some(block) = self.pending[owner].pop() else {
+                break;
+            };
+            let _ = chunk.push(block);
+        }
+        if self.pending[owner].len == 0 {
+            self.owners_pending &= !(1 << owner);
+        }
+        chunk
+    }
+
+    /// Puts a chunk that could not be sent back in front, in order.
+    fn put_back(&mut self, owner: usize, chunk: &[(usize, usize)]) {
+        for &(addr, size) in chunk.iter().rev() {
+            self.pending[owner].push_front(addr, size);
+        }
+        if !chunk.is_empty() {
+            self.owners_pending |= 1 << owner;
         }
     }
 
@@ -136,6 +170,7 @@ pub fn enable_remote_frees() {
     *local.remote.borrow_mut() = Some(RemoteState {
         outbox,
         pending: [BlockList::EMPTY; MAX_CORES],
+        owners_pending: 0,
     });
 }
 
@@ -218,26 +253,26 @@ pub(crate) fn remote_frees_pending() -> bool {
         .remote
         .borrow()
         .as_ref()
-        .is_some_and(|remote| remote.pending_blocks() > 0)
+        .is_some_and(|remote| remote.owners_pending != 0)
 }
 
 /// Sends pending blocks home, three to a message, while rings have room. Never waits.
 /// Returns true when it sent anything.
 pub(crate) fn send_remote_frees() -> bool {
     let local = local();
+    let owners = local
+        .remote
+        .borrow()
+        .as_ref()
+        .map_or(0, |remote| remote.owners_pending);
     let mut sent_any = false;
-    for owner in 0..MAX_CORES {
+    for owner in (0..MAX_CORES).filter(|&owner| owners & (1 << owner) != 0) {
         let mut sent = false;
         loop {
-            let mut chunk: heapless::Vec<(usize, usize), BLOCKS_PER_MESSAGE> = heapless::Vec::new();
-            if let Some(remote) = local.remote.borrow_mut().as_mut() {
-                while !chunk.is_full() {
-                    let Some(block) = remote.pending[owner].pop() else {
-                        break;
-                    };
-                    let _ = chunk.push(block);
-                }
-            }
+            let chunk = match local.remote.borrow_mut().as_mut() {
+                Some(remote) => remote.take_chunk(owner),
+                None => break,
+            };
             if chunk.is_empty() {
                 break;
             }
@@ -252,11 +287,9 @@ pub(crate) fn send_remote_frees() -> bool {
                 ipc::message::bytes_from_words(&words),
             );
             if cpu::with_mailbox(|mailbox| mailbox.try_send_kernel(owner, message)).is_err() {
-                // Full ring: put the blocks back in front, in order, and try later.
+                // Full ring: keep the blocks, in order, and try on a later turn.
                 if let Some(remote) = local.remote.borrow_mut().as_mut() {
-                    for &(addr, size) in chunk.iter().rev() {
-                        remote.pending[owner].push_front(addr, size);
-                    }
+                    remote.put_back(owner, &chunk);
                 }
                 break;
             }
