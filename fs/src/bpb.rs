@@ -1,5 +1,6 @@
 //! The BIOS parameter block: checked parsing of the boot sector into the volume's layout.
 
+use crate::bytes::{u16_at, u32_at};
 use crate::device::SECTOR_SIZE;
 use crate::error::{Error, Result};
 
@@ -55,19 +56,6 @@ pub struct Layout {
     pub cluster_count: u32,
     /// The volume serial number.
     pub serial: u32,
-}
-
-fn u16_at(sector: &[u8; SECTOR_SIZE], offset: usize) -> u16 {
-    u16::from_le_bytes([sector[offset], sector[offset + 1]])
-}
-
-fn u32_at(sector: &[u8; SECTOR_SIZE], offset: usize) -> u32 {
-    u32::from_le_bytes([
-        sector[offset],
-        sector[offset + 1],
-        sector[offset + 2],
-        sector[offset + 3],
-    ])
 }
 
 impl Layout {

@@ -75,7 +75,7 @@ impl RawEntry {
     }
 
     fn u16_at(&self, offset: usize) -> u16 {
-        u16::from_le_bytes([self.0[offset], self.0[offset + 1]])
+        crate::bytes::u16_at(&self.0, offset)
     }
 
     pub(crate) fn short_name(&self) -> [u8; 11] {
@@ -121,7 +121,7 @@ impl RawEntry {
     }
 
     pub(crate) fn size(&self) -> u32 {
-        u32::from_le_bytes([self.0[28], self.0[29], self.0[30], self.0[31]])
+        crate::bytes::u32_at(&self.0, 28)
     }
 
     pub(crate) fn set_size(&mut self, size: u32) {

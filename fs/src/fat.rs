@@ -85,7 +85,7 @@ impl Fat {
         self.check(cluster)?;
         let (sector, offset) = self.position(cluster);
         let data = cache.read(self.start + sector, Kind::Fat)?;
-        self.decode(u16::from_le_bytes([data[offset], data[offset + 1]]))
+        self.decode(crate::bytes::u16_at(data, offset))
     }
 
     /// Sets the entry of `cluster` in every FAT copy.

@@ -113,7 +113,7 @@ impl Assembler {
         }
         let start = (usize::from(ordinal) - 1) * CHARS_PER_ENTRY;
         for (i, &offset) in OFFSETS.iter().enumerate() {
-            self.units[start + i] = u16::from_le_bytes([entry[offset], entry[offset + 1]]);
+            self.units[start + i] = crate::bytes::u16_at(entry, offset);
         }
         self.expected -= 1;
         self.collected += 1;

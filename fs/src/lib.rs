@@ -9,6 +9,7 @@ extern crate alloc;
 
 pub mod api;
 mod bpb;
+mod bytes;
 mod cache;
 mod check;
 mod device;

@@ -1,5 +1,6 @@
 //! Finding the FAT volume on a disk: an MBR partition table or an unpartitioned volume.
 
+use crate::bytes::{u16_at, u32_at};
 use crate::device::SECTOR_SIZE;
 use crate::error::{Error, Result};
 
@@ -16,19 +17,6 @@ pub struct Partition {
 const FAT16_TYPES: [u8; 3] = [0x04, 0x06, 0x0E];
 const FAT12_TYPE: u8 = 0x01;
 const FAT32_TYPES: [u8; 2] = [0x0B, 0x0C];
-
-fn u16_at(sector: &[u8; SECTOR_SIZE], offset: usize) -> u16 {
-    u16::from_le_bytes([sector[offset], sector[offset + 1]])
-}
-
-fn u32_at(sector: &[u8; SECTOR_SIZE], offset: usize) -> u32 {
-    u32::from_le_bytes([
-        sector[offset],
-        sector[offset + 1],
-        sector[offset + 2],
-        sector[offset + 3],
-    ])
-}
 
 /// Returns whether sector 0 looks like a FAT boot sector rather than a partition table:
 /// a jump instruction and plausible BPB fields.
