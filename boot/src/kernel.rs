@@ -229,6 +229,22 @@ static BLK_SETUP: spin::Mutex<Option<(usize, heapless::Vec<blk::DiskSetup, { blk
 
 /// Gives every virtio-blk disk its DMA memory from the service reserve and chooses the
 /// service core (`place.blk=K`, else the last core).
+/// Returns the core of `service`: `place.SERVICE=K` from the command line, else
+/// `default`. A core outside the run ends it with a clear error.
+fn service_core(info: &BootInfo, service: &str, default: usize) -> usize {
+    let cores = info.cores.len();
+    let key: heapless::String<16> = {
+        let mut key = heapless::String::new();
+        let _ = core::fmt::write(&mut key, format_args!("place.{service}"));
+        key
+    };
+    match info.command_line().get(&key).map(str::parse::<usize>) {
+        None => default,
+        Some(Ok(core)) if core < cores => core,
+        Some(_) => fatal(format_args!("{key} must name a core below {cores}")),
+    }
+}
+
 /// Hands out DMA memory from the service reserve, in order; never the same byte twice.
 struct ReserveCursor {
     next: u64,
@@ -270,16 +286,7 @@ fn prepare_net_service(info: &BootInfo, reserve: &mut ReserveCursor) {
         return;
     };
     let cores = info.cores.len();
-    let core = match info
-        .command_line()
-        .get("place.net")
-        .map(str::parse::<usize>)
-    {
-        Some(Ok(core)) if core < cores => core,
-        Some(_) => fatal(format_args!("place.net must name a core below {cores}")),
-        None if cores >= 4 => cores - 3,
-        None => cores - 1,
-    };
+    let core = service_core(info, "net", if cores >= 4 { cores - 3 } else { cores - 1 });
     let Some(dma) = reserve.take(netdev::dma_size()) else {
         println!("manada: net: no reserved memory left for virtio-net {location}");
         return;
@@ -351,15 +358,7 @@ fn prepare_blk_service(info: &BootInfo, reserve: &mut ReserveCursor) {
         return;
     }
     let cores = info.cores.len();
-    let core = match info
-        .command_line()
-        .get("place.blk")
-        .map(str::parse::<usize>)
-    {
-        Some(Ok(core)) if core < cores => core,
-        Some(_) => fatal(format_args!("place.blk must name a core below {cores}")),
-        None => cores - 1,
-    };
+    let core = service_core(info, "blk", cores - 1);
     let mut setups = heapless::Vec::new();
     for (transport, location) in transports {
         let Some(dma) = reserve.take(blk::dma_size()) else {
@@ -389,12 +388,15 @@ fn start_fs_service() {
     };
     let cores = info.cores.len();
     let blk_core = blk::service_core().unwrap_or(0);
-    let core = match info.command_line().get("place.fs").map(str::parse::<usize>) {
-        Some(Ok(core)) if core < cores => core,
-        Some(_) => panic!("place.fs must name a core below {cores}"),
-        None if cores >= 3 => blk_core.saturating_sub(1),
-        None => blk_core,
-    };
+    let core = service_core(
+        info,
+        "fs",
+        if cores >= 3 {
+            blk_core.saturating_sub(1)
+        } else {
+            blk_core
+        },
+    );
     println!("manada: fs service on core {core}, volume on {name}");
     let mounted = percore::spawn_on(core, move || {
         fs::service::start(alloc::boxed::Box::new(disk))

@@ -71,6 +71,21 @@ pub(crate) fn hooks() -> Hooks {
     })
 }
 
+/// Receives one round from `endpoint`: kernel messages go to the kernel, the others to
+/// `application`. Returns how many messages it took.
+fn receive_round(
+    endpoint: &mut Endpoint<'static, Message, RING_SLOTS, { crate::MAX_CORES }>,
+    mut application: impl FnMut(usize, Message),
+) -> usize {
+    endpoint.poll(|source, message| {
+        if message.header().kind().value() >= KERNEL_KINDS {
+            crate::sched::on_kernel_message(usize::from(source), message);
+        } else {
+            application(usize::from(source), message);
+        }
+    })
+}
+
 /// Why a mailbox could not be opened or a message could not be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailboxError {
@@ -229,26 +244,15 @@ impl Mailbox {
             handle(source, message);
             handled += 1;
         }
-        handled
-            + self.endpoint.poll(|source, message| {
-                if message.header().kind().value() >= KERNEL_KINDS {
-                    crate::sched::on_kernel_message(usize::from(source), message);
-                } else {
-                    handle(usize::from(source), message);
-                }
-            })
+        handled + receive_round(&mut self.endpoint, handle)
     }
 
     /// Serves one round for the kernel: handles kernel messages, keeps application
     /// messages for the application's next [`Mailbox::poll`].
     pub(crate) fn poll_for_kernel(&mut self) -> usize {
         let inbox = &mut self.inbox;
-        self.endpoint.poll(|source, message| {
-            if message.header().kind().value() >= KERNEL_KINDS {
-                crate::sched::on_kernel_message(usize::from(source), message);
-            } else {
-                inbox.push_back((usize::from(source), message));
-            }
+        receive_round(&mut self.endpoint, |source, message| {
+            inbox.push_back((source, message))
         })
     }
 
