@@ -60,6 +60,25 @@ struct FakeDevice {
 }
 
 impl FakeDevice {
+    /// A device in `mode` over `disk`, serving `blk`'s queue with DMA in `memory`.
+    fn new(blk: &BlkQueue, memory: Vec<DmaRegion>, disk: Vec<u8>, mode: Mode, seed: u64) -> Self {
+        FakeDevice {
+            memory,
+            size: QUEUE_SIZE,
+            descriptors: blk.queue().descriptor_table_address(),
+            available: blk.queue().available_address(),
+            used: blk.queue().used_address(),
+            disk,
+            mode,
+            rng: Rng::new(seed),
+            seen_available: 0,
+            used_index: 0,
+            pending: Vec::new(),
+            bogus_sent: 0,
+            writes_seen: 0,
+        }
+    }
+
     /// Returns the region and offset of `address..address + len`; a wild address from the
     /// driver fails the test.
     fn locate(&self, address: u64, len: usize) -> (&DmaRegion, usize) {
@@ -345,21 +364,13 @@ fn run_workload(mode: Mode, seed: u64, operations: u32, config: BlkConfig) -> Ou
 
     let mut blk = BlkQueue::new(queue_memory.region(), QUEUE_SIZE, 0, config).expect("queue");
     let data = buffers.region();
-    let device = FakeDevice {
-        memory: vec![queue_memory.region(), buffers.region()],
-        size: QUEUE_SIZE,
-        descriptors: blk.queue().descriptor_table_address(),
-        available: blk.queue().available_address(),
-        used: blk.queue().used_address(),
-        disk: model.clone(),
+    let device = FakeDevice::new(
+        &blk,
+        vec![queue_memory.region(), buffers.region()],
+        model.clone(),
         mode,
-        rng: Rng::new(seed ^ 0xDEAD_BEEF),
-        seen_available: 0,
-        used_index: 0,
-        pending: Vec::new(),
-        bogus_sent: 0,
-        writes_seen: 0,
-    };
+        seed ^ 0xDEAD_BEEF,
+    );
     let stop = AtomicBool::new(false);
     let mut outcome = Outcome::default();
     let mut doorbell = CountingDoorbell(0);
@@ -595,21 +606,13 @@ fn read_only_and_out_of_range_requests_never_reach_the_device() {
     let disk: Vec<u8> = (0..DISK_SECTORS as usize * SECTOR_SIZE)
         .map(|i| (i / SECTOR_SIZE) as u8)
         .collect();
-    let device = FakeDevice {
-        memory: vec![queue_memory.region(), buffers.region()],
-        size: QUEUE_SIZE,
-        descriptors: blk.queue().descriptor_table_address(),
-        available: blk.queue().available_address(),
-        used: blk.queue().used_address(),
+    let device = FakeDevice::new(
+        &blk,
+        vec![queue_memory.region(), buffers.region()],
         disk,
-        mode: Mode::Normal,
-        rng: Rng::new(8),
-        seen_available: 0,
-        used_index: 0,
-        pending: Vec::new(),
-        bogus_sent: 0,
-        writes_seen: 0,
-    };
+        Mode::Normal,
+        8,
+    );
     let stop = AtomicBool::new(false);
     let device = thread::scope(|scope| {
         let device = scope.spawn(|| device.run(&stop));

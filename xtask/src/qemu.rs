@@ -418,6 +418,20 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// An outcome with `status` and `console` and nothing else seen yet.
+    pub fn new(status: Status, console: Vec<String>, timeout: Option<Duration>) -> Self {
+        Outcome {
+            status,
+            console,
+            stderr: Vec::new(),
+            online: None,
+            fatal: None,
+            unknown_app: None,
+            elapsed: Duration::ZERO,
+            timeout,
+        }
+    }
+
     /// Returns `Ok` when the kernel reported success and nothing fatal appeared, otherwise why not.
     pub fn verdict(&self) -> Result<(), String> {
         if let Some(line) = &self.fatal {
@@ -559,16 +573,7 @@ pub fn run_until(
     );
     forward_lines(stderr, sender, |line, _| Event::Stderr(line), None);
 
-    let mut outcome = Outcome {
-        status: Status::TimedOut,
-        console: Vec::new(),
-        stderr: Vec::new(),
-        online: None,
-        fatal: None,
-        unknown_app: None,
-        elapsed: Duration::ZERO,
-        timeout,
-    };
+    let mut outcome = Outcome::new(Status::TimedOut, Vec::new(), timeout);
     let deadline = timeout.map(|timeout| start + timeout);
     let mut fatal_deadline: Option<Instant> = None;
     let mut console_open = true;
@@ -787,16 +792,11 @@ mod tests {
 
     #[test]
     fn verdict_prefers_fatal_lines_over_status() {
-        let mut outcome = Outcome {
-            status: Status::KernelSuccess,
-            console: vec!["PANIC on core 1: boom".into()],
-            stderr: Vec::new(),
-            online: None,
-            fatal: None,
-            unknown_app: None,
-            elapsed: Duration::ZERO,
-            timeout: None,
-        };
+        let mut outcome = Outcome::new(
+            Status::KernelSuccess,
+            vec!["PANIC on core 1: boom".into()],
+            None,
+        );
         assert_eq!(outcome.verdict(), Ok(()));
         outcome.fatal = Some("PANIC on core 1: boom".into());
         assert!(outcome.verdict().unwrap_err().contains("PANIC on core 1"));

@@ -1228,16 +1228,11 @@ mod tests {
 
     #[test]
     fn panic_check_needs_the_line_and_the_failure_status() {
-        let mut outcome = qemu::Outcome {
-            status: Status::KernelFailure,
-            console: vec!["PANIC on core 3: on purpose".into()],
-            stderr: Vec::new(),
-            online: None,
-            fatal: None,
-            unknown_app: None,
-            elapsed: Duration::ZERO,
-            timeout: None,
-        };
+        let mut outcome = qemu::Outcome::new(
+            Status::KernelFailure,
+            vec!["PANIC on core 3: on purpose".into()],
+            None,
+        );
         assert_eq!(check_panic(&outcome, 4), Ok(()));
         assert!(check_panic(&outcome, 2).is_err());
         assert!(check_panic(&outcome, 8).is_err());
