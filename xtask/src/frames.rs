@@ -139,6 +139,9 @@ pub fn is_arp_reply(frame: &[u8]) -> bool {
         && frame[28..32] == GUEST_IP
 }
 
+/// A change that breaks a valid IPv4 packet.
+type Edit = fn(&mut Vec<u8>);
+
 /// A small deterministic generator, so a failing frame can be found again.
 struct XorShift(u64);
 
@@ -189,34 +192,26 @@ pub fn malformed(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
     for cut in [1, 10, 19, 20, 27] {
         frames.push(("truncated IPv4", ethernet(ETHERTYPE_IPV4, &packet[..cut])));
     }
-    let mut edits: Vec<(&'static str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
-        ("IPv4 version 6", Box::new(|p| p[0] = 0x65)),
-        ("IPv4 IHL 4", Box::new(|p| p[0] = 0x44)),
-        ("IPv4 IHL 15", Box::new(|p| p[0] = 0x4f)),
-        (
-            "IPv4 total length 65535",
-            Box::new(|p| p[2..4].copy_from_slice(&[0xff, 0xff])),
-        ),
-        (
-            "IPv4 total length 8",
-            Box::new(|p| p[2..4].copy_from_slice(&[0, 8])),
-        ),
-        ("IPv4 bad checksum", Box::new(|p| p[10] ^= 0xff)),
-        ("IPv4 more fragments", Box::new(|p| p[6] = 0x20)),
-        (
-            "IPv4 fragment offset",
-            Box::new(|p| p[6..8].copy_from_slice(&[0x1f, 0xff])),
-        ),
-        ("IPv4 TTL 0", Box::new(|p| p[8] = 0)),
-        ("IPv4 from broadcast", Box::new(|p| p[12..16].fill(0xff))),
-    ];
-    edits.push((
-        "IPv4 options garbage",
-        Box::new(|p| {
+    let edits: [(&'static str, Edit); 11] = [
+        ("IPv4 version 6", |p| p[0] = 0x65),
+        ("IPv4 IHL 4", |p| p[0] = 0x44),
+        ("IPv4 IHL 15", |p| p[0] = 0x4f),
+        ("IPv4 total length 65535", |p| {
+            p[2..4].copy_from_slice(&[0xff, 0xff])
+        }),
+        ("IPv4 total length 8", |p| p[2..4].copy_from_slice(&[0, 8])),
+        ("IPv4 bad checksum", |p| p[10] ^= 0xff),
+        ("IPv4 more fragments", |p| p[6] = 0x20),
+        ("IPv4 fragment offset", |p| {
+            p[6..8].copy_from_slice(&[0x1f, 0xff])
+        }),
+        ("IPv4 TTL 0", |p| p[8] = 0),
+        ("IPv4 from broadcast", |p| p[12..16].fill(0xff)),
+        ("IPv4 options garbage", |p| {
             p[0] = 0x47;
             p.splice(20..20, [0x83, 0xff, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00]);
         }),
-    ));
+    ];
     for (name, edit) in &edits {
         let mut broken = packet.clone();
         edit(&mut broken);

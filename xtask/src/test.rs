@@ -1371,7 +1371,8 @@ mod tests {
         assert!(names.contains(&"blk-errors pc blkdebug".to_string()));
         assert!(names.contains(&"files pc vvfat share".to_string()));
         assert!(names.contains(&"echo q35 tcp+udp".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 10);
+        assert!(names.contains(&"net pc malformed frames".to_string()));
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 12);
     }
 
     #[test]
