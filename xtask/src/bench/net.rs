@@ -228,7 +228,9 @@ fn measure(context: &Context, echo: u16, status: u16) -> Result<Vec<Record>, Str
                 amounts.stream_bytes >> 20
             ),
         );
-        throughputs.push(stream_throughput(echo, amounts.stream_bytes)?);
+        let throughput = stream_throughput(echo, amounts.stream_bytes)?;
+        eprintln!("xtask: {throughput:.2} MB/s");
+        throughputs.push(throughput);
     }
     let mut rates = Vec::new();
     for run in 1..=repeat {
@@ -241,7 +243,9 @@ fn measure(context: &Context, echo: u16, status: u16) -> Result<Vec<Record>, Str
                 amounts.connect_seconds
             ),
         );
-        rates.push(connection_rate(echo, amounts.connect_seconds)?);
+        let rate = connection_rate(echo, amounts.connect_seconds)?;
+        eprintln!("xtask: {rate:.0} connections/s");
+        rates.push(rate);
     }
     let total = amounts.memory_connections;
     progress(
