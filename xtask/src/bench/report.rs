@@ -68,6 +68,10 @@ impl SuiteReport {
 fn readable(value: f64, unit: &str) -> String {
     if unit == "x" {
         format!("{value:.3}")
+    } else if value.abs() >= 1e9 {
+        format!("{:.2} G", value / 1e9)
+    } else if value.abs() >= 1e6 {
+        format!("{:.2} M", value / 1e6)
     } else if value.abs() >= 1000.0 {
         format!("{value:.0}")
     } else {
@@ -629,7 +633,7 @@ mod tests {
         assert!(!markdown.contains("Warning"));
         let markdown = to_markdown(&scale_report());
         assert!(markdown.contains("| workload | cores | total | efficiency | runs |"));
-        assert!(markdown.contains("| compute | 4 | 800000000 ops/s | 0.500 | 1 |"));
+        assert!(markdown.contains("| compute | 4 | 800.00 M ops/s | 0.500 | 1 |"));
         assert!(markdown.contains("| rpc | 4 | 400000 calls/s | - | 1 |"));
         assert!(markdown.contains("> **Warning:** 4 vCPUs > 2 host CPUs"));
     }
