@@ -4,6 +4,7 @@
 //! `<out>/report.md` is rewritten from all the JSON files there, with SVG plots for the
 //! suites that measure throughput at several core counts (`report`, `plot`).
 
+mod http;
 mod net;
 mod plot;
 mod report;
@@ -87,10 +88,14 @@ pub enum Suite {
     /// The net service from the host: TCP echo throughput, connections per second, and
     /// the net core's heap before and after many connections.
     Net,
+    /// App `httpd` serving a 615-byte page from a FAT16 share, loaded by `wrk` from the
+    /// host with and without keep-alive: requests/s and latency percentiles. Not part of
+    /// a run of every suite: it needs the `httpd` app and `wrk`.
+    Http,
 }
 
 impl Suite {
-    /// Every suite, in the order `cargo xtask bench` runs them.
+    /// The suites `cargo xtask bench` runs when none is named, in that order.
     const ALL: &'static [Suite] = &[
         Suite::Boot,
         Suite::Ipc,
@@ -111,6 +116,7 @@ impl Suite {
             Suite::Blk => "blk",
             Suite::Fs => "fs",
             Suite::Net => "net",
+            Suite::Http => "http",
         }
     }
 
@@ -122,6 +128,7 @@ impl Suite {
             Suite::Blk => vec![2],
             Suite::Fs => vec![3],
             Suite::Net => vec![net::CORES],
+            Suite::Http => vec![http::CORES],
         }
     }
 
@@ -135,6 +142,7 @@ impl Suite {
             Suite::Blk => suites::blk_suite(context),
             Suite::Fs => suites::fs_suite(context),
             Suite::Net => net::net_suite(context),
+            Suite::Http => http::http_suite(context),
         }
     }
 }

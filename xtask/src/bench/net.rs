@@ -67,7 +67,7 @@ fn parse_status(text: &str) -> Result<u64, String> {
 }
 
 /// Returns a port on 127.0.0.1 that is free for TCP and UDP now.
-fn free_port(taken: &[u16]) -> Result<u16, String> {
+pub(super) fn free_port(taken: &[u16]) -> Result<u16, String> {
     for _ in 0..50 {
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
         let port = listener
@@ -124,7 +124,7 @@ fn echo_once(port: u16, round: u64) -> Result<(), String> {
 
 /// Waits until the guest echoes: QEMU's user networking accepts, then resets,
 /// connections until the guest is up.
-fn wait_ready(port: u16) -> Result<(), String> {
+fn wait_ready(port: u16, ended: &AtomicBool) -> Result<(), String> {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
         match echo_once(port, 0) {
@@ -134,6 +134,9 @@ fn wait_ready(port: u16) -> Result<(), String> {
                     "the guest did not echo within {} s: {error}",
                     READY_WITHIN.as_secs()
                 ))
+            }
+            Err(error) if ended.load(Ordering::Acquire) => {
+                return Err(format!("the guest ended before it answered: {error}"))
             }
             Err(_) => thread::sleep(Duration::from_millis(300)),
         }
@@ -211,12 +214,17 @@ fn heap_bytes(port: u16) -> Result<u64, String> {
 }
 
 /// What the host measures while the guest serves.
-fn measure(context: &Context, echo: u16, status: u16) -> Result<Vec<Record>, String> {
+fn measure(
+    context: &Context,
+    echo: u16,
+    status: u16,
+    ended: &AtomicBool,
+) -> Result<Vec<Record>, String> {
     let amounts = Amounts::new(context.args.quick);
     let repeat = context.repeat;
     let steps = 2 * repeat + 1;
     eprintln!("xtask: waiting for the guest's echo ...");
-    wait_ready(echo)?;
+    wait_ready(echo, ended)?;
     let mut throughputs = Vec::new();
     for run in 1..=repeat {
         progress(
@@ -313,10 +321,11 @@ pub(super) fn net_suite(context: &Context) -> Result<Vec<Record>, String> {
         gdb: false,
     };
     eprintln!("xtask: echo guest on 127.0.0.1:{echo} (port 7) and :{status} (port 8)");
-    let stop = AtomicBool::new(false);
+    // `stop`: the client is done, end the guest; `ended`: the guest is gone, stop waiting.
+    let (stop, ended) = (AtomicBool::new(false), AtomicBool::new(false));
     let (outcome, measured) = thread::scope(|scope| {
         let client = scope.spawn(|| {
-            let result = measure(context, echo, status);
+            let result = measure(context, echo, status, &ended);
             stop.store(true, Ordering::Release);
             result
         });
@@ -324,7 +333,7 @@ pub(super) fn net_suite(context: &Context) -> Result<Vec<Record>, String> {
         // guest's limit only catches a client that never ends.
         let limit = Duration::from_secs(args.timeout + 4 * 3600);
         let outcome = qemu::run_until(&config, Some(limit), false, Some(&stop));
-        stop.store(true, Ordering::Release);
+        ended.store(true, Ordering::Release);
         let measured = client
             .join()
             .unwrap_or_else(|_| Err("the client panicked".into()));
@@ -396,7 +405,7 @@ mod tests {
     #[test]
     fn client_measures_against_a_local_echo_server() {
         let port = local_echo(None);
-        wait_ready(port).unwrap();
+        wait_ready(port, &AtomicBool::new(false)).unwrap();
         assert!(stream_throughput(port, 300_000).unwrap() > 0.0);
         assert!(connection_rate(port, 1).unwrap() > 1.0);
         let broken = local_echo(Some(200_000));
