@@ -23,4 +23,4 @@ mod percore_bench;
 mod scale;
 mod threads;
 
-pub use app::{find, names, on_every_core, App, AppError, APPS};
+pub use app::{app_cores, find, names, on_every_core, App, AppError, APPS};

@@ -24,6 +24,7 @@ pub(super) fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
             kernel_args: Vec::new(),
             disks: Vec::new(),
             net: None,
+            inject: None,
             gdb: false,
         };
         let (mut host_runs, mut kernel_runs) = (Vec::new(), Vec::new());
@@ -95,6 +96,7 @@ pub(super) fn ipc_suite(context: &Context) -> Result<Vec<Record>, String> {
             kernel_args: vec![format!("messages={messages}")],
             disks: Vec::new(),
             net: None,
+            inject: None,
             gdb: false,
         };
         // Generous: one second per million messages per pair, plus the fixed timeout.
@@ -321,6 +323,7 @@ pub(super) fn percore_suite(context: &Context) -> Result<Vec<Record>, String> {
             kernel_args: vec![format!("ops={ops}")],
             disks: Vec::new(),
             net: None,
+            inject: None,
             gdb: false,
         };
         let mut runs: Vec<PercoreRun> = Vec::new();
@@ -482,6 +485,7 @@ pub(super) fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
             read_only: false,
         }],
         net: None,
+        inject: None,
         gdb: false,
     };
     let measures = [
@@ -532,6 +536,7 @@ pub(super) fn fs_suite(context: &Context) -> Result<Vec<Record>, String> {
             read_only: false,
         }],
         net: None,
+        inject: None,
         gdb: false,
     };
     let measures = [("seq_read", "MB/s"), ("small_file_reads", "files/s")];
