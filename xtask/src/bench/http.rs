@@ -287,6 +287,7 @@ pub(super) fn http_suite(context: &Context) -> Result<Vec<Record>, String> {
             read_only: false,
         }],
         net: Some(vec![(port, 80)]),
+        inject: None,
         gdb: false,
     };
     eprintln!("xtask: httpd guest on 127.0.0.1:{port} (port 80)");

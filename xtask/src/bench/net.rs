@@ -58,12 +58,34 @@ fn stream_byte(index: usize) -> u8 {
     (index.wrapping_mul(31) ^ (index >> 11)) as u8
 }
 
-/// Returns the heap figure in the status port's answer, `net-heap-bytes N\n`.
-fn parse_status(text: &str) -> Result<u64, String> {
-    text.lines()
-        .find_map(|line| line.trim().strip_prefix("net-heap-bytes "))
-        .and_then(|number| number.trim().parse().ok())
-        .ok_or_else(|| format!("no `net-heap-bytes N` line in {text:?}"))
+/// What the guest's status port says about the net core.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Status {
+    /// Bytes in use on the net core's heap.
+    heap_bytes: u64,
+    /// Sockets in the net core's table, when the guest says.
+    sockets: Option<u64>,
+}
+
+/// Returns the figures in the status port's answer, `net-heap-bytes N sockets M\n`.
+fn parse_status(text: &str) -> Result<Status, String> {
+    let bad = || format!("no `net-heap-bytes N sockets M` line in {text:?}");
+    let line = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("net-heap-bytes "))
+        .ok_or_else(bad)?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["net-heap-bytes", bytes] => Ok(Status {
+            heap_bytes: bytes.parse().map_err(|_| bad())?,
+            sockets: None,
+        }),
+        ["net-heap-bytes", bytes, "sockets", sockets] => Ok(Status {
+            heap_bytes: bytes.parse().map_err(|_| bad())?,
+            sockets: Some(sockets.parse().map_err(|_| bad())?),
+        }),
+        _ => Err(bad()),
+    }
 }
 
 /// Returns a port on 127.0.0.1 that is free for TCP and UDP now.
@@ -190,8 +212,8 @@ fn connection_rate(port: u16, seconds: u64) -> Result<f64, String> {
     Ok(count as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Returns the net core's heap bytes in use, from the status port.
-fn heap_bytes(port: u16) -> Result<u64, String> {
+/// Returns the net core's heap and socket figures, from the status port.
+fn read_status(port: u16) -> Result<Status, String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let attempt = connect(port).and_then(|mut stream| {
@@ -202,7 +224,7 @@ fn heap_bytes(port: u16) -> Result<u64, String> {
             parse_status(&text)
         });
         match attempt {
-            Ok(bytes) => return Ok(bytes),
+            Ok(status) => return Ok(status),
             Err(error) if Instant::now() >= deadline => {
                 return Err(format!(
                     "the status port (guest port {STATUS_PORT}) gave no heap figure: {error}"
@@ -262,7 +284,7 @@ fn measure(
         steps,
         &format!("heap before and after {total} sequential connections"),
     );
-    let before = heap_bytes(status)?;
+    let before = read_status(status)?;
     let start = Instant::now();
     for connection in 1..=total {
         echo_once(echo, connection)
@@ -277,13 +299,16 @@ fn measure(
     let sustained = total as f64 / start.elapsed().as_secs_f64();
     // Let the guest finish closing the last connections before reading again.
     thread::sleep(Duration::from_secs(1));
-    let after = heap_bytes(status)?;
+    let after = read_status(status)?;
+    let (before_bytes, after_bytes) = (before.heap_bytes as f64, after.heap_bytes as f64);
     eprintln!(
-        "xtask: net heap {before} bytes before, {after} after {total} connections ({:+})",
-        after as i64 - before as i64
+        "xtask: net heap {before_bytes} bytes before, {after_bytes} after {total} connections ({:+}); sockets {:?} then {:?}",
+        after_bytes - before_bytes,
+        before.sockets,
+        after.sockets
     );
     let cores = CORES;
-    Ok(vec![
+    let mut records = vec![
         Record::new("tcp_echo_throughput", cores, "MB/s", throughputs),
         Record::new("tcp_connections_per_s", cores, "conn/s", rates),
         Record::new(
@@ -292,15 +317,30 @@ fn measure(
             "conn/s",
             vec![sustained],
         ),
-        Record::new("net_heap_bytes_before", cores, "bytes", vec![before as f64]),
-        Record::new("net_heap_bytes_after", cores, "bytes", vec![after as f64]),
+        Record::new("net_heap_bytes_before", cores, "bytes", vec![before_bytes]),
+        Record::new("net_heap_bytes_after", cores, "bytes", vec![after_bytes]),
         Record::new(
             "net_heap_bytes_growth",
             cores,
             "bytes",
-            vec![after as f64 - before as f64],
+            vec![after_bytes - before_bytes],
         ),
-    ])
+    ];
+    if let (Some(before), Some(after)) = (before.sockets, after.sockets) {
+        records.push(Record::new(
+            "net_sockets_before",
+            cores,
+            "sockets",
+            vec![before as f64],
+        ));
+        records.push(Record::new(
+            "net_sockets_after",
+            cores,
+            "sockets",
+            vec![after as f64],
+        ));
+    }
+    Ok(records)
 }
 
 /// The net suite: boots `echo` with two forwarded ports and measures from the host.
@@ -318,6 +358,7 @@ pub(super) fn net_suite(context: &Context) -> Result<Vec<Record>, String> {
         kernel_args: Vec::new(),
         disks: Vec::new(),
         net: Some(vec![(echo, ECHO_PORT), (status, STATUS_PORT)]),
+        inject: None,
         gdb: false,
     };
     eprintln!("xtask: echo guest on 127.0.0.1:{echo} (port 7) and :{status} (port 8)");
@@ -353,9 +394,21 @@ mod tests {
 
     #[test]
     fn parses_the_status_line() {
-        assert_eq!(parse_status("net-heap-bytes 123456\n"), Ok(123_456));
-        assert_eq!(parse_status("net-heap-bytes 7"), Ok(7));
-        assert_eq!(parse_status("hello\nnet-heap-bytes 9\r\n"), Ok(9));
+        let status = |heap_bytes, sockets| {
+            Ok(Status {
+                heap_bytes,
+                sockets,
+            })
+        };
+        assert_eq!(
+            parse_status("net-heap-bytes 123456 sockets 3\n"),
+            status(123_456, Some(3))
+        );
+        assert_eq!(parse_status("net-heap-bytes 7"), status(7, None));
+        assert_eq!(parse_status("hello\nnet-heap-bytes 9\r\n"), status(9, None));
+        assert!(parse_status("net-heap-bytes 9 sockets\n").is_err());
+        assert!(parse_status("net-heap-bytes 9 sockets x\n").is_err());
+        assert!(parse_status("net-heap-bytes 9 files 2\n").is_err());
         assert!(parse_status("").is_err());
         assert!(parse_status("net-heap-bytes\n").is_err());
         assert!(parse_status("net-heap-bytes -5\n").is_err());
@@ -420,9 +473,17 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         thread::spawn(move || {
             for stream in listener.incoming().take(1) {
-                let _ = stream.unwrap().write_all(b"net-heap-bytes 4096\n");
+                let _ = stream
+                    .unwrap()
+                    .write_all(b"net-heap-bytes 4096 sockets 2\n");
             }
         });
-        assert_eq!(heap_bytes(port), Ok(4096));
+        assert_eq!(
+            read_status(port),
+            Ok(Status {
+                heap_bytes: 4096,
+                sockets: Some(2)
+            })
+        );
     }
 }

@@ -211,6 +211,7 @@ pub(super) fn scale_suite(context: &Context) -> Result<Vec<Record>, String> {
             kernel_args: vec![format!("duration_ms={duration}")],
             disks: Vec::new(),
             net: None,
+            inject: None,
             gdb: false,
         };
         let mut boots = Vec::new();
