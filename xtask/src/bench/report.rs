@@ -68,6 +68,9 @@ impl SuiteReport {
 fn readable(value: f64, unit: &str) -> String {
     if unit == "x" {
         format!("{value:.3}")
+    } else if matches!(unit, "bytes" | "sockets" | "errors") {
+        // Counts: every digit matters (a heap that grew by a few bytes).
+        format!("{value:.0}")
     } else if value.abs() >= 1e9 {
         format!("{:.2} G", value / 1e9)
     } else if value.abs() >= 1e6 {
@@ -636,6 +639,8 @@ mod tests {
         assert!(markdown.contains("| compute | 4 | 800.00 M ops/s | 0.500 | 1 |"));
         assert!(markdown.contains("| rpc | 4 | 400000 calls/s | - | 1 |"));
         assert!(markdown.contains("> **Warning:** 4 vCPUs > 2 host CPUs"));
+        assert_eq!(readable(1_590_144.0, "bytes"), "1590144");
+        assert_eq!(readable(1_590_144.0, "conn/s"), "1.59 M");
     }
 
     #[test]
