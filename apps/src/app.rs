@@ -68,6 +68,7 @@ pub static APPS: &[App] = &[
     crate::overflow::APP,
     crate::oom::APP,
     crate::percore_bench::APP,
+    crate::scale::APP,
     crate::panic::APP,
 ];
 

@@ -20,6 +20,7 @@ mod oom;
 mod overflow;
 mod panic;
 mod percore_bench;
+mod scale;
 mod threads;
 
 pub use app::{app_cores, find, names, on_every_core, App, AppError, APPS};

@@ -286,6 +286,9 @@ enum Case {
     /// App `files` on a FAT16 image made by mkfs.fat and mcopy; fsck.fat and mtype check
     /// it afterwards.
     FsImage { machine: Machine },
+    /// `xtask bench scale --quick` at 1 and 2 cores into a scratch folder; its JSON,
+    /// plots and report are read back and checked.
+    BenchScale,
 }
 
 impl Case {
@@ -318,6 +321,7 @@ impl Case {
             Case::Echo { machine } => format!("echo {} tcp+udp", machine.name()),
             Case::NetMalformed { machine } => format!("net {} malformed frames", machine.name()),
             Case::FsImage { machine } => format!("files {} mkfs.fat image", machine.name()),
+            Case::BenchScale => "bench scale --quick smoke run".into(),
         }
     }
 }
@@ -455,6 +459,7 @@ fn cases() -> Vec<Case> {
         cases.push(Case::NetMalformed { machine });
         cases.push(Case::FsImage { machine });
     }
+    cases.push(Case::BenchScale);
     // The longest tests (the exchanges) start first, so both slots stay busy to the end.
     cases.sort_by_key(|case| !matches!(case, Case::Boot { app: "ipc", .. }));
     cases.push(Case::RefuseCores { cores: "0" });
@@ -655,7 +660,44 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
             let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
             run_fs_image(context, machine)
         }
+        Case::BenchScale => {
+            let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
+            run_bench_scale(context)
+        }
     }
+}
+
+/// Runs `xtask bench scale --quick --cores 1,2 --repeat 1` into a scratch folder and
+/// checks what it wrote.
+fn run_bench_scale(context: &Context) -> CaseResult {
+    let fail = |reason: String| (reason, Vec::new());
+    let dir = scratch_dir("bench-scale").map_err(fail)?;
+    let exe = std::env::current_exe()
+        .map_err(|error| fail(format!("cannot find xtask's binary: {error}")))?;
+    let output = Command::new(exe)
+        .args([
+            "bench", "scale", "--quick", "--cores", "1,2", "--repeat", "1",
+        ])
+        .args(["--accel", context.accel.name(), "--timeout"])
+        .arg(context.timeout.as_secs().to_string())
+        .arg("--kernel")
+        .arg(&context.kernel)
+        .arg("--out")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| fail(format!("cannot run xtask bench: {error}")))?;
+    let tail = || {
+        let text = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[lines.len().saturating_sub(20)..].to_vec()
+    };
+    if !output.status.success() {
+        return Err((format!("xtask bench failed: {}", output.status), tail()));
+    }
+    crate::bench::check_smoke_run(&dir, &[1, 2]).map_err(|reason| (reason, tail()))?;
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
 }
 
 /// Returns `Ok` when the run shows a panic on the last core and the kernel reported failure.
@@ -1372,7 +1414,8 @@ mod tests {
         assert!(names.contains(&"files pc vvfat share".to_string()));
         assert!(names.contains(&"echo q35 tcp+udp".to_string()));
         assert!(names.contains(&"net pc malformed frames".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 12);
+        assert!(names.contains(&"bench scale --quick smoke run".to_string()));
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 12 + 1);
     }
 
     #[test]
