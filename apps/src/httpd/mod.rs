@@ -5,6 +5,7 @@
 
 mod connection;
 mod content_type;
+mod options;
 mod path;
 mod request;
 mod response;
