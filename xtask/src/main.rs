@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod console;
+mod httpcheck;
 mod mkimage;
 mod qemu;
 mod run;
