@@ -697,3 +697,148 @@ fn mutated_request_streams_never_panic_and_always_get_http_answers() {
     }
     assert!(answered > 2000, "{answered}");
 }
+
+/// The connection loop over real TCP sockets of the host.
+struct HostSocket(std::net::TcpStream);
+
+impl Transport for HostSocket {
+    fn read(&mut self, buffer: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
+        use std::io::{ErrorKind, Read};
+        self.0
+            .set_read_timeout(Some(timeout))
+            .map_err(|_| TransportError::Failed)?;
+        self.0.read(buffer).map_err(|error| match error.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => TransportError::TimedOut,
+            _ => TransportError::Failed,
+        })
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> Result<(), TransportError> {
+        std::io::Write::write_all(&mut self.0, data).map_err(|_| TransportError::Failed)
+    }
+
+    fn finish(&mut self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// Returns the port of a host server that serves `Share::sample()` with the connection
+/// loop, a thread per connection.
+fn host_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let start = std::time::Instant::now();
+                let mut socket = HostSocket(stream);
+                serve(
+                    &mut socket,
+                    &mut Share::sample(),
+                    &Settings::default(),
+                    &move || start.elapsed(),
+                );
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn curl_reads_files_over_one_kept_alive_connection() {
+    // curl is the external oracle: it must accept our responses, reuse the connection,
+    // and save the bytes unchanged.
+    let port = host_server();
+    let dir = std::env::temp_dir().join(std::format!("manada-httpd-curl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "-v", "--fail", "--http1.1", "--max-time", "20"])
+        .arg(std::format!("http://127.0.0.1:{port}/big.bin"))
+        .arg("-o")
+        .arg(dir.join("big"))
+        .arg(std::format!(
+            "http://127.0.0.1:{port}/docs/A%20long%20file%20name.txt"
+        ))
+        .arg("-o")
+        .arg(dir.join("long"))
+        .arg(std::format!("http://127.0.0.1:{port}/docs"))
+        .arg("-o")
+        .arg(dir.join("redirect"))
+        .output()
+        .expect("curl must be installed for this test");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert_eq!(
+        std::fs::read(dir.join("big")).unwrap(),
+        pattern(300 * 1024 + 7)
+    );
+    assert_eq!(std::fs::read(dir.join("long")).unwrap(), b"long\n");
+    assert!(log.contains("< HTTP/1.1 301 Moved Permanently"), "{log}");
+    assert!(log.contains("< Location: /docs/"), "{log}");
+    assert!(
+        log.contains("Re-using existing connection") || log.contains("Reusing existing"),
+        "{log}"
+    );
+    // A HEAD through curl: the headers only, and curl does not wait for a body.
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "-I", "--fail", "--max-time", "20"])
+        .arg(std::format!("http://127.0.0.1:{port}/hello.txt"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&output.stdout);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.contains("Content-Length: 6\r\n"), "{head}");
+    // Traversal, the way a client that does not clean paths sends it.
+    let output = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--path-as-is",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "20",
+        ])
+        .arg(std::format!(
+            "http://127.0.0.1:{port}/docs/../../etc/passwd"
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "400");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn many_host_clients_at_once() {
+    use std::io::{Read, Write};
+    let port = host_server();
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(20)))
+                    .unwrap();
+                let mut all = Vec::new();
+                for _ in 0..4 {
+                    stream.write_all(GET_HELLO).unwrap();
+                }
+                stream
+                    .write_all(b"GET /index.html HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                stream.read_to_end(&mut all).unwrap();
+                all
+            })
+        })
+        .collect();
+    for client in clients {
+        let bytes = client.join().unwrap();
+        let got = replies(&bytes, &[]);
+        assert_eq!(got.len(), 5);
+        assert!(got[..4].iter().all(|reply| reply.body == b"hello\n"));
+        assert_eq!(got[4].body, b"<h1>home</h1>\n");
+        assert_eq!(got[4].header("Connection"), Some("close"));
+    }
+}
