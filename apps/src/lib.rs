@@ -23,4 +23,4 @@ mod panic;
 mod percore_bench;
 mod threads;
 
-pub use app::{find, names, on_every_core, App, AppError, APPS};
+pub use app::{app_cores, find, names, on_every_core, App, AppError, APPS};

@@ -302,15 +302,16 @@ fn prepare_net_service(info: &BootInfo, reserve: &mut ReserveCursor) {
     ));
 }
 
-/// Runs the net service on this core for good: the device, the TCP/IP stack, and the
-/// echo service when the app is `echo`.
-fn run_net_service(setup: NetSetup, echo: bool) {
+/// Starts the net service on this core: the device, the TCP/IP stack and the socket
+/// table. Returns false when the device could not be used (the run goes on without
+/// networking; socket calls then fail with `NoService`).
+fn start_net_service(setup: NetSetup) -> bool {
     let location = setup.location.clone();
     let device = match VirtioNet::start(setup) {
         Ok(device) => device,
         Err(error) => {
             println!("manada: net: virtio-net {location} not used: {error:?}");
-            return;
+            return false;
         }
     };
     let mac = device.config().mac;
@@ -319,37 +320,14 @@ fn run_net_service(setup: NetSetup, echo: bool) {
         mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
         if device.config().link_up { "up" } else { "down" }
     );
-    let millis = || percore::Instant::now().ticks() / percore::time::ticks_per_micro() / 1000;
-    let mut stack = net::Stack::new(
-        device,
+    net::service::start(
+        alloc::boxed::Box::new(device),
         net::Addressing::Dhcp {
             fallback_after_ms: 3000,
         },
-        millis(),
+        net::Limits::default(),
     );
-    let mut echo = echo.then(|| net::EchoServer::new(stack.sockets(), 128));
-    let mut announced = false;
-    let mut last_activity = millis();
-    loop {
-        let now = millis();
-        let changed = stack.poll(now);
-        let echoed = echo.as_mut().map_or(0, |echo| echo.serve(stack.sockets()));
-        if let (false, Some((address, source))) = (announced, stack.address()) {
-            println!("manada: net: address {address} ({source})");
-            announced = true;
-        }
-        if changed || echoed > 0 {
-            last_activity = now;
-        }
-        // Poll (letting the core's other threads run) while traffic flows; after 50 ms
-        // without any, halt between polls instead of burning a host CPU. Sleeping on
-        // every quiet poll made connections stall for seconds under load (to be found).
-        if now.saturating_sub(last_activity) < 50 {
-            percore::yield_now();
-        } else {
-            percore::sleep(core::time::Duration::from_millis(1));
-        }
-    }
+    true
 }
 
 fn prepare_blk_service(info: &BootInfo, reserve: &mut ReserveCursor) {
@@ -556,9 +534,10 @@ fn run_core(slot: &Slot) -> ! {
             }
             start_fs_service();
             if let Some((core, setup)) = NET_SETUP.lock().take() {
-                let echo = app.name == "echo";
-                // The net service never ends; nobody joins it.
-                let _ = percore::spawn_on(core, move || run_net_service(setup, echo));
+                if percore::spawn_on(core, move || start_net_service(setup)).join() {
+                    // The service loop never ends; nobody joins it.
+                    let _ = percore::spawn_on(core, || net::service::run());
+                }
             }
             let outcome = (app.main)();
             match outcome {

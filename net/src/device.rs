@@ -96,3 +96,21 @@ impl Device for WireEnd {
         true
     }
 }
+
+impl<D: Device + ?Sized> Device for alloc::boxed::Box<D> {
+    fn mac(&self) -> [u8; 6] {
+        (**self).mac()
+    }
+
+    fn receive(&mut self, out: &mut [u8]) -> Option<usize> {
+        (**self).receive(out)
+    }
+
+    fn transmit(&mut self, frame: &[u8]) -> bool {
+        (**self).transmit(frame)
+    }
+
+    fn can_transmit(&mut self) -> bool {
+        (**self).can_transmit()
+    }
+}

@@ -4,6 +4,11 @@
 //! implements (virtio-net in `devices`, a simulated wire in the tests), adapts it to
 //! smoltcp, and configures the interface: DHCPv4 with a static fallback for QEMU's user
 //! networking (10.0.2.15/24, gateway 10.0.2.2). Time is passed in; nothing reads a clock.
+//!
+//! On top of that sit the applications' sockets: the [`Table`] of sockets (pure logic,
+//! tested on the host over a simulated wire), the net service that owns the stack on the
+//! net core (`service`), and the `std::net`-shaped [`TcpListener`], [`TcpStream`] and
+//! [`UdpSocket`] that threads on any core use by message to that core (`socket`).
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -12,9 +17,16 @@ extern crate alloc;
 
 mod adapter;
 mod device;
-mod echo;
+mod error;
+pub mod service;
+mod socket;
 mod stack;
+mod table;
 
+pub use core::net::{Ipv4Addr, SocketAddrV4};
 pub use device::{Device, Wire, WireEnd};
-pub use echo::EchoServer;
+pub use error::{Error, Result};
+pub use service::service_core;
+pub use socket::{TcpListener, TcpStream, UdpSocket};
 pub use stack::{Addressing, Stack, FALLBACK_ADDRESS, FALLBACK_GATEWAY};
+pub use table::{Limits, SocketId, Table, Want};

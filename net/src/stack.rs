@@ -3,7 +3,9 @@
 
 use alloc::vec;
 
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
 use smoltcp::socket::dhcpv4;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
@@ -95,6 +97,19 @@ impl<D: Device> Stack<D> {
         &mut self.sockets
     }
 
+    /// Returns the sockets and the interface's context together (`connect` needs both).
+    pub fn parts(&mut self) -> (&mut SocketSet<'static>, &mut smoltcp::iface::Context) {
+        (&mut self.sockets, self.interface.context())
+    }
+
+    /// Returns when smoltcp next needs a poll (a retransmission, a timer), in
+    /// milliseconds from `now_ms`; `None` when only new frames or socket calls matter.
+    pub fn poll_delay(&mut self, now_ms: u64) -> Option<u64> {
+        self.interface
+            .poll_delay(Instant::from_millis(now_ms as i64), &self.sockets)
+            .map(|delay| delay.total_millis())
+    }
+
     /// Returns the interface's context, which `connect` needs.
     pub fn context(&mut self) -> &mut smoltcp::iface::Context {
         self.interface.context()
@@ -108,11 +123,40 @@ impl<D: Device> Stack<D> {
     /// Moves packets between the device and the sockets, and runs DHCP; returns true when
     /// a socket may have changed.
     pub fn poll(&mut self, now_ms: u64) -> bool {
+        self.poll_with(now_ms, |_| {})
+    }
+
+    /// Like [`poll`](Self::poll), calling `after_packet` with the sockets after each
+    /// received packet that may have changed one (a listener refills its backlog there,
+    /// so every SYN of a burst finds a listening socket).
+    pub fn poll_with(
+        &mut self,
+        now_ms: u64,
+        mut after_packet: impl FnMut(&mut SocketSet<'static>),
+    ) -> bool {
         let now = Instant::from_millis(now_ms as i64);
-        let changed = self
+        self.interface.poll_maintenance(now);
+        let mut changed = false;
+        loop {
+            match self
+                .interface
+                .poll_ingress_single(now, &mut self.adapter, &mut self.sockets)
+            {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                PollIngressSingleResult::SocketStateChanged => {
+                    changed = true;
+                    after_packet(&mut self.sockets);
+                }
+            }
+        }
+        while self
             .interface
-            .poll(now, &mut self.adapter, &mut self.sockets)
-            == smoltcp::iface::PollResult::SocketStateChanged;
+            .poll_egress(now, &mut self.adapter, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {
+            changed = true;
+        }
         if let Some(handle) = self.dhcp {
             let event = self
                 .sockets

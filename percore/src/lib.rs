@@ -32,7 +32,9 @@ pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
 pub use cpu::{current_core, with_mailbox, CoreLocal};
 pub use mailbox::{Mailbox, MailboxLocation};
 pub use memory::{CoreMemory, PhysRange};
-pub use sched::{sleep, spawn, spawn_on, try_spawn_on, yield_now, JoinHandle, SpawnError};
+pub use sched::{
+    park, sleep, spawn, spawn_on, try_spawn_on, yield_now, JoinHandle, Parked, SpawnError,
+};
 pub use time::Instant;
 
 /// The most cores one image supports. `cargo xtask run --cores` refuses more.

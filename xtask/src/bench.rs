@@ -185,6 +185,7 @@ fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
             kernel_args: Vec::new(),
             disks: Vec::new(),
             net: None,
+            inject: None,
             gdb: false,
         };
         let (mut host_runs, mut kernel_runs) = (Vec::new(), Vec::new());
@@ -253,6 +254,7 @@ fn ipc_suite(context: &Context) -> Result<Vec<Record>, String> {
             kernel_args: vec![format!("messages={messages}")],
             disks: Vec::new(),
             net: None,
+            inject: None,
             gdb: false,
         };
         // Generous: one second per million messages per pair, plus the fixed timeout.
@@ -497,6 +499,7 @@ fn percore_suite(context: &Context) -> Result<Vec<Record>, String> {
             kernel_args: vec![format!("ops={ops}")],
             disks: Vec::new(),
             net: None,
+            inject: None,
             gdb: false,
         };
         let mut runs: Vec<PercoreRun> = Vec::new();
@@ -656,6 +659,7 @@ fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
             read_only: false,
         }],
         net: None,
+        inject: None,
         gdb: false,
     };
     let measures = [
@@ -706,6 +710,7 @@ fn fs_suite(context: &Context) -> Result<Vec<Record>, String> {
             read_only: false,
         }],
         net: None,
+        inject: None,
         gdb: false,
     };
     let measures = [("seq_read", "MB/s"), ("small_file_reads", "files/s")];

@@ -251,6 +251,10 @@ pub struct QemuConfig {
     /// A virtio-net device on QEMU's user networking, with these `(host, guest)` port
     /// forwards (TCP and UDP, host side on 127.0.0.1); `None`: no network device.
     pub net: Option<Vec<(u16, u16)>>,
+    /// With `net`: also put the guest's network on a hub with a UDP socket, QEMU
+    /// listening on 127.0.0.1 at the first port and sending every frame to the second,
+    /// so a host program can inject raw Ethernet frames (`-netdev socket,udp=`).
+    pub inject: Option<(u16, u16)>,
     /// Whether QEMU waits for gdb on :1234 before the first instruction.
     pub gdb: bool,
 }
@@ -318,12 +322,36 @@ impl QemuConfig {
                     ",hostfwd=tcp:127.0.0.1:{host}-:{guest},hostfwd=udp:127.0.0.1:{host}-:{guest}"
                 ));
             }
+            let mut device = "net0";
+            args.extend(["-netdev".into(), netdev]);
+            if let Some((listen, peer)) = self.inject {
+                // A hub joins the NIC, user networking and the injection socket.
+                device = "hub0";
+                args.extend([
+                    "-netdev".into(),
+                    format!("socket,id=inject0,udp=127.0.0.1:{peer},localaddr=127.0.0.1:{listen}"),
+                    "-netdev".into(),
+                    "hubport,id=hub0,hubid=0".into(),
+                    "-netdev".into(),
+                    "hubport,id=hub1,hubid=0,netdev=net0".into(),
+                    "-netdev".into(),
+                    "hubport,id=hub2,hubid=0,netdev=inject0".into(),
+                ]);
+            }
             args.extend([
-                "-netdev".into(),
-                netdev,
                 "-device".into(),
-                "virtio-net-pci,netdev=net0,disable-legacy=on".into(),
+                format!("virtio-net-pci,netdev={device},disable-legacy=on"),
             ]);
+            // Every frame to and from the guest, for Wireshark or tcpdump.
+            if let Some(pcap) = std::env::var_os("MANADA_PCAP") {
+                args.extend([
+                    "-object".into(),
+                    format!(
+                        "filter-dump,id=dump0,netdev={device},file={}",
+                        pcap.to_string_lossy()
+                    ),
+                ]);
+            }
         }
         if self.gdb {
             args.extend(["-s".into(), "-S".into()]);
@@ -669,6 +697,7 @@ mod tests {
             kernel_args: Vec::new(),
             disks: Vec::new(),
             net: None,
+            inject: None,
             gdb: false,
         }
     }

@@ -241,6 +241,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
         // microvm has no PCI here, so no virtio-net-pci either.
         net: (args.net == NetChoice::User && args.machine != Machine::Microvm)
             .then(|| args.forwards.clone()),
+        inject: None,
         gdb: args.gdb,
     };
     for (host, guest) in &args.forwards {

@@ -83,6 +83,33 @@ pub fn try_spawn_on<T: Send + 'static>(
     Ok(JoinHandle::new(packet, core))
 }
 
+/// A thread blocked in [`park`], and the one right to make it ready again.
+///
+/// It is not `Clone`: `unpark` consumes it, so a thread is made ready at most once per
+/// `park`. Dropping it without `unpark` leaves the thread blocked for good.
+#[derive(Debug)]
+pub struct Parked(scheduler::WaiterToken);
+
+impl Parked {
+    /// Makes the parked thread ready again, on whichever core it lives.
+    pub fn unpark(self) {
+        scheduler::wake(self.0);
+    }
+}
+
+/// Blocks the running thread until the [`Parked`] handed to `register` is unparked.
+///
+/// `register` runs before the thread blocks and should store the handle where the
+/// waker finds it; unparking it at once (even from `register`) is allowed and simply
+/// makes the thread ready again after it blocked.
+///
+/// # Panics
+/// Panics when called outside a thread.
+pub fn park(register: impl FnOnce(Parked)) {
+    register(Parked(scheduler::current_waiter_token()));
+    scheduler::block_until_woken();
+}
+
 /// Sleeps for at least `duration`; the core runs its other threads, or halts.
 pub fn sleep(duration: Duration) {
     let ticks = crate::time::ticks_per_micro()

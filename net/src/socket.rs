@@ -1,0 +1,241 @@
+//! Sockets for application threads on any core: TCP listeners and streams, UDP.
+//!
+//! The shapes follow `std::net`. Each call is a round trip to the net core (see
+//! [`crate::service`]); a call that has to wait (accept, read without data, write
+//! without room, connect) blocks only the calling thread, and its core runs others.
+//! Buffers are bounded on the net core: a reader that does not read closes the TCP
+//! window, so the writer slows down instead of anything being dropped.
+
+use alloc::vec::Vec;
+use core::net::SocketAddrV4;
+use core::time::Duration;
+
+use crate::error::Result;
+use crate::service::{call, post, Step};
+use crate::table::{SocketId, Want};
+
+/// Bytes moved per call at most.
+const CHUNK: usize = 64 * 1024;
+
+/// A TCP socket listening for connections on one port.
+///
+/// Many threads, on any cores, may `accept` on the same listener at once.
+#[derive(Debug)]
+pub struct TcpListener {
+    id: SocketId,
+    port: u16,
+}
+
+impl TcpListener {
+    /// Listens on `port` on every address of the interface.
+    pub fn bind(port: u16) -> Result<TcpListener> {
+        let id = call(None, move |state, _| {
+            let (table, sockets, _) = state.parts();
+            table.listen(sockets, port).map(Step::Done)
+        })?;
+        Ok(TcpListener { id, port })
+    }
+
+    /// Waits for a connection and returns it with the peer's address.
+    pub fn accept(&self) -> Result<(TcpStream, SocketAddrV4)> {
+        let listener = self.id;
+        let (id, peer) = call(None, move |state, _| {
+            let (table, sockets, _) = state.parts();
+            Ok(match table.accept(sockets, listener)? {
+                Some(accepted) => Step::Done(accepted),
+                None => Step::Wait(listener, Want::Accept),
+            })
+        })?;
+        Ok((TcpStream::new(id, peer), peer))
+    }
+
+    /// Returns the port it listens on.
+    pub fn local_port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        close(self.id);
+    }
+}
+
+fn close(id: SocketId) {
+    post(move |state, now| {
+        let (table, sockets, _) = state.parts();
+        table.close(sockets, id, now);
+    });
+}
+
+/// A TCP connection.
+#[derive(Debug)]
+pub struct TcpStream {
+    id: SocketId,
+    peer: SocketAddrV4,
+    read_timeout: Option<Duration>,
+}
+
+impl TcpStream {
+    fn new(id: SocketId, peer: SocketAddrV4) -> Self {
+        TcpStream {
+            id,
+            peer,
+            read_timeout: None,
+        }
+    }
+
+    /// Connects to `to` and waits until the connection is open.
+    pub fn connect(to: SocketAddrV4) -> Result<TcpStream> {
+        let mut started: Option<SocketId> = None;
+        let id = call(None, move |state, _| {
+            let (table, sockets, context) = state.parts();
+            let id = match started {
+                Some(id) => id,
+                None => {
+                    let id = table.connect(sockets, context, to)?;
+                    started = Some(id);
+                    id
+                }
+            };
+            match table.connected(sockets, id) {
+                Ok(Some(())) => Ok(Step::Done(id)),
+                Ok(None) => Ok(Step::Wait(id, Want::Connect)),
+                Err(error) => {
+                    table.close(sockets, id, 0);
+                    Err(error)
+                }
+            }
+        })?;
+        Ok(TcpStream::new(id, to))
+    }
+
+    /// Returns the peer's address.
+    pub fn peer_addr(&self) -> SocketAddrV4 {
+        self.peer
+    }
+
+    /// Makes `read` give up with [`Error::TimedOut`] after `timeout` without data
+    /// (`None`: wait for ever).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// Waits for data and reads up to `buffer.len()` bytes; 0 means the peer closed its
+    /// sending half (or `buffer` is empty).
+    pub fn read(&mut self, buffer: &mut [u8]) -> Result<usize> {
+        if buffer.is_empty() {
+            return Ok(0);
+        }
+        let id = self.id;
+        let max = buffer.len().min(CHUNK);
+        let data = call(self.read_timeout, move |state, _| {
+            let (table, sockets, _) = state.parts();
+            Ok(match table.read(sockets, id, max)? {
+                Some(data) => Step::Done(data),
+                None => Step::Wait(id, Want::Read),
+            })
+        })?;
+        buffer[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+
+    /// Waits for room and queues some of `data`; returns how many bytes were taken.
+    pub fn write(&mut self, data: &[u8]) -> Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let id = self.id;
+        let data: Vec<u8> = data[..data.len().min(CHUNK)].to_vec();
+        call(None, move |state, _| {
+            let (table, sockets, _) = state.parts();
+            Ok(match table.write(sockets, id, &data)? {
+                Some(count) => Step::Done(count),
+                None => Step::Wait(id, Want::Write),
+            })
+        })
+    }
+
+    /// Queues all of `data`, waiting for room as often as needed.
+    pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let count = self.write(rest)?;
+            rest = &rest[count..];
+        }
+        Ok(())
+    }
+
+    /// Closes the sending half once the queued data went out; reading goes on.
+    pub fn shutdown(&mut self) -> Result<()> {
+        let id = self.id;
+        call(None, move |state, _| {
+            let (table, sockets, _) = state.parts();
+            table.shutdown(sockets, id).map(Step::Done)
+        })
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        close(self.id);
+    }
+}
+
+/// A UDP socket.
+#[derive(Debug)]
+pub struct UdpSocket {
+    id: SocketId,
+    port: u16,
+}
+
+impl UdpSocket {
+    /// Binds a socket to `port` (0: a free port of the net core's choice).
+    pub fn bind(port: u16) -> Result<UdpSocket> {
+        let (id, port) = call(None, move |state, _| {
+            let (table, sockets, _) = state.parts();
+            table.bind_udp(sockets, port).map(Step::Done)
+        })?;
+        Ok(UdpSocket { id, port })
+    }
+
+    /// Returns the port it is bound to.
+    pub fn local_port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends `data` as one datagram to `to`, waiting for room in the send buffer.
+    pub fn send_to(&self, data: &[u8], to: SocketAddrV4) -> Result<usize> {
+        let id = self.id;
+        let data = data.to_vec();
+        call(None, move |state, _| {
+            let (table, sockets, _) = state.parts();
+            Ok(match table.send_to(sockets, id, &data, to)? {
+                Some(()) => Step::Done(data.len()),
+                None => Step::Wait(id, Want::DatagramRoom),
+            })
+        })
+    }
+
+    /// Waits for a datagram and copies it into `buffer` (cut to its length, as
+    /// `std::net` does); returns its length and sender.
+    pub fn recv_from(&self, buffer: &mut [u8]) -> Result<(usize, SocketAddrV4)> {
+        let id = self.id;
+        let (data, from) = call(None, move |state, _| {
+            let (table, sockets, _) = state.parts();
+            Ok(match table.recv_from(sockets, id)? {
+                Some(datagram) => Step::Done(datagram),
+                None => Step::Wait(id, Want::Datagram),
+            })
+        })?;
+        let count = data.len().min(buffer.len());
+        buffer[..count].copy_from_slice(&data[..count]);
+        Ok((count, from))
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        close(self.id);
+    }
+}
