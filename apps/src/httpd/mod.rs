@@ -9,3 +9,12 @@ mod options;
 mod path;
 mod request;
 mod response;
+mod service;
+
+use crate::app::App;
+
+pub(crate) const APP: App = App {
+    name: "httpd",
+    summary: "static web server for the share on port 80 (port=N); runs until stopped",
+    main: service::main,
+};

@@ -1,7 +1,5 @@
-//! The server's kernel arguments (`port=N`, `workers=N`, `idle_ms=N`) and the choice of
-//! the cores its workers run on.
+//! The server's kernel arguments: `port=N`, `workers=N`, `idle_ms=N`.
 
-use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
@@ -95,20 +93,6 @@ impl Options {
     }
 }
 
-/// Returns the cores for the workers: every core of `count` that runs no service (the
-/// services' cores are `services`, `None` for one that is not running), or every core
-/// when the services take them all.
-pub fn application_cores(count: usize, services: &[Option<usize>]) -> Vec<usize> {
-    let free: Vec<usize> = (0..count)
-        .filter(|core| !services.contains(&Some(*core)))
-        .collect();
-    if free.is_empty() {
-        (0..count.max(1)).collect()
-    } else {
-        free
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,20 +145,5 @@ mod tests {
                 alloc::format!("{error}").starts_with(&alloc::format!("kernel argument {key}="))
             );
         }
-    }
-
-    #[test]
-    fn workers_avoid_the_service_cores() {
-        // 4 cores: net on 1, fs on 2, blk on 3 (the kernel's defaults).
-        assert_eq!(application_cores(4, &[Some(2), Some(1), Some(3)]), [0]);
-        assert_eq!(
-            application_cores(8, &[Some(6), Some(5), Some(7)]),
-            [0, 1, 2, 3, 4]
-        );
-        assert_eq!(application_cores(4, &[None, None, Some(3)]), [0, 1, 2]);
-        // Everything is a service core: share them.
-        assert_eq!(application_cores(2, &[Some(1), Some(0), Some(1)]), [0, 1]);
-        assert_eq!(application_cores(1, &[Some(0), Some(0), Some(0)]), [0]);
-        assert_eq!(application_cores(0, &[]), [0]);
     }
 }
