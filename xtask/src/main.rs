@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod console;
+mod frames;
 mod httpcheck;
 mod mkimage;
 mod qemu;

@@ -279,6 +279,9 @@ enum Case {
     /// App `echo` on user networking: the host echoes 1 MiB, 100 connections at once and
     /// UDP datagrams through a forwarded port.
     Echo { machine: Machine },
+    /// App `echo` while a host program injects malformed frames through a hub: the
+    /// guest keeps answering ARP and echoing.
+    NetMalformed { machine: Machine },
     /// App `files` on a host folder shared through vvfat; the host checks the new file.
     FsShare { machine: Machine },
     /// App `httpd` serving a folder (vvfat) through a forwarded port: files byte for byte,
@@ -319,6 +322,7 @@ impl Case {
             Case::FsShare { machine } => format!("files {} vvfat share", machine.name()),
             Case::Echo { machine } => format!("echo {} tcp+udp", machine.name()),
             Case::Httpd { machine } => format!("httpd {} share+forward", machine.name()),
+            Case::NetMalformed { machine } => format!("net {} malformed frames", machine.name()),
             Case::FsImage { machine } => format!("files {} mkfs.fat image", machine.name()),
         }
     }
@@ -455,6 +459,7 @@ fn cases() -> Vec<Case> {
         cases.push(Case::FsShare { machine });
         cases.push(Case::Echo { machine });
         cases.push(Case::Httpd { machine });
+        cases.push(Case::NetMalformed { machine });
         cases.push(Case::FsImage { machine });
     }
     // The longest tests (the exchanges) start first, so both slots stay busy to the end.
@@ -643,7 +648,11 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
         }
         Case::Echo { machine } => {
             let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
-            run_echo(context, machine)
+            run_echo(context, machine, false)
+        }
+        Case::NetMalformed { machine } => {
+            let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
+            run_echo(context, machine, true)
         }
         Case::Httpd { machine } => {
             let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
@@ -970,10 +979,9 @@ fn echo_stream(port: u16, c: usize, length: usize) -> Result<(), String> {
 /// guest). Once open, all of them stream at the same time.
 const CONCURRENT_CONNECTIONS: usize = 100;
 
-/// The host side of the echo test, run while the guest serves.
-fn echo_client(port: u16) -> Result<(), String> {
-    // The guest needs a few seconds to boot and get its address; until then QEMU's
-    // user networking accepts and then resets connections. Retry the first stream.
+/// Echoes 1 MiB on one connection, retrying while the guest boots: until it has its
+/// address, QEMU's user networking accepts and then resets connections.
+fn echo_first(port: u16) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(40);
     while let Err(error) = echo_stream(port, 0, 1 << 20) {
         if Instant::now() >= deadline {
@@ -981,6 +989,18 @@ fn echo_client(port: u16) -> Result<(), String> {
         }
         thread::sleep(Duration::from_millis(300));
     }
+    Ok(())
+}
+
+/// The host side of the echo test, run while the guest serves.
+fn echo_client(port: u16) -> Result<(), String> {
+    echo_tcp(port)?;
+    echo_udp(port)
+}
+
+/// The TCP part of the echo test: 1 MiB on one connection, then many at once.
+fn echo_tcp(port: u16) -> Result<(), String> {
+    echo_first(port)?;
     let streams = (1..=CONCURRENT_CONNECTIONS)
         .map(|c| open_echo(port, c).map(|stream| (c, stream)))
         .collect::<Result<Vec<_>, String>>()?;
@@ -993,6 +1013,11 @@ fn echo_client(port: u16) -> Result<(), String> {
             .join()
             .map_err(|_| "a client panicked".to_string())??;
     }
+    Ok(())
+}
+
+/// The UDP part of the echo test, through the forwarded port.
+fn echo_udp(port: u16) -> Result<(), String> {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
     udp.set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|error| error.to_string())?;
@@ -1010,16 +1035,108 @@ fn echo_client(port: u16) -> Result<(), String> {
     Err("no UDP echo".into())
 }
 
-/// `echo` on user networking, checked from the host through a forwarded port.
-fn run_echo(context: &Context, machine: Machine) -> CaseResult {
+/// Sends an ARP request for the guest through the injection socket and waits for the
+/// reply (frames from user networking also arrive there and are skipped).
+fn arp_answered(socket: &std::net::UdpSocket, qemu: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buffer = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        socket
+            .send_to(&crate::frames::arp_request(), ("127.0.0.1", qemu))
+            .map_err(|error| format!("inject: {error}"))?;
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            if let Ok(count) = socket.recv(&mut buffer) {
+                if crate::frames::is_arp_reply(&buffer[..count]) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Err("the guest did not answer ARP through the injection socket".into())
+}
+
+/// The host side of the malformed-frames test: the echo works, ARP through the
+/// injection socket is answered (so injected frames reach the stack), then the
+/// catalogue of malformed frames goes in, and ARP, TCP and UDP echo still work.
+fn inject_malformed(port: u16, qemu: u16, socket: &std::net::UdpSocket) -> Result<(), String> {
+    echo_first(port)?;
+    arp_answered(socket, qemu)?;
+    let frames = crate::frames::malformed(0x6d61_6e61_6461);
+    for (round, (name, frame)) in frames.iter().enumerate() {
+        socket
+            .send_to(frame, ("127.0.0.1", qemu))
+            .map_err(|error| format!("inject {name}: {error}"))?;
+        // Let the guest's receive ring drain now and then, so frames are not simply
+        // dropped by QEMU for want of buffers.
+        if round % 64 == 63 {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let after = |error: String| format!("after {} malformed frames: {error}", frames.len());
+    arp_answered(socket, qemu).map_err(after)?;
+    // UDP through the injection socket: QEMU's user networking also sees the injected
+    // frames (it sits on the same hub), which confuses its own UDP forwarding.
+    udp_echo_injected(socket, qemu).map_err(after)?;
+    echo_tcp(port).map_err(after)
+}
+
+/// Sends a UDP datagram to the guest's echo port through the injection socket and waits
+/// for it to come back.
+fn udp_echo_injected(socket: &std::net::UdpSocket, qemu: u16) -> Result<(), String> {
+    let mut buffer = vec![0u8; 65536];
+    for attempt in 0..5 {
+        let payload = format!("injected datagram {attempt}");
+        socket
+            .send_to(
+                &crate::frames::udp_datagram(7, payload.as_bytes()),
+                ("127.0.0.1", qemu),
+            )
+            .map_err(|error| format!("inject: {error}"))?;
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            if let Ok(count) = socket.recv(&mut buffer) {
+                if crate::frames::udp_payload_to_fake_host(&buffer[..count])
+                    == Some(payload.as_bytes())
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Err("no UDP echo through the injection socket".into())
+}
+
+/// `echo` on user networking, checked from the host through a forwarded port; with
+/// `malformed`, also with frames injected through a hub.
+fn run_echo(context: &Context, machine: Machine, malformed: bool) -> CaseResult {
     let fail = |reason: String| (reason, Vec::new());
     let port = free_port().map_err(fail)?;
     let mut config = blk_config(context, machine, 4, "echo", Vec::new());
     config.net = Some(vec![(port, 7)]);
+    let injector = if malformed {
+        let socket =
+            std::net::UdpSocket::bind("127.0.0.1:0").map_err(|error| fail(error.to_string()))?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .map_err(|error| fail(error.to_string()))?;
+        let own = socket
+            .local_addr()
+            .map_err(|error| fail(error.to_string()))?
+            .port();
+        let qemu = free_port().map_err(fail)?;
+        config.inject = Some((qemu, own));
+        Some((socket, qemu))
+    } else {
+        None
+    };
     let stop = std::sync::atomic::AtomicBool::new(false);
     let (outcome, client) = thread::scope(|scope| {
         let client = scope.spawn(|| {
-            let result = echo_client(port);
+            let result = match &injector {
+                Some((socket, qemu)) => inject_malformed(port, *qemu, socket),
+                None => echo_client(port),
+            };
             stop.store(true, Ordering::Release);
             result
         });
@@ -1324,7 +1441,8 @@ mod tests {
         assert!(names.contains(&"echo q35 tcp+udp".to_string()));
         assert!(names.contains(&"httpd q35 share+forward".to_string()));
         assert!(names.contains(&"httpd pc share+forward".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 12);
+        assert!(names.contains(&"net pc malformed frames".to_string()));
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 14);
     }
 
     #[test]
