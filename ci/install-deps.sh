@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Manada needs on a Debian/Ubuntu machine:
-# QEMU, the FAT tools used as test oracles, and the kernel's Rust target.
+# QEMU, the FAT tools and curl used as test oracles, and the kernel's Rust target.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 
@@ -8,6 +8,7 @@ need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v mkfs.fat >/dev/null || need+=(dosfstools)
 command -v mcopy >/dev/null || need+=(mtools)
+command -v curl >/dev/null || need+=(curl)
 
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

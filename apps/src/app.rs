@@ -57,6 +57,7 @@ pub static APPS: &[App] = &[
     crate::hello::APP,
     crate::files::APP,
     crate::echo::APP,
+    crate::httpd::APP,
     crate::exchange::APP,
     crate::ipc_bench::APP,
     crate::threads::APP,

@@ -15,6 +15,7 @@ mod files;
 mod free_storm;
 mod fs_bench;
 mod hello;
+mod httpd;
 mod ipc_bench;
 mod oom;
 mod overflow;

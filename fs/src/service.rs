@@ -23,7 +23,8 @@ pub const SERVICE_TIME: Timestamp = Timestamp {
 };
 
 struct State {
-    volume: SharedVolume,
+    /// The volume; `None` while an operation has it out (see `call`).
+    volume: Option<SharedVolume>,
 }
 
 static CORE: spin::Once<usize> = spin::Once::new();
@@ -32,7 +33,9 @@ static CORE: spin::Once<usize> = spin::Once::new();
 pub fn start(device: Box<dyn BlockDevice>) -> Result<crate::VolumeInfo> {
     let volume = Volume::mount(device, FixedClock(SERVICE_TIME))?;
     let info = volume.info();
-    percore::cpu::install_service(State { volume });
+    percore::cpu::install_service(State {
+        volume: Some(volume),
+    });
     CORE.call_once(percore::current_core);
     Ok(info)
 }
@@ -47,9 +50,25 @@ pub(crate) fn call<R: Send + 'static>(
     operation: impl FnOnce(&mut SharedVolume) -> Result<R> + Send + 'static,
 ) -> Result<R> {
     let core = service_core().ok_or(Error::NoService)?;
-    percore::spawn_on(core, move || {
-        percore::cpu::with_service(|state: &mut State| operation(&mut state.volume))
-            .unwrap_or(Err(Error::NoService))
-    })
-    .join()
+    percore::spawn_on(core, move || with_volume(operation)).join()
+}
+
+/// Runs `operation` with the volume, one operation at a time.
+///
+/// An operation blocks its thread whenever it waits for the block device, and the fs
+/// core then runs the other operations' threads. So the volume is taken out of the
+/// service state for the operation (no borrow of the state is held across a switch),
+/// and an operation that finds it out yields until it is back.
+fn with_volume<R>(operation: impl FnOnce(&mut SharedVolume) -> Result<R>) -> Result<R> {
+    loop {
+        match percore::cpu::with_service(|state: &mut State| state.volume.take()) {
+            None => return Err(Error::NoService),
+            Some(None) => percore::yield_now(),
+            Some(Some(mut volume)) => {
+                let result = operation(&mut volume);
+                percore::cpu::with_service(|state: &mut State| state.volume = Some(volume));
+                return result;
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@ mod bench;
 mod build;
 mod console;
 mod frames;
+mod httpcheck;
 mod mkimage;
 mod qemu;
 mod run;

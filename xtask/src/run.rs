@@ -32,9 +32,10 @@ pub struct RunArgs {
     /// Let QEMU wait for gdb on localhost:1234 (disables the timeout).
     #[arg(long)]
     pub gdb: bool,
-    /// Kill QEMU after this many seconds (0 = never).
-    #[arg(long, default_value_t = 120, value_name = "SECS")]
-    pub timeout: u64,
+    /// Kill QEMU after this many seconds (0 = never). Default: 120, and never for the
+    /// servers (echo, httpd).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
     /// Extra kernel command-line word (`key=value`), repeatable; e.g. `selftest=dead-core`.
     #[arg(long = "kernel-arg", value_name = "KEY=VALUE", value_parser = qemu::parse_kernel_arg)]
     pub kernel_args: Vec<String>,
@@ -42,7 +43,8 @@ pub struct RunArgs {
     #[arg(long = "disk", value_name = "PATH[,ro]", value_parser = qemu::parse_disk)]
     pub disks: Vec<qemu::DiskSpec>,
     /// Share a host folder with the guest as a FAT16 disk (QEMU's vvfat, read-write),
-    /// mounted by the fs service. Default for `--app files`: the repository's `files/`.
+    /// mounted by the fs service. Default for `--app files`: the repository's `files/`;
+    /// for `--app httpd`: its `www/`.
     #[arg(long, value_name = "DIR")]
     pub share: Option<PathBuf>,
     /// Network: `user` (QEMU user networking, guest 10.0.2.15) or `none`.
@@ -59,29 +61,63 @@ pub struct RunArgs {
     pub kernel: Option<PathBuf>,
 }
 
+/// The apps that serve until QEMU is stopped, so `run` sets them no default timeout.
+const SERVERS: &[&str] = &["echo", "httpd"];
+
+/// The timeout of a run without `--timeout`, for apps that end by themselves.
+const DEFAULT_TIMEOUT_SECS: u64 = 120;
+
+/// Returns how long `run` lets QEMU go: `--timeout` (0 = forever), else forever for the
+/// servers and 120 s for the rest.
+fn timeout(args: &RunArgs) -> Option<Duration> {
+    match args.timeout {
+        Some(0) => None,
+        Some(seconds) => Some(Duration::from_secs(seconds)),
+        None if SERVERS.contains(&args.app.as_str()) => None,
+        None => Some(Duration::from_secs(DEFAULT_TIMEOUT_SECS)),
+    }
+}
+
+/// The folder an app shares when `--share` is not given, and the file put in it when
+/// it is created: `files/` for `files`, `www/` for `httpd`.
+fn default_share(app: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    match app {
+        "files" => Some((
+            "files",
+            "hello.txt",
+            "Hello from the host, through QEMU's vvfat and Manada's FAT16 service.\n",
+        )),
+        "httpd" => Some((
+            "www",
+            "index.html",
+            "<!DOCTYPE html>\n<title>Manada</title>\n<h1>Hello from Manada</h1>\n\
+             <p>Served by the httpd app from the host's www/ folder, through QEMU's vvfat, \
+             Manada's FAT16 service and its TCP/IP stack.</p>\n",
+        )),
+        _ => None,
+    }
+}
+
 /// Returns the disks to attach and the kernel arguments for the share: `--share DIR`,
-/// or the repository's `files/` (created if missing) for `--app files`.
+/// or the app's default folder in the repository (created if missing).
 fn with_share(
     workspace: &tools::Workspace,
     args: &RunArgs,
 ) -> Result<(Vec<qemu::DiskSpec>, Vec<String>), String> {
     let mut disks = args.disks.clone();
-    let share = match (&args.share, args.app.as_str()) {
+    let share = match (&args.share, default_share(&args.app)) {
         (Some(dir), _) => Some(dir.clone()),
-        (None, "files") => {
-            let dir = workspace.root.join("files");
+        (None, Some((folder, file, text))) => {
+            let dir = workspace.root.join(folder);
             if !dir.exists() {
                 std::fs::create_dir_all(&dir)
                     .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
-                std::fs::write(
-                    dir.join("hello.txt"),
-                    "Hello from the host, through QEMU's vvfat and Manada's FAT16 service.\n",
-                )
-                .map_err(|error| format!("cannot write into {}: {error}", dir.display()))?;
+                std::fs::write(dir.join(file), text)
+                    .map_err(|error| format!("cannot write into {}: {error}", dir.display()))?;
             }
             Some(dir)
         }
-        (None, _) => None,
+        (None, None) => None,
     };
     let Some(dir) = share else {
         return Ok((disks, Vec::new()));
@@ -144,6 +180,23 @@ pub fn parse_place(text: &str) -> Result<(String, usize), String> {
     Ok((service.to_string(), core))
 }
 
+/// Returns where the host reaches httpd: the URL of the forward to its port (`port=N`
+/// among the kernel arguments, else 80), or how to add one.
+fn httpd_address(kernel_args: &[String], forwards: &[(u16, u16)]) -> String {
+    let port = kernel_args
+        .iter()
+        .filter_map(|arg| arg.strip_prefix("port="))
+        .next_back()
+        .and_then(|value| value.parse::<u16>().ok())
+        .unwrap_or(80);
+    match forwards.iter().find(|(_, guest)| *guest == port) {
+        Some((host, _)) => format!("httpd: open http://127.0.0.1:{host}/ (e.g. curl http://127.0.0.1:{host}/)"),
+        None => format!(
+            "httpd: no --forward to guest port {port}, so the host cannot reach it; add e.g. --forward 8080:{port}"
+        ),
+    }
+}
+
 /// Builds the kernel, boots it and returns `Ok` only when the kernel reported success.
 pub fn main(args: &RunArgs) -> Result<(), String> {
     for (service, core) in &args.places {
@@ -154,7 +207,8 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             ));
         }
     }
-    let wants_disks = !args.disks.is_empty() || args.share.is_some() || args.app == "files";
+    let wants_disks =
+        !args.disks.is_empty() || args.share.is_some() || default_share(&args.app).is_some();
     if wants_disks && args.machine == Machine::Microvm {
         return Err(
             "--disk needs PCI, which microvm does not have here; use --machine q35 or pc".into(),
@@ -196,6 +250,12 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     if !args.forwards.is_empty() && config.net.is_none() {
         return Err("--forward needs --net user on q35 or pc".into());
     }
+    if args.app == "httpd" {
+        eprintln!(
+            "xtask: {}",
+            httpd_address(&config.kernel_args, &args.forwards)
+        );
+    }
     eprintln!("xtask: running {}", config.command_line());
     if args.gdb {
         eprintln!("xtask: QEMU waits for gdb; attach with:");
@@ -204,8 +264,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             config.kernel.display()
         );
     }
-    let timeout = (args.timeout > 0).then(|| Duration::from_secs(args.timeout));
-    let outcome = qemu::run(&config, timeout, true)?;
+    let outcome = qemu::run(&config, timeout(args), true)?;
     match outcome.online {
         Some(online) => eprintln!(
             "xtask: all {} cores online {:.2} s after QEMU start (kernel: {:.1} ms from entry)",
@@ -222,4 +281,68 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
         outcome.elapsed.as_secs_f64()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `cargo xtask run` alone, for parsing its options in tests.
+    #[derive(Debug, Parser)]
+    struct Run {
+        #[command(flatten)]
+        args: RunArgs,
+    }
+
+    fn parse(words: &[&str]) -> RunArgs {
+        Run::try_parse_from(std::iter::once("run").chain(words.iter().copied()))
+            .unwrap()
+            .args
+    }
+
+    #[test]
+    fn servers_run_until_stopped_unless_told() {
+        assert_eq!(timeout(&parse(&[])), Some(Duration::from_secs(120)));
+        assert_eq!(timeout(&parse(&["--app", "httpd"])), None);
+        assert_eq!(timeout(&parse(&["--app", "echo"])), None);
+        assert_eq!(
+            timeout(&parse(&["--app", "httpd", "--timeout", "30"])),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(timeout(&parse(&["--app", "files", "--timeout", "0"])), None);
+    }
+
+    #[test]
+    fn share_and_forward_combine_for_httpd() {
+        let args = parse(&[
+            "--app",
+            "httpd",
+            "--share",
+            "/tmp/site",
+            "--forward",
+            "8080:80",
+            "--forward",
+            "7777:7",
+        ]);
+        assert_eq!(args.share, Some(PathBuf::from("/tmp/site")));
+        assert_eq!(args.forwards, [(8080, 80), (7777, 7)]);
+        assert_eq!(
+            httpd_address(&[], &args.forwards),
+            "httpd: open http://127.0.0.1:8080/ (e.g. curl http://127.0.0.1:8080/)"
+        );
+        assert!(httpd_address(&["port=8000".into()], &args.forwards)
+            .contains("no --forward to guest port 8000"));
+        assert!(httpd_address(&["port=8000".into()], &[(9000, 8000)])
+            .contains("http://127.0.0.1:9000/"));
+    }
+
+    #[test]
+    fn default_shares() {
+        assert_eq!(default_share("files").map(|share| share.0), Some("files"));
+        let (folder, file, text) = default_share("httpd").unwrap();
+        assert_eq!((folder, file), ("www", "index.html"));
+        assert!(text.starts_with("<!DOCTYPE html>"));
+        assert_eq!(default_share("hello"), None);
+    }
 }

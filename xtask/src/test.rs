@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use crate::console::{self, Marker};
+use crate::httpcheck;
 use crate::qemu::{self, Accel, AccelChoice, Machine, MemSize, QemuConfig, Status};
 use crate::tools::{self, Workspace};
 use crate::{build, MAX_CORES};
@@ -283,6 +284,10 @@ enum Case {
     NetMalformed { machine: Machine },
     /// App `files` on a host folder shared through vvfat; the host checks the new file.
     FsShare { machine: Machine },
+    /// App `httpd` serving a folder (vvfat) through a forwarded port: files byte for byte,
+    /// HEAD, 404, 301, 405, traversal refused, HTTP/1.0 and idle connections closed, 50
+    /// keep-alive clients at once (the client is xtask/src/httpcheck.rs).
+    Httpd { machine: Machine },
     /// App `files` on a FAT16 image made by mkfs.fat and mcopy; fsck.fat and mtype check
     /// it afterwards.
     FsImage { machine: Machine },
@@ -319,6 +324,7 @@ impl Case {
             Case::BlkErrors { machine } => format!("blk-errors {} blkdebug", machine.name()),
             Case::FsShare { machine } => format!("files {} vvfat share", machine.name()),
             Case::Echo { machine } => format!("echo {} tcp+udp", machine.name()),
+            Case::Httpd { machine } => format!("httpd {} share+forward", machine.name()),
             Case::NetMalformed { machine } => format!("net {} malformed frames", machine.name()),
             Case::FsImage { machine } => format!("files {} mkfs.fat image", machine.name()),
             Case::BenchScale => "bench scale --quick smoke run".into(),
@@ -456,6 +462,7 @@ fn cases() -> Vec<Case> {
         cases.push(Case::BlkErrors { machine });
         cases.push(Case::FsShare { machine });
         cases.push(Case::Echo { machine });
+        cases.push(Case::Httpd { machine });
         cases.push(Case::NetMalformed { machine });
         cases.push(Case::FsImage { machine });
     }
@@ -651,6 +658,10 @@ fn run_case(case: &Case, context: Option<&Context>) -> CaseResult {
         Case::NetMalformed { machine } => {
             let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
             run_echo(context, machine, true)
+        }
+        Case::Httpd { machine } => {
+            let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
+            run_httpd(context, machine)
         }
         Case::FsShare { machine } => {
             let context = context.ok_or_else(|| ("no kernel or QEMU".to_string(), Vec::new()))?;
@@ -1189,6 +1200,63 @@ fn run_echo(context: &Context, machine: Machine, malformed: bool) -> CaseResult 
     require_line(&outcome, "manada: net: address 10.0.2.15/24").map_err(|reason| (reason, tail()))
 }
 
+/// The idle timeout the httpd test gives the server (kernel argument `idle_ms`).
+const HTTPD_IDLE: Duration = Duration::from_secs(2);
+
+/// `httpd` on a vvfat share of the test site, checked from the host through a forwarded
+/// port while it serves.
+fn run_httpd(context: &Context, machine: Machine) -> CaseResult {
+    let fail = |reason: String| (reason, Vec::new());
+    let port = free_port().map_err(fail)?;
+    let dir = scratch_dir(&format!("httpd-{}", machine.name())).map_err(fail)?;
+    let share = dir.join("www");
+    let site = httpcheck::build_site(&share).map_err(fail)?;
+    let disk = qemu::DiskSpec {
+        path: format!("fat:rw:{}", share.display()),
+        read_only: false,
+    };
+    let mut config = blk_config(context, machine, 4, "httpd", vec![disk]);
+    config.kernel_args = vec![
+        "fs.disk=disk0".into(),
+        format!("idle_ms={}", HTTPD_IDLE.as_millis()),
+    ];
+    config.net = Some(vec![(port, 80)]);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (outcome, client) = thread::scope(|scope| {
+        let client = scope.spawn(|| {
+            let result = httpcheck::check(port, &site, HTTPD_IDLE);
+            stop.store(true, Ordering::Release);
+            result
+        });
+        let outcome = qemu::run_until(&config, Some(context.timeout), false, Some(&stop));
+        stop.store(true, Ordering::Release);
+        let client = client
+            .join()
+            .unwrap_or_else(|_| Err("the client panicked".into()));
+        (outcome, client)
+    });
+    let outcome = outcome.map_err(fail)?;
+    let tail = || outcome.tail(20);
+    if let Some(fatal) = &outcome.fatal {
+        return Err((format!("the kernel failed: {fatal}"), tail()));
+    }
+    let figures = client.map_err(|reason| (reason, tail()))?;
+    require_line(
+        &outcome,
+        "httpd: serving the share on port 80 with 64 workers on cores [0]",
+    )
+    .map_err(|reason| (reason, tail()))?;
+    println!(
+        "xtask: httpd {}: {} keep-alive clients x {} requests served in {:.1} s",
+        machine.name(),
+        httpcheck::CONCURRENT_CLIENTS,
+        httpcheck::REQUESTS_PER_CLIENT,
+        figures.concurrent_seconds
+    );
+    let _ = fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 /// What `files` writes (apps/src/files.rs) when it runs on 4 cores.
 const FILES_WRITTEN: &str = "from-manada/greeting.txt";
 const FILES_TEXT: &str = "written by manada on 4 cores\n";
@@ -1413,9 +1481,11 @@ mod tests {
         assert!(names.contains(&"blk-errors pc blkdebug".to_string()));
         assert!(names.contains(&"files pc vvfat share".to_string()));
         assert!(names.contains(&"echo q35 tcp+udp".to_string()));
+        assert!(names.contains(&"httpd q35 share+forward".to_string()));
+        assert!(names.contains(&"httpd pc share+forward".to_string()));
         assert!(names.contains(&"net pc malformed frames".to_string()));
         assert!(names.contains(&"bench scale --quick smoke run".to_string()));
-        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 12 + 1);
+        assert_eq!(names.len(), 11 + 1 + 2 + 3 + 4 + 7 + 14 + 1);
     }
 
     #[test]
