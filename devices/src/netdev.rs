@@ -2,7 +2,9 @@
 //!
 //! The net core owns it: frames are copied between smoltcp's buffers and the queues'
 //! DMA slots, received buffers go straight back to the device, and transmitted slots are
-//! reclaimed on every call, so a long run never runs dry.
+//! reclaimed on every call, so a long run never runs dry. The TCP and UDP checksums the
+//! device negotiated to take (`virtio::net`) are reported to the stack, which then leaves
+//! them out.
 
 use crate::virtio::dma::DmaRegion;
 use crate::virtio::net::{self, NetConfig, NetQueues};
@@ -102,6 +104,11 @@ impl ::net::Device for VirtioNet {
     fn can_transmit(&mut self) -> bool {
         self.queues.reclaim_transmitted();
         self.queues.transmits_in_flight() < usize::from(self.queues.transmit_queue().capacity())
+    }
+
+    fn checksum_offload(&self) -> ::net::ChecksumOffload {
+        // The queues complete, fill in and check what was negotiated (virtio::net).
+        self.queues.config().checksum
     }
 
     fn transmit(&mut self, frame: &[u8]) -> bool {

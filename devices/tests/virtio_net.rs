@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use devices::virtio::dma::{DmaRegion, PAGE_SIZE};
 use devices::virtio::net::{
     driver_features, NetConfig, NetError, NetFault, NetQueues, Notify, BUFFER_SIZE, FEATURE_CSUM,
-    FEATURE_MAC, FEATURE_STATUS, HEADER_SIZE, MAX_FRAME, RECEIVE_QUEUE, TRANSMIT_QUEUE,
+    FEATURE_GUEST_CSUM, FEATURE_MAC, FEATURE_STATUS, HEADER_SIZE, MAX_FRAME, RECEIVE_QUEUE,
+    TRANSMIT_QUEUE,
 };
 use devices::virtio::queue::QueueError;
 use devices::virtio::{Transport, FEATURE_VERSION_1};
+use net::ChecksumOffload;
 
 mod common;
 use common::{HostMemory, Rng};
@@ -343,6 +345,7 @@ fn run(mode: Mode, seed: u64, receive_total: u32, transmit_total: u32) -> Outcom
     let config = NetConfig {
         mac: [2, 0, 0, 0, 0, 1],
         link_up: true,
+        checksum: ChecksumOffload::default(),
     };
     let mut net = NetQueues::new(memory.region(), QUEUE_SIZE, config).expect("queues");
     assert_eq!(net.receive_buffers_posted(), usize::from(QUEUE_SIZE));
@@ -525,10 +528,37 @@ fn features_and_config_space_follow_the_spec() {
     let offered = u64::MAX;
     assert_eq!(
         driver_features(offered),
-        FEATURE_VERSION_1 | FEATURE_MAC | FEATURE_STATUS
+        FEATURE_VERSION_1 | FEATURE_MAC | FEATURE_STATUS | FEATURE_CSUM | FEATURE_GUEST_CSUM
     );
-    assert_eq!(driver_features(offered) & FEATURE_CSUM, 0);
-    assert_eq!((FEATURE_MAC, FEATURE_STATUS), (1 << 5, 1 << 16));
+    // Offloads are taken when offered, never asked for.
+    let plain = FEATURE_VERSION_1 | FEATURE_MAC | FEATURE_STATUS;
+    assert_eq!(driver_features(plain), plain);
+    assert_eq!(
+        (
+            FEATURE_CSUM,
+            FEATURE_GUEST_CSUM,
+            FEATURE_MAC,
+            FEATURE_STATUS
+        ),
+        (1 << 0, 1 << 1, 1 << 5, 1 << 16)
+    );
+    for (features, transmit, receive) in [
+        (FEATURE_VERSION_1, false, false),
+        (FEATURE_VERSION_1 | FEATURE_CSUM, true, false),
+        (FEATURE_VERSION_1 | FEATURE_GUEST_CSUM, false, true),
+        (
+            FEATURE_VERSION_1 | FEATURE_CSUM | FEATURE_GUEST_CSUM,
+            true,
+            true,
+        ),
+    ] {
+        assert_eq!(
+            NetConfig::from_config_space(features, &[])
+                .expect("config")
+                .checksum,
+            ChecksumOffload { transmit, receive }
+        );
+    }
 
     let space = [0x52, 0x54, 0, 0x12, 0x34, 0x56, 0, 0];
     let negotiated = FEATURE_VERSION_1 | FEATURE_MAC | FEATURE_STATUS;
@@ -536,7 +566,8 @@ fn features_and_config_space_follow_the_spec() {
         NetConfig::from_config_space(negotiated, &space),
         Ok(NetConfig {
             mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
-            link_up: false
+            link_up: false,
+            checksum: ChecksumOffload::default(),
         })
     );
     let mut up = space;
@@ -551,14 +582,16 @@ fn features_and_config_space_follow_the_spec() {
         NetConfig::from_config_space(FEATURE_VERSION_1 | FEATURE_MAC, &space[..6]),
         Ok(NetConfig {
             mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
-            link_up: true
+            link_up: true,
+            checksum: ChecksumOffload::default(),
         })
     );
     assert_eq!(
         NetConfig::from_config_space(FEATURE_VERSION_1, &[]),
         Ok(NetConfig {
             mac: [0; 6],
-            link_up: true
+            link_up: true,
+            checksum: ChecksumOffload::default(),
         })
     );
     assert_eq!(
@@ -576,6 +609,7 @@ fn queues_are_laid_out_in_the_region_and_refuse_bad_input() {
     let config = NetConfig {
         mac: [0; 6],
         link_up: true,
+        checksum: ChecksumOffload::default(),
     };
     let size = 16;
     let memory = HostMemory::new(NetQueues::memory_size(size));

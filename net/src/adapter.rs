@@ -4,10 +4,10 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
-use crate::device::Device;
+use crate::device::{ChecksumOffload, Device};
 
 /// The largest frame without FCS.
 pub const MAX_FRAME: usize = 1514;
@@ -96,6 +96,88 @@ impl<D: Device> phy::Device for Adapter<D> {
         let mut capabilities = DeviceCapabilities::default();
         capabilities.medium = Medium::Ethernet;
         capabilities.max_transmission_unit = MAX_FRAME;
+        capabilities.checksum = checksum_capabilities(self.device.checksum_offload());
         capabilities
+    }
+}
+
+/// Returns what smoltcp must still compute (transmit) and check (receive) given what the
+/// device offloads: TCP and UDP follow the device, the IPv4 header and ICMP are always
+/// smoltcp's (virtio-net offloads neither).
+fn checksum_capabilities(offload: ChecksumOffload) -> ChecksumCapabilities {
+    let transport = match (offload.transmit, offload.receive) {
+        (false, false) => Checksum::Both,
+        (true, false) => Checksum::Rx,
+        (false, true) => Checksum::Tx,
+        (true, true) => Checksum::None,
+    };
+    let mut capabilities = ChecksumCapabilities::default();
+    capabilities.tcp = transport;
+    capabilities.udp = transport;
+    capabilities
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Wire;
+
+    /// A device that offloads what it is told to.
+    struct Offloading(ChecksumOffload);
+
+    impl Device for Offloading {
+        fn mac(&self) -> [u8; 6] {
+            [2, 0, 0, 0, 0, 1]
+        }
+        fn receive(&mut self, _out: &mut [u8]) -> Option<usize> {
+            None
+        }
+        fn transmit(&mut self, _frame: &[u8]) -> bool {
+            true
+        }
+        fn checksum_offload(&self) -> ChecksumOffload {
+            self.0
+        }
+    }
+
+    fn checksums(transmit: bool, receive: bool) -> ChecksumCapabilities {
+        let adapter = Adapter::new(Offloading(ChecksumOffload { transmit, receive }));
+        phy::Device::capabilities(&adapter).checksum
+    }
+
+    #[test]
+    fn without_offload_smoltcp_does_every_checksum() {
+        let (end, _) = Wire::pair([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 4);
+        let checksum = phy::Device::capabilities(&Adapter::new(end)).checksum;
+        for each in [checksum.ipv4, checksum.tcp, checksum.udp, checksum.icmpv4] {
+            assert!(each.tx() && each.rx());
+        }
+        let boxed: alloc::boxed::Box<dyn Device> =
+            alloc::boxed::Box::new(Offloading(ChecksumOffload {
+                transmit: true,
+                receive: true,
+            }));
+        assert_eq!(
+            boxed.checksum_offload(),
+            ChecksumOffload {
+                transmit: true,
+                receive: true
+            }
+        );
+    }
+
+    #[test]
+    fn offloaded_directions_are_left_to_the_device_for_tcp_and_udp_only() {
+        for (transmit, receive) in [(false, false), (true, false), (false, true), (true, true)] {
+            let checksum = checksums(transmit, receive);
+            for each in [checksum.tcp, checksum.udp] {
+                assert_eq!(each.tx(), !transmit, "{transmit} {receive}");
+                assert_eq!(each.rx(), !receive, "{transmit} {receive}");
+            }
+            // virtio-net offloads neither the IPv4 header nor ICMP.
+            for each in [checksum.ipv4, checksum.icmpv4] {
+                assert!(each.tx() && each.rx());
+            }
+        }
     }
 }

@@ -5,6 +5,20 @@ use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 
+/// Which TCP and UDP checksums of IPv4 frames a [`Device`] (with its driver) takes off the
+/// stack. The IPv4 header checksum is never offloaded: the stack always computes and
+/// checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChecksumOffload {
+    /// The device fills in the TCP and UDP checksums of transmitted frames, so the stack
+    /// leaves them out.
+    pub transmit: bool,
+    /// Every received TCP or UDP frame has had its checksum checked below the stack (by
+    /// the device or the driver) and a bad one is never delivered, so the stack need not
+    /// check it again.
+    pub receive: bool,
+}
+
 /// An Ethernet device: frames without FCS, up to 1514 bytes.
 pub trait Device {
     /// Returns the device's MAC address.
@@ -18,6 +32,11 @@ pub trait Device {
     /// before it builds a frame, so nothing is built only to be dropped.
     fn can_transmit(&mut self) -> bool {
         true
+    }
+    /// Returns the checksums the device takes off the stack; none unless it says so. It
+    /// must not change while the stack runs.
+    fn checksum_offload(&self) -> ChecksumOffload {
+        ChecksumOffload::default()
     }
 }
 
@@ -112,5 +131,9 @@ impl<D: Device + ?Sized> Device for alloc::boxed::Box<D> {
 
     fn can_transmit(&mut self) -> bool {
         (**self).can_transmit()
+    }
+
+    fn checksum_offload(&self) -> ChecksumOffload {
+        (**self).checksum_offload()
     }
 }

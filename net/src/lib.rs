@@ -24,7 +24,7 @@ mod stack;
 mod table;
 
 pub use core::net::{Ipv4Addr, SocketAddrV4};
-pub use device::{Device, Wire, WireEnd};
+pub use device::{ChecksumOffload, Device, Wire, WireEnd};
 pub use error::{Error, Result};
 pub use service::service_core;
 pub use socket::{TcpListener, TcpStream, UdpSocket};

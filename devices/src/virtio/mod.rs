@@ -1,6 +1,7 @@
 //! virtio over split virtqueues: DMA memory, the virtqueue itself, the virtio-blk request
 //! protocol and the virtio-net device logic, all independent of the transport (virtio-pci
-//! lives elsewhere) so the logic is tested on the host against a fake device.
+//! lives elsewhere) so the logic is tested on the host against a fake device. [`checksum`]
+//! holds the packet arithmetic of virtio-net's checksum offload.
 //!
 //! Only [`dma`] contains `unsafe`; [`queue`], [`blk`] and [`net`] reach shared memory
 //! through it.
@@ -9,6 +10,7 @@
 pub mod dma;
 
 pub mod blk;
+pub mod checksum;
 pub mod net;
 pub mod queue;
 
