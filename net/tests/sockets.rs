@@ -214,6 +214,13 @@ fn a_burst_of_one_hundred_connections_is_all_accepted_and_echoed() {
 }
 
 #[test]
+fn two_hundred_fifty_six_connections_at_once_each_get_their_own_data() {
+    let (mut server, mut client) = network(Limits::default());
+    let mut echo = Echo::new(&mut server);
+    echo_streams(&mut server, &mut echo, &mut client, 256, 4_000);
+}
+
+#[test]
 fn a_thousand_sequential_connections_leave_nothing_behind() {
     let (mut server, mut client) = network(Limits::default());
     let mut echo = Echo::new(&mut server);

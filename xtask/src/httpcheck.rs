@@ -21,6 +21,49 @@ pub struct SiteFile {
     pub bytes: Vec<u8>,
 }
 
+/// Fetches every file of the site with curl (one invocation, so one keep-alive
+/// connection) and compares each with the host's bytes.
+fn curl_fetches(port: u16, site: &[SiteFile]) -> Result<(), String> {
+    crate::tools::ensure_tool("curl", "curl")?;
+    let dir = std::env::temp_dir().join(format!("manada-curl-{}-{port}", std::process::id()));
+    fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    let mut command = std::process::Command::new("curl");
+    command.args(["--silent", "--show-error", "--fail", "--max-time", "120"]);
+    for (index, file) in site.iter().enumerate() {
+        command
+            .arg("--output")
+            .arg(dir.join(index.to_string()))
+            .arg(format!("http://127.0.0.1:{port}{}", file.target));
+    }
+    let result = command
+        .output()
+        .map_err(|error| format!("cannot run curl: {error}"))
+        .and_then(|output| {
+            if !output.status.success() {
+                return Err(format!(
+                    "curl failed with {}: {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
+            }
+            for (index, file) in site.iter().enumerate() {
+                let fetched = fs::read(dir.join(index.to_string()))
+                    .map_err(|error| format!("curl's copy of {}: {error}", file.target))?;
+                if fetched != file.bytes {
+                    return Err(format!(
+                        "curl fetched {} bytes for {}, not the host's {} bytes",
+                        fetched.len(),
+                        file.target,
+                        file.bytes.len()
+                    ));
+                }
+            }
+            Ok(())
+        });
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
 /// Bytes of the big binary file (300 KiB: several chunks of the server's 64 KiB).
 const BIG: usize = 300 * 1024;
 
@@ -395,6 +438,7 @@ pub struct Figures {
 /// (as `build_site` wrote it) and closes idle connections after `idle`.
 pub fn check(port: u16, site: &[SiteFile], idle: Duration) -> Result<Figures, String> {
     first_response(port, site)?;
+    curl_fetches(port, site)?;
 
     // Every file, byte for byte, on one keep-alive connection; HEAD in between.
     let mut client = Client::connect(port, Duration::from_secs(30))?;

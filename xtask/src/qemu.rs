@@ -563,6 +563,32 @@ pub fn run(config: &QemuConfig, timeout: Option<Duration>, echo: bool) -> Result
     run_until(config, timeout, echo, None)
 }
 
+/// Runs the guest of `config` while `client` talks to it from the host. The guest is
+/// stopped as soon as the client returns; the client is handed a flag that turns true
+/// when the guest ended (on its own or at `limit`), so it can stop waiting. Returns the
+/// guest's outcome and the client's result.
+pub fn serve_while<T: Send>(
+    config: &QemuConfig,
+    limit: Duration,
+    client: impl FnOnce(&std::sync::atomic::AtomicBool) -> Result<T, String> + Send,
+) -> (Result<Outcome, String>, Result<T, String>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (stop, ended) = (AtomicBool::new(false), AtomicBool::new(false));
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| {
+            let result = client(&ended);
+            stop.store(true, Ordering::Release);
+            result
+        });
+        let outcome = run_until(config, Some(limit), false, Some(&stop));
+        ended.store(true, Ordering::Release);
+        let result = handle
+            .join()
+            .unwrap_or_else(|_| Err("the client panicked".into()));
+        (outcome, result)
+    })
+}
+
 /// Like [`run`], but also ends QEMU (status `TimedOut`) as soon as `stop` is set: for
 /// guests that serve until stopped, while a host program talks to them.
 pub fn run_until(

@@ -1172,24 +1172,9 @@ fn run_echo(context: &Context, machine: Machine, malformed: bool) -> CaseResult 
     } else {
         None
     };
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (outcome, client) = thread::scope(|scope| {
-        let client = scope.spawn(|| {
-            let result = match &injector {
-                Some((socket, qemu)) => inject_malformed(port, *qemu, socket),
-                None => echo_client(port),
-            };
-            stop.store(true, Ordering::Release);
-            result
-        });
-        let outcome = qemu::run_until(&config, Some(context.timeout), false, Some(&stop));
-        stop.store(true, Ordering::Release);
-        (
-            outcome,
-            client
-                .join()
-                .unwrap_or_else(|_| Err("the client panicked".into())),
-        )
+    let (outcome, client) = qemu::serve_while(&config, context.timeout, |_| match &injector {
+        Some((socket, qemu)) => inject_malformed(port, *qemu, socket),
+        None => echo_client(port),
     });
     let outcome = outcome.map_err(fail)?;
     let tail = || outcome.tail(20);
@@ -1221,19 +1206,8 @@ fn run_httpd(context: &Context, machine: Machine) -> CaseResult {
         format!("idle_ms={}", HTTPD_IDLE.as_millis()),
     ];
     config.net = Some(vec![(port, 80)]);
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (outcome, client) = thread::scope(|scope| {
-        let client = scope.spawn(|| {
-            let result = httpcheck::check(port, &site, HTTPD_IDLE);
-            stop.store(true, Ordering::Release);
-            result
-        });
-        let outcome = qemu::run_until(&config, Some(context.timeout), false, Some(&stop));
-        stop.store(true, Ordering::Release);
-        let client = client
-            .join()
-            .unwrap_or_else(|_| Err("the client panicked".into()));
-        (outcome, client)
+    let (outcome, client) = qemu::serve_while(&config, context.timeout, |_| {
+        httpcheck::check(port, &site, HTTPD_IDLE)
     });
     let outcome = outcome.map_err(fail)?;
     let tail = || outcome.tail(20);

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{progress, Context, Record};
-use crate::qemu::{self, QemuConfig};
+use crate::qemu;
 use crate::tools;
 
 /// The cores the httpd guest boots with (app, net, fs and blk services).
@@ -274,38 +274,16 @@ pub(super) fn http_suite(context: &Context) -> Result<Vec<Record>, String> {
     let content = page(FILE_SIZE);
     fs::write(share.join(FILE_NAME), &content).map_err(|error| error.to_string())?;
     let port = super::net::free_port(&[])?;
-    let config = QemuConfig {
-        kernel: context.kernel.clone(),
-        machine: args.machine,
-        cores: CORES,
-        mem: args.mem,
-        accel: context.accel,
-        app: "httpd".into(),
-        kernel_args: vec!["fs.disk=disk0".into()],
-        disks: vec![qemu::DiskSpec {
-            path: format!("fat:rw:{}", share.display()),
-            read_only: false,
-        }],
-        net: Some(vec![(port, 80)]),
-        inject: None,
-        gdb: false,
-    };
+    let mut config = context.guest("httpd", CORES, vec!["fs.disk=disk0".into()]);
+    config.disks = vec![qemu::DiskSpec {
+        path: format!("fat:rw:{}", share.display()),
+        read_only: false,
+    }];
+    config.net = Some(vec![(port, 80)]);
     eprintln!("xtask: httpd guest on 127.0.0.1:{port} (port 80)");
-    // `stop`: the client is done, end the guest; `ended`: the guest is gone, stop waiting.
-    let (stop, ended) = (AtomicBool::new(false), AtomicBool::new(false));
-    let (outcome, measured) = thread::scope(|scope| {
-        let client = scope.spawn(|| {
-            let result = measure(context, port, &content, &ended);
-            stop.store(true, Ordering::Release);
-            result
-        });
-        let limit = Duration::from_secs(args.timeout + 3600);
-        let outcome = qemu::run_until(&config, Some(limit), false, Some(&stop));
-        ended.store(true, Ordering::Release);
-        let measured = client
-            .join()
-            .unwrap_or_else(|_| Err("the client panicked".into()));
-        (outcome, measured)
+    let limit = Duration::from_secs(args.timeout + 3600);
+    let (outcome, measured) = qemu::serve_while(&config, limit, |ended| {
+        measure(context, port, &content, ended)
     });
     let outcome = outcome?;
     let tail = || outcome.tail(20).join("\n    | ");

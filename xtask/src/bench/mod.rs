@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use crate::build;
-use crate::qemu::{self, Accel, AccelChoice, Machine, MemSize};
+use crate::qemu::{self, Accel, AccelChoice, Machine, MemSize, QemuConfig};
 use crate::tools;
 
 pub use scale::check_smoke_run;
@@ -165,6 +165,27 @@ struct Context<'a> {
     /// When the run started (UTC) and the commit measured, for the reports.
     date: String,
     commit: String,
+}
+
+impl Context<'_> {
+    /// Returns the QEMU configuration of one guest: `app` on `cores` cores with
+    /// `kernel_args`, on the bench's machine, memory and accelerator; no disk and no
+    /// network until the suite adds them.
+    fn guest(&self, app: &str, cores: usize, kernel_args: Vec<String>) -> QemuConfig {
+        QemuConfig {
+            kernel: self.kernel.clone(),
+            machine: self.args.machine,
+            cores,
+            mem: self.args.mem,
+            accel: self.accel,
+            app: app.into(),
+            kernel_args,
+            disks: Vec::new(),
+            net: None,
+            inject: None,
+            gdb: false,
+        }
+    }
 }
 
 /// One measure: the median of its runs.

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{progress, Context, Record};
-use crate::qemu::{self, QemuConfig};
+use crate::qemu;
 
 /// The cores the echo guest boots with: the app on core 0, the net service on core 1.
 pub(super) const CORES: usize = 2;
@@ -348,37 +348,14 @@ pub(super) fn net_suite(context: &Context) -> Result<Vec<Record>, String> {
     let args = context.args;
     let echo = free_port(&[])?;
     let status = free_port(&[echo])?;
-    let config = QemuConfig {
-        kernel: context.kernel.clone(),
-        machine: args.machine,
-        cores: CORES,
-        mem: args.mem,
-        accel: context.accel,
-        app: "echo".into(),
-        kernel_args: Vec::new(),
-        disks: Vec::new(),
-        net: Some(vec![(echo, ECHO_PORT), (status, STATUS_PORT)]),
-        inject: None,
-        gdb: false,
-    };
+    let mut config = context.guest("echo", CORES, Vec::new());
+    config.net = Some(vec![(echo, ECHO_PORT), (status, STATUS_PORT)]);
     eprintln!("xtask: echo guest on 127.0.0.1:{echo} (port 7) and :{status} (port 8)");
-    // `stop`: the client is done, end the guest; `ended`: the guest is gone, stop waiting.
-    let (stop, ended) = (AtomicBool::new(false), AtomicBool::new(false));
-    let (outcome, measured) = thread::scope(|scope| {
-        let client = scope.spawn(|| {
-            let result = measure(context, echo, status, &ended);
-            stop.store(true, Ordering::Release);
-            result
-        });
-        // The guest serves until stopped; the client bounds every wait of its own, so the
-        // guest's limit only catches a client that never ends.
-        let limit = Duration::from_secs(args.timeout + 4 * 3600);
-        let outcome = qemu::run_until(&config, Some(limit), false, Some(&stop));
-        ended.store(true, Ordering::Release);
-        let measured = client
-            .join()
-            .unwrap_or_else(|_| Err("the client panicked".into()));
-        (outcome, measured)
+    // The guest serves until stopped; the client bounds every wait of its own, so the
+    // guest's limit only catches a client that never ends.
+    let limit = Duration::from_secs(args.timeout + 4 * 3600);
+    let (outcome, measured) = qemu::serve_while(&config, limit, |ended| {
+        measure(context, echo, status, ended)
     });
     let outcome = outcome?;
     let tail = || outcome.tail(20).join("\n    | ");

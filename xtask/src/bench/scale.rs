@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{median, plot, progress, report, Context, Record};
-use crate::qemu::{self, QemuConfig};
+use crate::qemu;
 
 /// A workload of app `scale` (apps/src/scale.rs) and how many cores do it.
 struct Workload {
@@ -201,19 +201,7 @@ pub(super) fn scale_suite(context: &Context) -> Result<Vec<Record>, String> {
     let total = context.cores.len() * context.repeat;
     let mut runs = Vec::new();
     for (index, &cores) in context.cores.iter().enumerate() {
-        let config = QemuConfig {
-            kernel: context.kernel.clone(),
-            machine: args.machine,
-            cores,
-            mem: args.mem,
-            accel: context.accel,
-            app: "scale".into(),
-            kernel_args: vec![format!("duration_ms={duration}")],
-            disks: Vec::new(),
-            net: None,
-            inject: None,
-            gdb: false,
-        };
+        let config = context.guest("scale", cores, vec![format!("duration_ms={duration}")]);
         let mut boots = Vec::new();
         for run in 1..=context.repeat {
             progress(

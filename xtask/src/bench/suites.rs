@@ -14,19 +14,7 @@ pub(super) fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
     let total = context.cores.len() * repeat;
     let mut records = Vec::new();
     for (index, &cores) in context.cores.iter().enumerate() {
-        let config = QemuConfig {
-            kernel: context.kernel.clone(),
-            machine: args.machine,
-            cores,
-            mem: args.mem,
-            accel: context.accel,
-            app: "hello".into(),
-            kernel_args: Vec::new(),
-            disks: Vec::new(),
-            net: None,
-            inject: None,
-            gdb: false,
-        };
+        let config = context.guest("hello", cores, Vec::new());
         let (mut host_runs, mut kernel_runs) = (Vec::new(), Vec::new());
         for run in 1..=repeat {
             progress(
@@ -86,19 +74,7 @@ pub(super) fn ipc_suite(context: &Context) -> Result<Vec<Record>, String> {
             counts.len(),
             &format!("cores={cores}: {pairs} pairs, {messages} messages each"),
         );
-        let config = QemuConfig {
-            kernel: context.kernel.clone(),
-            machine: args.machine,
-            cores,
-            mem: args.mem,
-            accel: context.accel,
-            app: "ipc-bench".into(),
-            kernel_args: vec![format!("messages={messages}")],
-            disks: Vec::new(),
-            net: None,
-            inject: None,
-            gdb: false,
-        };
+        let config = context.guest("ipc-bench", cores, vec![format!("messages={messages}")]);
         // Generous: one second per million messages per pair, plus the fixed timeout.
         let timeout = args.timeout + pairs as u64 * (1 + messages / 1_000_000);
         let outcome = qemu::run(&config, Some(Duration::from_secs(timeout)), false)?;
@@ -313,19 +289,7 @@ pub(super) fn percore_suite(context: &Context) -> Result<Vec<Record>, String> {
     let mut records = Vec::new();
     let mut single_core_total = None;
     for (index, &cores) in context.cores.iter().enumerate() {
-        let config = QemuConfig {
-            kernel: context.kernel.clone(),
-            machine: args.machine,
-            cores,
-            mem: args.mem,
-            accel: context.accel,
-            app: "percore-bench".into(),
-            kernel_args: vec![format!("ops={ops}")],
-            disks: Vec::new(),
-            net: None,
-            inject: None,
-            gdb: false,
-        };
+        let config = context.guest("percore-bench", cores, vec![format!("ops={ops}")]);
         let mut runs: Vec<PercoreRun> = Vec::new();
         for run in 1..=repeat {
             progress(
@@ -472,22 +436,11 @@ pub(super) fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
         .map_err(|error| format!("cannot create {}: {error}", image.display()))?;
     file.set_len(64 << 20)
         .map_err(|error| format!("cannot size {}: {error}", image.display()))?;
-    let config = QemuConfig {
-        kernel: context.kernel.clone(),
-        machine: args.machine,
-        cores: 2,
-        mem: args.mem,
-        accel: context.accel,
-        app: "blk-bench".into(),
-        kernel_args: Vec::new(),
-        disks: vec![qemu::DiskSpec {
-            path: image.display().to_string(),
-            read_only: false,
-        }],
-        net: None,
-        inject: None,
-        gdb: false,
-    };
+    let mut config = context.guest("blk-bench", 2, Vec::new());
+    config.disks = vec![qemu::DiskSpec {
+        path: image.display().to_string(),
+        read_only: false,
+    }];
     let measures = [
         ("seq_read_64k", "MB/s"),
         ("rand_read_4k_qd1", "IOPS"),
@@ -500,7 +453,6 @@ pub(super) fn blk_suite(context: &Context) -> Result<Vec<Record>, String> {
 
 /// The fs suite: `fs-bench` on an image holding a 16 MiB file and 200 small files.
 pub(super) fn fs_suite(context: &Context) -> Result<Vec<Record>, String> {
-    let args = context.args;
     let workspace = tools::workspace()?;
     let dir = workspace.target_dir.join("bench").join("fs-content");
     let _ = fs::remove_dir_all(&dir);
@@ -523,22 +475,11 @@ pub(super) fn fs_suite(context: &Context) -> Result<Vec<Record>, String> {
         image: image.clone(),
         size_mib: 64,
     })?;
-    let config = QemuConfig {
-        kernel: context.kernel.clone(),
-        machine: args.machine,
-        cores: 3,
-        mem: args.mem,
-        accel: context.accel,
-        app: "fs-bench".into(),
-        kernel_args: vec!["fs.disk=disk0".into()],
-        disks: vec![qemu::DiskSpec {
-            path: image.display().to_string(),
-            read_only: false,
-        }],
-        net: None,
-        inject: None,
-        gdb: false,
-    };
+    let mut config = context.guest("fs-bench", 3, vec!["fs.disk=disk0".into()]);
+    config.disks = vec![qemu::DiskSpec {
+        path: image.display().to_string(),
+        read_only: false,
+    }];
     let measures = [("seq_read", "MB/s"), ("small_file_reads", "files/s")];
     guest_measures(context, &config, &measures)
 }
