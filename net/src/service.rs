@@ -1,19 +1,25 @@
 //! The net service: the device, the TCP/IP stack and the applications' sockets, owned by
 //! the net core and used by every core through [`crate::socket`].
 //!
-//! A socket call runs as a short thread on the net core (`spawn_on`) that works on the
-//! [`Table`]; only that core touches the stack, so there is no lock. A call that cannot
-//! finish yet (no connection, no data, no room) parks its thread with what it waits
-//! for; after every poll of the stack the service unparks the threads whose socket is
-//! ready (or whose timeout passed), and they try again. The calling thread on its own
-//! core blocks in `join` meanwhile, so its core runs other threads.
+//! A socket call travels to the net core as a job (`percore::run_on`) that works on the
+//! [`Table`] in the core's loop, while the calling thread parks on its own core; only
+//! the net core touches the stack, so there is no lock, and no thread is created for a
+//! call. A call that cannot finish yet (no connection, no data, no room) is kept as a
+//! waiter with what it waits for; after every poll of the stack the service tries again
+//! the waiters whose socket is ready (or whose timeout passed), and the ones that
+//! finished get their answer and their caller is unparked.
 //!
 //! The service thread polls the stack in a loop: while traffic flows it only yields
 //! between polls; after [`QUIET_MS`] without any it sleeps between polls, at most until
-//! smoltcp's next timer. A socket call polls the stack itself right after it worked, so
-//! what an application writes goes out at once.
+//! smoltcp's next timer. A call polls the stack itself right after it worked, so what an
+//! application writes goes out at once.
+//!
+//! Callers are unparked only after the service state is released: unparking sends a
+//! message, and a send that waits for room lets the core run other jobs, which borrow
+//! the state themselves.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -35,11 +41,59 @@ pub(crate) enum Step<R> {
     Wait(SocketId, Want),
 }
 
+/// A call in progress: tries its step again, and answers its caller.
+trait Pending: Send {
+    /// Runs the call's step; stores the answer and returns `None` when the call is done,
+    /// or returns what it waits for.
+    fn attempt(&mut self, state: &mut State, now_ms: u64) -> Option<(SocketId, Want)>;
+    /// Ends the call with `error` (timeout, no service).
+    fn fail(&mut self, error: Error);
+    /// When the call gives up, if ever.
+    fn deadline_ms(&self) -> Option<u64>;
+    /// Unparks the caller (its answer is stored).
+    fn finish(self: Box<Self>);
+}
+
+/// A call's step, its answer slot and its parked caller.
+struct Call<R, F> {
+    step: F,
+    answer: Arc<spin::Mutex<Option<Result<R>>>>,
+    parked: percore::Parked,
+    deadline_ms: Option<u64>,
+}
+
+impl<R, F> Pending for Call<R, F>
+where
+    R: Send + 'static,
+    F: FnMut(&mut State, u64) -> Result<Step<R>> + Send + 'static,
+{
+    fn attempt(&mut self, state: &mut State, now_ms: u64) -> Option<(SocketId, Want)> {
+        match (self.step)(state, now_ms) {
+            Ok(Step::Done(result)) => *self.answer.lock() = Some(Ok(result)),
+            Ok(Step::Wait(id, want)) => return Some((id, want)),
+            Err(error) => *self.answer.lock() = Some(Err(error)),
+        }
+        None
+    }
+
+    fn fail(&mut self, error: Error) {
+        *self.answer.lock() = Some(Err(error));
+    }
+
+    fn deadline_ms(&self) -> Option<u64> {
+        self.deadline_ms
+    }
+
+    fn finish(self: Box<Self>) {
+        self.parked.unpark();
+    }
+}
+
+/// A call waiting for its socket.
 struct Waiter {
     id: SocketId,
     want: Want,
-    deadline_ms: Option<u64>,
-    parked: percore::Parked,
+    call: Box<dyn Pending>,
 }
 
 /// The service's state on the net core.
@@ -47,6 +101,8 @@ pub(crate) struct State {
     stack: Stack<Box<dyn Device>>,
     pub(crate) table: Table,
     waiters: Vec<Waiter>,
+    /// Calls that finished, whose callers are unparked once the state is released.
+    finished: Vec<Box<dyn Pending>>,
     announced: bool,
     last_activity_ms: u64,
 }
@@ -64,8 +120,9 @@ impl State {
         (&mut self.table, sockets, context)
     }
 
-    /// Polls the stack, refills listeners, reaps closed sockets and unparks the callers
-    /// that can make progress. Returns true when packets moved.
+    /// Polls the stack, refills listeners, reaps closed sockets and tries again the calls
+    /// that can make progress (those that finish wait in `finished`). Returns true when
+    /// packets moved.
     fn poll(&mut self, now_ms: u64) -> bool {
         let table = &mut self.table;
         let changed = self
@@ -77,22 +134,35 @@ impl State {
         }
         let (sockets, _) = self.stack.parts();
         self.table.maintain(sockets, now_ms);
-        let mut index = 0;
-        while index < self.waiters.len() {
-            let waiter = &self.waiters[index];
-            let timed_out = waiter
-                .deadline_ms
-                .is_some_and(|deadline| now_ms >= deadline);
-            if timed_out || self.table.is_ready(sockets, waiter.id, waiter.want) {
-                self.waiters.swap_remove(index).parked.unpark();
+        for mut waiter in core::mem::take(&mut self.waiters) {
+            let (sockets, _) = self.stack.parts();
+            if waiter
+                .call
+                .deadline_ms()
+                .is_some_and(|deadline| now_ms >= deadline)
+            {
+                waiter.call.fail(Error::TimedOut);
+                self.finished.push(waiter.call);
+            } else if self.table.is_ready(sockets, waiter.id, waiter.want) {
+                self.attempt(waiter.call, now_ms);
             } else {
-                index += 1;
+                self.waiters.push(waiter);
             }
         }
         if changed {
             self.last_activity_ms = now_ms;
         }
         changed
+    }
+}
+
+impl State {
+    /// Runs `call`'s step: done, it joins `finished`; else it waits for its socket.
+    fn attempt(&mut self, mut call: Box<dyn Pending>, now_ms: u64) {
+        match call.attempt(self, now_ms) {
+            None => self.finished.push(call),
+            Some((id, want)) => self.waiters.push(Waiter { id, want, call }),
+        }
     }
 }
 
@@ -117,6 +187,7 @@ pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) {
         stack: Stack::new(device, addressing, now),
         table: Table::new(limits),
         waiters: Vec::new(),
+        finished: Vec::new(),
         announced: false,
         last_activity_ms: now,
     });
@@ -127,13 +198,17 @@ pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) {
 pub fn run() -> ! {
     loop {
         let now = now_ms();
-        let Some((busy, delay)) = percore::cpu::with_service(|state: &mut State| {
+        let Some((busy, delay, finished)) = percore::cpu::with_service(|state: &mut State| {
             state.poll(now);
             let quiet = now.saturating_sub(state.last_activity_ms) >= QUIET_MS;
-            (!quiet, state.stack.poll_delay(now))
+            let finished = core::mem::take(&mut state.finished);
+            (!quiet, state.stack.poll_delay(now), finished)
         }) else {
             panic!("net: the service loop runs on a core without the net service");
         };
+        for call in finished {
+            call.finish();
+        }
         if busy {
             percore::yield_now();
         } else {
@@ -143,62 +218,76 @@ pub fn run() -> ! {
     }
 }
 
-/// Runs `step` on the net core until it is done, parking between tries; gives up with
-/// `TimedOut` after `timeout`.
+/// Runs `step` on the net core until it is done, waiting between tries for its socket;
+/// gives up with `TimedOut` after `timeout`. The calling thread parks meanwhile.
 pub(crate) fn call<R: Send + 'static>(
     timeout: Option<Duration>,
-    mut step: impl FnMut(&mut State, u64) -> Result<Step<R>> + Send + 'static,
+    step: impl FnMut(&mut State, u64) -> Result<Step<R>> + Send + 'static,
 ) -> Result<R> {
     let core = service_core().ok_or(Error::NoService)?;
-    percore::spawn_on(core, move || {
-        let deadline_ms = timeout.map(|timeout| {
-            now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+    let answer = Arc::new(spin::Mutex::new(None));
+    let slot = answer.clone();
+    let deadline_ms = timeout.map(|timeout| {
+        now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
+    });
+    percore::park(move |parked| {
+        let call = Box::new(Call {
+            step,
+            answer: slot,
+            parked,
+            deadline_ms,
         });
-        loop {
-            let now = now_ms();
-            let outcome = percore::cpu::with_service(|state: &mut State| {
-                let outcome = step(state, now);
-                // Send what the step queued, and let others see what it freed.
-                state.poll(now);
-                outcome
-            })
-            .unwrap_or(Err(Error::NoService))?;
-            let (id, want) = match outcome {
-                Step::Done(result) => return Ok(result),
-                Step::Wait(id, want) => (id, want),
-            };
-            if deadline_ms.is_some_and(|deadline| now >= deadline) {
-                return Err(Error::TimedOut);
+        submit(core, call);
+    });
+    let answer = answer.lock().take();
+    answer.unwrap_or(Err(Error::NoService))
+}
+
+/// Sends `call` to the net core, which tries it at once.
+fn submit(core: usize, call: Box<dyn Pending>) {
+    let job = move || {
+        let now = now_ms();
+        let mut call = Some(call);
+        let finished = percore::cpu::with_service(|state: &mut State| {
+            if let Some(call) = call.take() {
+                state.attempt(call, now);
             }
-            percore::park(|parked| {
-                let mut waiter = Some(Waiter {
-                    id,
-                    want,
-                    deadline_ms,
-                    parked,
-                });
-                percore::cpu::with_service(|state: &mut State| state.waiters.extend(waiter.take()));
-                // No service to wait on: try again at once (and fail there).
-                if let Some(waiter) = waiter {
-                    waiter.parked.unpark();
-                }
-            });
+            // Send what the step queued, and let others see what it freed.
+            state.poll(now);
+            core::mem::take(&mut state.finished)
+        });
+        // No service on that core: the call fails, and its caller goes on.
+        if let Some(mut call) = call {
+            call.fail(Error::NoService);
+            call.finish();
         }
-    })
-    .join()
+        for call in finished.into_iter().flatten() {
+            call.finish();
+        }
+    };
+    if percore::run_on(core, job).is_err() {
+        // Only a core outside the run is refused, and the service core is not one.
+        panic!("net: the service core {core} is not a core of this run");
+    }
 }
 
 /// Runs `work` on the net core without waiting for it (closing a socket).
 pub(crate) fn post(work: impl FnOnce(&mut State, u64) + Send + 'static) {
-    if let Some(core) = service_core() {
-        let _ = percore::try_spawn_on(core, move || {
-            let now = now_ms();
-            percore::cpu::with_service(|state: &mut State| {
-                work(state, now);
-                state.poll(now);
-            });
+    let Some(core) = service_core() else {
+        return;
+    };
+    let job = move || {
+        let now = now_ms();
+        let finished = percore::cpu::with_service(|state: &mut State| {
+            work(state, now);
+            state.poll(now);
+            core::mem::take(&mut state.finished)
         });
-    }
+        for call in finished.into_iter().flatten() {
+            call.finish();
+        }
+    };
+    let _ = percore::run_on(core, job);
 }
 
 /// Returns the bytes in use on the net core's heap and the sockets its table holds.

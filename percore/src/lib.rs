@@ -33,7 +33,7 @@ pub use cpu::{current_core, with_mailbox, CoreLocal};
 pub use mailbox::{Mailbox, MailboxLocation};
 pub use memory::{CoreMemory, PhysRange};
 pub use sched::{
-    park, sleep, spawn, spawn_on, try_spawn_on, yield_now, JoinHandle, Parked, SpawnError,
+    park, run_on, sleep, spawn, spawn_on, try_spawn_on, yield_now, JoinHandle, Parked, SpawnError,
 };
 pub use time::Instant;
 

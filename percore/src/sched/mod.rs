@@ -83,6 +83,35 @@ pub fn try_spawn_on<T: Send + 'static>(
     Ok(JoinHandle::new(packet, core))
 }
 
+/// Runs `job` on core `core` in its scheduler loop, outside any thread, and returns
+/// without waiting for it.
+///
+/// Cheaper than [`spawn_on`] (no thread, no stack): the job travels as a message and
+/// runs when that core serves its mailbox; on this core it runs at once. It must not
+/// block, yield or sleep. The loop runs jobs after it released the mailbox, so a job may
+/// send messages and wake threads; it should not hold a borrow of the core's service
+/// state while it does (a send that waits for room serves the mailbox meanwhile). Services use it with [`park`]: the caller parks,
+/// the job answers and unparks it.
+pub fn run_on(core: usize, job: impl FnOnce() + Send + 'static) -> Result<(), SpawnError> {
+    if core >= crate::core_count() {
+        return Err(SpawnError::NoSuchCore(core));
+    }
+    if core == crate::current_core() {
+        job();
+        return Ok(());
+    }
+    let job: scheduler::RunJob = Box::new(job);
+    // A thin pointer to the boxed job travels; ownership moves with the message.
+    let raw = Box::into_raw(Box::new(job));
+    let message = ipc::Message::new(
+        scheduler::RUN,
+        crate::current_core() as u16,
+        words([raw as u64]),
+    );
+    send_kernel(core, message);
+    Ok(())
+}
+
 /// A thread blocked in [`park`], and the one right to make it ready again.
 ///
 /// It is not `Clone`: `unpark` consumes it, so a thread is made ready at most once per

@@ -28,6 +28,8 @@ pub const GUARD_SIZE: usize = 4096;
 pub(crate) const SPAWN: Kind = Kind::new(mailbox::KERNEL_KINDS + 1);
 /// Kernel message: make the blocked thread of the token in word 0 ready.
 pub(crate) const WAKE: Kind = Kind::new(mailbox::KERNEL_KINDS + 2);
+/// Run this job in the core's loop, outside any thread (`run_on`).
+pub(crate) const RUN: Kind = Kind::new(mailbox::KERNEL_KINDS + 4);
 
 type Job = Box<dyn FnOnce()>;
 
@@ -62,8 +64,13 @@ pub struct Scheduler {
     home: Context,
     /// A thread that ended and whose stack the loop frees (it could not free its own).
     dead: Option<ThreadRef>,
+    /// Jobs other cores sent with `run_on`, run by the loop outside any borrow.
+    jobs: alloc::collections::VecDeque<RunJob>,
     stats: SchedulerStats,
 }
+
+/// A job for the loop (`run_on`).
+pub(crate) type RunJob = Box<dyn FnOnce() + Send>;
 
 impl core::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -84,6 +91,7 @@ impl Scheduler {
             current: None,
             home: Context::empty(),
             dead: None,
+            jobs: alloc::collections::VecDeque::new(),
             stats: SchedulerStats {
                 spawned: 0,
                 finished: 0,
@@ -327,6 +335,13 @@ pub(crate) fn on_kernel_message(_source: usize, message: Message) {
         if let Err(error) = spawn_local(*job) {
             panic!("cannot start a thread sent by another core: {error}");
         }
+    } else if kind == RUN {
+        let raw = message.inline_word(0) as usize as *mut RunJob;
+        // SAFETY: `run_on` boxed the job and sent its pointer once; ownership moved with
+        // the message.
+        let job = unsafe { Box::from_raw(raw) };
+        // Run by the loop after the mailbox is released: the job may send messages.
+        with(|s| s.jobs.push_back(*job));
     } else if kind == WAKE {
         let token = WaiterToken::from_raw(message.inline_word(0) as usize);
         with(|s| s.ready.push(token.thread()));
@@ -339,6 +354,14 @@ pub(crate) fn on_kernel_message(_source: usize, message: Message) {
 /// for the application.
 fn serve_mailbox() -> usize {
     cpu::with_mailbox(|mailbox| mailbox.poll_for_kernel())
+}
+
+/// Runs the jobs other cores sent (`run_on`), in the order they came, outside any
+/// borrow of the mailbox or the scheduler.
+fn run_jobs() {
+    while let Some(job) = with(|s| s.jobs.pop_front()) {
+        job();
+    }
 }
 
 /// Frees the stack of the thread that ended last.
@@ -358,6 +381,7 @@ pub fn run() -> ! {
     loop {
         reclaim();
         serve_mailbox();
+        run_jobs();
         crate::global::send_remote_frees();
         let now = time::ticks();
         let next = with(|s| {
@@ -390,7 +414,8 @@ pub fn run() -> ! {
 /// the next sleeper's deadline or a retry of blocked remote frees.
 fn idle() {
     crate::global::flush_outbox();
-    if crate::global::send_remote_frees() {
+    // Sending may have served the mailbox and queued jobs: run them before halting.
+    if crate::global::send_remote_frees() || with(|s| !s.jobs.is_empty()) {
         return;
     }
     let deadline = with(|s| s.sleeping.next_deadline());
