@@ -474,9 +474,17 @@ impl Outcome {
         match self.status {
             Status::KernelSuccess => Ok(()),
             Status::KernelFailure => Err("kernel reported failure".into()),
-            Status::NoKernelCode => {
-                Err("QEMU exited without a kernel status (triple fault?)".into())
-            }
+            Status::NoKernelCode => Err(
+                // QEMU exits 0 when someone else stops it with a signal, and says so.
+                match self
+                    .stderr
+                    .iter()
+                    .find(|line| line.contains("terminating on signal"))
+                {
+                    Some(line) => format!("QEMU was stopped from outside: {}", line.trim()),
+                    None => "QEMU exited without a kernel status (triple fault?)".into(),
+                },
+            ),
             Status::Other(code) => {
                 let last = self
                     .stderr
@@ -857,6 +865,15 @@ mod tests {
         assert!(outcome.verdict().unwrap_err().contains("PANIC on core 1"));
         outcome.fatal = None;
         outcome.status = Status::NoKernelCode;
+        assert!(outcome.verdict().unwrap_err().contains("triple fault"));
+        outcome
+            .stderr
+            .push("qemu-system-x86_64: terminating on signal 15 from pid 7".into());
+        assert!(outcome
+            .verdict()
+            .unwrap_err()
+            .contains("stopped from outside"));
+        outcome.stderr.pop();
         assert!(outcome.verdict().unwrap_err().contains("triple fault"));
         outcome.status = Status::KernelFailure;
         assert_eq!(outcome.verdict(), Err("kernel reported failure".into()));
