@@ -64,8 +64,9 @@ fn curl_fetches(port: u16, site: &[SiteFile]) -> Result<(), String> {
     result
 }
 
-/// Bytes of the big binary file (300 KiB: several chunks of the server's 64 KiB).
-const BIG: usize = 300 * 1024;
+/// Bytes of the big binary file: 3 MiB and an odd tail, many chunks of the server's 64 KiB
+/// that end in no round place.
+const BIG: usize = 3 * 1024 * 1024 + 123;
 
 /// Byte `i` of the big binary file: not periodic in any power of two, so a chunk sent
 /// twice or out of order shows.
