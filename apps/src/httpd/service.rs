@@ -2,6 +2,7 @@
 //! service, and worker threads on the application cores that accept connections and
 //! serve them with the connection loop.
 
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -73,7 +74,7 @@ fn work(listener: &net::TcpListener, settings: &Settings) {
                     stream,
                     timeout: None,
                 };
-                connection::serve(&mut socket, &mut Share, settings, &now);
+                connection::serve(&mut socket, &mut Share::default(), settings, &now);
             }
             Err(error @ (net::Error::NoService | net::Error::Closed)) => {
                 println!(
@@ -120,7 +121,18 @@ impl Transport for Socket {
 }
 
 /// The shared folder, through the fs service.
-struct Share;
+///
+/// A lookup opens the file and reads its first chunk in the same call to the fs core
+/// (`fs::api::open_and_read`); the connection loop opens the file it just looked up, so
+/// a small file costs one round trip instead of three (lookup, open, read).
+#[derive(Default)]
+struct Share {
+    /// The file the last lookup opened, with its path.
+    opened: Option<(String, ShareFile)>,
+}
+
+/// Bytes the lookup reads ahead: the connection loop's chunk.
+const READ_AHEAD: usize = 64 * 1024;
 
 /// Returns how the server reports an fs error: names that do not resolve are not found;
 /// everything else is the server's failure.
@@ -138,28 +150,72 @@ impl Site for Share {
     type Reader = ShareFile;
 
     fn entry(&mut self, path: &str) -> Result<Entry, SiteError> {
-        let metadata = fs::api::metadata(path).map_err(site_error)?;
-        if metadata.attributes.contains(fs::Attributes::VOLUME_ID) {
-            Err(SiteError::NotFound)
-        } else if metadata.is_dir() {
-            Ok(Entry::Folder)
-        } else {
-            Ok(Entry::File {
-                size: u64::from(metadata.size),
-            })
+        self.opened = None;
+        match fs::api::open_and_read(path, READ_AHEAD) {
+            Ok((_, metadata, _)) if metadata.attributes.contains(fs::Attributes::VOLUME_ID) => {
+                Err(SiteError::NotFound)
+            }
+            Ok((file, metadata, ahead)) => {
+                self.opened = Some((
+                    path.into(),
+                    ShareFile {
+                        file,
+                        ahead,
+                        taken: 0,
+                    },
+                ));
+                Ok(Entry::File {
+                    size: u64::from(metadata.size),
+                })
+            }
+            Err(fs::Error::IsADirectory) => Ok(Entry::Folder),
+            Err(fs::Error::NotFound) => Err(SiteError::NotFound),
+            // Anything else (the root folder, say): ask for the metadata alone.
+            Err(_) => {
+                let metadata = fs::api::metadata(path).map_err(site_error)?;
+                if metadata.attributes.contains(fs::Attributes::VOLUME_ID) {
+                    Err(SiteError::NotFound)
+                } else if metadata.is_dir() {
+                    Ok(Entry::Folder)
+                } else {
+                    Ok(Entry::File {
+                        size: u64::from(metadata.size),
+                    })
+                }
+            }
         }
     }
 
     fn open(&mut self, path: &str) -> Result<ShareFile, SiteError> {
-        fs::api::File::open(path).map(ShareFile).map_err(site_error)
+        match self.opened.take() {
+            Some((opened, file)) if opened == path => Ok(file),
+            _ => fs::api::File::open(path)
+                .map(|file| ShareFile {
+                    file,
+                    ahead: Vec::new(),
+                    taken: 0,
+                })
+                .map_err(site_error),
+        }
     }
 }
 
-/// An open file of the share.
-struct ShareFile(fs::api::File);
+/// An open file of the share, with the bytes its lookup read ahead.
+struct ShareFile {
+    file: fs::api::File,
+    ahead: Vec<u8>,
+    /// How many of `ahead` were handed out.
+    taken: usize,
+}
 
 impl FileReader for ShareFile {
     fn read(&mut self, buffer: &mut [u8]) -> Result<usize, SiteError> {
-        self.0.read(buffer).map_err(site_error)
+        if self.taken < self.ahead.len() {
+            let count = buffer.len().min(self.ahead.len() - self.taken);
+            buffer[..count].copy_from_slice(&self.ahead[self.taken..self.taken + count]);
+            self.taken += count;
+            return Ok(count);
+        }
+        self.file.read(buffer).map_err(site_error)
     }
 }
