@@ -440,6 +440,12 @@ fn main() -> Result<(), AppError> {
         "scale: {cores} cores, {} ms per workload",
         settings.duration.as_millis()
     );
+    // The workloads use every core; a polling net service would share its core with them.
+    if let Some(core) = net::service_core() {
+        println!(
+            "scale: note: the net service shares core {core} with the workloads; boot with --net none (as `cargo xtask bench scale` does) for clean figures"
+        );
+    }
     for workload in settings.workloads {
         let rates = run(workload, cores, settings.duration)?;
         if rates.is_empty() {
