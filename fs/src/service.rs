@@ -6,6 +6,7 @@
 //! lock. Data comes back by value (the thread's result moves to the caller with the join).
 
 use alloc::boxed::Box;
+use alloc::collections::VecDeque;
 
 use crate::{BlockDevice, Error, FixedClock, Result, Timestamp, Volume};
 
@@ -25,6 +26,8 @@ pub const SERVICE_TIME: Timestamp = Timestamp {
 struct State {
     /// The volume; `None` while an operation has it out (see `call`).
     volume: Option<SharedVolume>,
+    /// Operations waiting for the volume, first come first.
+    waiting: VecDeque<percore::Parked>,
 }
 
 static CORE: spin::Once<usize> = spin::Once::new();
@@ -35,6 +38,7 @@ pub fn start(device: Box<dyn BlockDevice>) -> Result<crate::VolumeInfo> {
     let info = volume.info();
     percore::cpu::install_service(State {
         volume: Some(volume),
+        waiting: VecDeque::new(),
     });
     CORE.call_once(percore::current_core);
     Ok(info)
@@ -57,16 +61,33 @@ pub(crate) fn call<R: Send + 'static>(
 ///
 /// An operation blocks its thread whenever it waits for the block device, and the fs
 /// core then runs the other operations' threads. So the volume is taken out of the
-/// service state for the operation (no borrow of the state is held across a switch),
-/// and an operation that finds it out yields until it is back.
+/// service state for the operation (no borrow of the state is held across a switch).
+/// An operation that finds it out parks until the one that has it puts it back and
+/// unparks the first in line (no core spins while operations wait for the disk).
 fn with_volume<R>(operation: impl FnOnce(&mut SharedVolume) -> Result<R>) -> Result<R> {
     loop {
         match percore::cpu::with_service(|state: &mut State| state.volume.take()) {
             None => return Err(Error::NoService),
-            Some(None) => percore::yield_now(),
+            // Threads of one core do not interleave here: the volume cannot come back
+            // between the look above and the parking below.
+            Some(None) => percore::park(|parked| {
+                let mut parked = Some(parked);
+                percore::cpu::with_service(|state: &mut State| {
+                    state.waiting.extend(parked.take());
+                });
+                if let Some(parked) = parked {
+                    parked.unpark();
+                }
+            }),
             Some(Some(mut volume)) => {
                 let result = operation(&mut volume);
-                percore::cpu::with_service(|state: &mut State| state.volume = Some(volume));
+                let next = percore::cpu::with_service(|state: &mut State| {
+                    state.volume = Some(volume);
+                    state.waiting.pop_front()
+                });
+                if let Some(next) = next.flatten() {
+                    next.unpark();
+                }
                 return result;
             }
         }

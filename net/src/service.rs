@@ -41,6 +41,17 @@ pub(crate) enum Step<R> {
     Wait(SocketId, Want),
 }
 
+impl<R> Step<R> {
+    /// Returns `Done` with what a non-blocking table call found, or `Wait` for `want` on
+    /// `id` when it found nothing yet.
+    pub(crate) fn or_wait(found: Option<R>, id: SocketId, want: Want) -> Step<R> {
+        match found {
+            Some(result) => Step::Done(result),
+            None => Step::Wait(id, want),
+        }
+    }
+}
+
 /// A call in progress: tries its step again, and answers its caller.
 trait Pending: Send {
     /// Runs the call's step; stores the answer and returns `None` when the call is done,
@@ -101,6 +112,9 @@ pub(crate) struct State {
     stack: Stack<Box<dyn Device>>,
     pub(crate) table: Table,
     waiters: Vec<Waiter>,
+    /// The waiters of the poll before, emptied: its memory is reused (a poll runs
+    /// continuously while traffic flows, and should not allocate).
+    spare: Vec<Waiter>,
     /// Calls that finished, whose callers are unparked once the state is released.
     finished: Vec<Box<dyn Pending>>,
     announced: bool,
@@ -134,7 +148,8 @@ impl State {
         }
         let (sockets, _) = self.stack.parts();
         self.table.maintain(sockets, now_ms);
-        for mut waiter in core::mem::take(&mut self.waiters) {
+        let mut waiting = core::mem::replace(&mut self.waiters, core::mem::take(&mut self.spare));
+        for mut waiter in waiting.drain(..) {
             let (sockets, _) = self.stack.parts();
             if waiter
                 .call
@@ -149,6 +164,7 @@ impl State {
                 self.waiters.push(waiter);
             }
         }
+        self.spare = waiting;
         if changed {
             self.last_activity_ms = now_ms;
         }
@@ -187,6 +203,7 @@ pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) {
         stack: Stack::new(device, addressing, now),
         table: Table::new(limits),
         waiters: Vec::new(),
+        spare: Vec::new(),
         finished: Vec::new(),
         announced: false,
         last_activity_ms: now,
@@ -197,18 +214,12 @@ pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) {
 /// Polls the stack for good, on the core that ran [`start`].
 pub fn run() -> ! {
     loop {
-        let now = now_ms();
-        let Some((busy, delay, finished)) = percore::cpu::with_service(|state: &mut State| {
-            state.poll(now);
+        let Some((busy, delay)) = serve(|state, now| {
             let quiet = now.saturating_sub(state.last_activity_ms) >= QUIET_MS;
-            let finished = core::mem::take(&mut state.finished);
-            (!quiet, state.stack.poll_delay(now), finished)
+            (!quiet, state.stack.poll_delay(now))
         }) else {
             panic!("net: the service loop runs on a core without the net service");
         };
-        for call in finished {
-            call.finish();
-        }
         if busy {
             percore::yield_now();
         } else {
@@ -216,6 +227,22 @@ pub fn run() -> ! {
             percore::sleep(Duration::from_millis(sleep));
         }
     }
+}
+
+/// Runs `work` on this core's service state, then polls (sending what it queued, trying
+/// again the calls it may have readied), and unparks the callers of the calls that
+/// finished once the state is released. `None` when this core runs no net service.
+fn serve<T>(work: impl FnOnce(&mut State, u64) -> T) -> Option<T> {
+    let now = now_ms();
+    let (result, finished) = percore::cpu::with_service(|state: &mut State| {
+        let result = work(state, now);
+        state.poll(now);
+        (result, core::mem::take(&mut state.finished))
+    })?;
+    for call in finished {
+        call.finish();
+    }
+    Some(result)
 }
 
 /// Runs `step` on the net core until it is done, waiting between tries for its socket;
@@ -246,23 +273,13 @@ pub(crate) fn call<R: Send + 'static>(
 /// Sends `call` to the net core, which tries it at once.
 fn submit(core: usize, call: Box<dyn Pending>) {
     let job = move || {
-        let now = now_ms();
         let mut call = Some(call);
-        let finished = percore::cpu::with_service(|state: &mut State| {
-            if let Some(call) = call.take() {
-                state.attempt(call, now);
+        if serve(|state, now| state.attempt(call.take().expect("taken once"), now)).is_none() {
+            // No service on that core: the call fails, and its caller goes on.
+            if let Some(mut call) = call {
+                call.fail(Error::NoService);
+                call.finish();
             }
-            // Send what the step queued, and let others see what it freed.
-            state.poll(now);
-            core::mem::take(&mut state.finished)
-        });
-        // No service on that core: the call fails, and its caller goes on.
-        if let Some(mut call) = call {
-            call.fail(Error::NoService);
-            call.finish();
-        }
-        for call in finished.into_iter().flatten() {
-            call.finish();
         }
     };
     if percore::run_on(core, job).is_err() {
@@ -273,31 +290,17 @@ fn submit(core: usize, call: Box<dyn Pending>) {
 
 /// Runs `work` on the net core without waiting for it (closing a socket).
 pub(crate) fn post(work: impl FnOnce(&mut State, u64) + Send + 'static) {
-    let Some(core) = service_core() else {
-        return;
-    };
-    let job = move || {
-        let now = now_ms();
-        let finished = percore::cpu::with_service(|state: &mut State| {
-            work(state, now);
-            state.poll(now);
-            core::mem::take(&mut state.finished)
+    if let Some(core) = service_core() {
+        let _ = percore::run_on(core, move || {
+            serve(work);
         });
-        for call in finished.into_iter().flatten() {
-            call.finish();
-        }
-    };
-    let _ = percore::run_on(core, job);
+    }
 }
 
 /// Returns the bytes in use on the net core's heap and the sockets its table holds.
 pub fn usage() -> Result<(usize, usize)> {
-    let core = service_core().ok_or(Error::NoService)?;
-    let usage = percore::spawn_on(core, || {
-        let sockets = percore::cpu::with_service(|state: &mut State| state.table.sockets_in_use())
-            .unwrap_or(0);
-        (percore::global::heap_stats().bytes_in_use, sockets)
+    call(None, |state, _| {
+        let bytes = percore::global::heap_stats().bytes_in_use;
+        Ok(Step::Done((bytes, state.table.sockets_in_use())))
     })
-    .join();
-    Ok(usage)
 }

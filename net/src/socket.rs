@@ -41,10 +41,11 @@ impl TcpListener {
         let listener = self.id;
         let (id, peer) = call(None, move |state, _| {
             let (table, sockets, _) = state.parts();
-            Ok(match table.accept(sockets, listener)? {
-                Some(accepted) => Step::Done(accepted),
-                None => Step::Wait(listener, Want::Accept),
-            })
+            Ok(Step::or_wait(
+                table.accept(sockets, listener)?,
+                listener,
+                Want::Accept,
+            ))
         })?;
         Ok((TcpStream::new(id, peer), peer))
     }
@@ -131,10 +132,7 @@ impl TcpStream {
         let max = buffer.len().min(CHUNK);
         let data = call(self.read_timeout, move |state, _| {
             let (table, sockets, _) = state.parts();
-            Ok(match table.read(sockets, id, max)? {
-                Some(data) => Step::Done(data),
-                None => Step::Wait(id, Want::Read),
-            })
+            Ok(Step::or_wait(table.read(sockets, id, max)?, id, Want::Read))
         })?;
         buffer[..data.len()].copy_from_slice(&data);
         Ok(data.len())
@@ -149,10 +147,11 @@ impl TcpStream {
         let data: Vec<u8> = data[..data.len().min(CHUNK)].to_vec();
         call(None, move |state, _| {
             let (table, sockets, _) = state.parts();
-            Ok(match table.write(sockets, id, &data)? {
-                Some(count) => Step::Done(count),
-                None => Step::Wait(id, Want::Write),
-            })
+            Ok(Step::or_wait(
+                table.write(sockets, id, &data)?,
+                id,
+                Want::Write,
+            ))
         })
     }
 
@@ -210,10 +209,8 @@ impl UdpSocket {
         let data = data.to_vec();
         call(None, move |state, _| {
             let (table, sockets, _) = state.parts();
-            Ok(match table.send_to(sockets, id, &data, to)? {
-                Some(()) => Step::Done(data.len()),
-                None => Step::Wait(id, Want::DatagramRoom),
-            })
+            let sent = table.send_to(sockets, id, &data, to)?.map(|()| data.len());
+            Ok(Step::or_wait(sent, id, Want::DatagramRoom))
         })
     }
 
@@ -223,10 +220,11 @@ impl UdpSocket {
         let id = self.id;
         let (data, from) = call(None, move |state, _| {
             let (table, sockets, _) = state.parts();
-            Ok(match table.recv_from(sockets, id)? {
-                Some(datagram) => Step::Done(datagram),
-                None => Step::Wait(id, Want::Datagram),
-            })
+            Ok(Step::or_wait(
+                table.recv_from(sockets, id)?,
+                id,
+                Want::Datagram,
+            ))
         })?;
         let count = data.len().min(buffer.len());
         buffer[..count].copy_from_slice(&data[..count]);

@@ -939,24 +939,6 @@ fn run_blk_errors(context: &Context, machine: Machine) -> CaseResult {
     Ok(())
 }
 
-/// Returns a TCP and UDP port on 127.0.0.1 that is free now and that no other test of
-/// this run got (tests run in parallel; a port is only taken once QEMU starts).
-fn free_port() -> Result<u16, String> {
-    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
-    let mut given = GIVEN
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    for _ in 0..50 {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
-        let port = tcp.local_addr().map_err(|error| error.to_string())?.port();
-        if !given.contains(&port) && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            given.push(port);
-            return Ok(port);
-        }
-    }
-    Err("no free port".into())
-}
-
 /// Byte `i` of connection `c`'s stream in the echo test.
 fn echo_byte(c: usize, i: usize) -> u8 {
     (i.wrapping_mul(31) ^ c.wrapping_mul(101)) as u8
@@ -1153,7 +1135,7 @@ fn udp_echo_injected(socket: &std::net::UdpSocket, qemu: u16) -> Result<(), Stri
 /// `malformed`, also with frames injected through a hub.
 fn run_echo(context: &Context, machine: Machine, malformed: bool) -> CaseResult {
     let fail = |reason: String| (reason, Vec::new());
-    let port = free_port().map_err(fail)?;
+    let port = tools::free_port().map_err(fail)?;
     let mut config = blk_config(context, machine, 4, "echo", Vec::new());
     config.net = Some(vec![(port, 7)]);
     let injector = if malformed {
@@ -1166,7 +1148,7 @@ fn run_echo(context: &Context, machine: Machine, malformed: bool) -> CaseResult 
             .local_addr()
             .map_err(|error| fail(error.to_string()))?
             .port();
-        let qemu = free_port().map_err(fail)?;
+        let qemu = tools::free_port().map_err(fail)?;
         config.inject = Some((qemu, own));
         Some((socket, qemu))
     } else {
@@ -1192,7 +1174,7 @@ const HTTPD_IDLE: Duration = Duration::from_secs(2);
 /// port while it serves.
 fn run_httpd(context: &Context, machine: Machine) -> CaseResult {
     let fail = |reason: String| (reason, Vec::new());
-    let port = free_port().map_err(fail)?;
+    let port = tools::free_port().map_err(fail)?;
     let dir = scratch_dir(&format!("httpd-{}", machine.name())).map_err(fail)?;
     let share = dir.join("www");
     let site = httpcheck::build_site(&share).map_err(fail)?;
@@ -1262,13 +1244,21 @@ fn run_files(context: &Context, machine: Machine, disk: qemu::DiskSpec) -> CaseR
     Ok(())
 }
 
+/// Returns a new scratch folder `scratch` and, inside it, the folder `name` holding the
+/// files the `files` app expects.
+fn filled_folder(scratch: &str, name: &str) -> Result<(PathBuf, PathBuf), String> {
+    let dir = scratch_dir(scratch)?;
+    let folder = dir.join(name);
+    fs::create_dir_all(&folder).map_err(|error| error.to_string())?;
+    fill_share(&folder)?;
+    Ok((dir, folder))
+}
+
 /// `files` on a folder shared through vvfat; the new file must appear on the host.
 fn run_fs_share(context: &Context, machine: Machine) -> CaseResult {
     let fail = |reason: String| (reason, Vec::new());
-    let dir = scratch_dir(&format!("share-{}", machine.name())).map_err(fail)?;
-    let share = dir.join("share");
-    fs::create_dir_all(&share).map_err(|error| fail(error.to_string()))?;
-    fill_share(&share).map_err(fail)?;
+    let (dir, share) =
+        filled_folder(&format!("share-{}", machine.name()), "share").map_err(fail)?;
     let disk = qemu::DiskSpec {
         path: format!("fat:rw:{}", share.display()),
         read_only: false,
@@ -1292,10 +1282,8 @@ fn run_fs_share(context: &Context, machine: Machine) -> CaseResult {
 /// mtype must read the guest's file.
 fn run_fs_image(context: &Context, machine: Machine) -> CaseResult {
     let fail = |reason: String| (reason, Vec::new());
-    let dir = scratch_dir(&format!("image-{}", machine.name())).map_err(fail)?;
-    let content = dir.join("content");
-    fs::create_dir_all(&content).map_err(|error| fail(error.to_string()))?;
-    fill_share(&content).map_err(fail)?;
+    let (dir, content) =
+        filled_folder(&format!("image-{}", machine.name()), "content").map_err(fail)?;
     let image = dir.join("volume.img");
     crate::mkimage::main(&crate::mkimage::MkimageArgs {
         dir: content,

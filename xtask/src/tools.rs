@@ -254,6 +254,25 @@ pub fn host_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |count| count.get())
 }
 
+/// Returns a TCP and UDP port on 127.0.0.1 that is free now and that this process has
+/// not handed out before (tests run in parallel, and a port is only taken once QEMU
+/// starts and forwards it).
+pub fn free_port() -> Result<u16, String> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..50 {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
+        let port = tcp.local_addr().map_err(|error| error.to_string())?.port();
+        if !given.contains(&port) && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err("no free port".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -273,7 +273,7 @@ pub(super) fn http_suite(context: &Context) -> Result<Vec<Record>, String> {
         .map_err(|error| format!("cannot create {}: {error}", share.display()))?;
     let content = page(FILE_SIZE);
     fs::write(share.join(FILE_NAME), &content).map_err(|error| error.to_string())?;
-    let port = super::net::free_port(&[])?;
+    let port = tools::free_port()?;
     let mut config = context.guest("httpd", CORES, vec!["fs.disk=disk0".into()]);
     config.disks = vec![qemu::DiskSpec {
         path: format!("fat:rw:{}", share.display()),

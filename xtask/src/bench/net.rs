@@ -3,13 +3,14 @@
 //! net core's heap (its status port) before and after many connections.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{progress, Context, Record};
 use crate::qemu;
+use crate::tools;
 
 /// The cores the echo guest boots with: the app on core 0, the net service on core 1.
 pub(super) const CORES: usize = 2;
@@ -86,21 +87,6 @@ fn parse_status(text: &str) -> Result<Status, String> {
         }),
         _ => Err(bad()),
     }
-}
-
-/// Returns a port on 127.0.0.1 that is free for TCP and UDP now.
-pub(super) fn free_port(taken: &[u16]) -> Result<u16, String> {
-    for _ in 0..50 {
-        let listener = TcpListener::bind("127.0.0.1:0").map_err(|error| error.to_string())?;
-        let port = listener
-            .local_addr()
-            .map_err(|error| error.to_string())?
-            .port();
-        if !taken.contains(&port) && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err("no free port on 127.0.0.1".into())
 }
 
 /// Connects to 127.0.0.1:`port`, waiting out a short lack of local ports.
@@ -346,8 +332,8 @@ fn measure(
 /// The net suite: boots `echo` with two forwarded ports and measures from the host.
 pub(super) fn net_suite(context: &Context) -> Result<Vec<Record>, String> {
     let args = context.args;
-    let echo = free_port(&[])?;
-    let status = free_port(&[echo])?;
+    let echo = tools::free_port()?;
+    let status = tools::free_port()?;
     let mut config = context.guest("echo", CORES, Vec::new());
     config.net = Some(vec![(echo, ECHO_PORT), (status, STATUS_PORT)]);
     eprintln!("xtask: echo guest on 127.0.0.1:{echo} (port 7) and :{status} (port 8)");
@@ -368,6 +354,7 @@ pub(super) fn net_suite(context: &Context) -> Result<Vec<Record>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     #[test]
     fn parses_the_status_line() {

@@ -489,7 +489,7 @@ pub(super) mod xml {
 mod tests {
     use super::xml::{self, Element};
     use super::*;
-    use crate::bench::report::Environment;
+    use crate::bench::report::environment;
     use crate::bench::Record;
 
     fn points(element: &Element) -> Vec<(f64, f64)> {
@@ -651,16 +651,7 @@ mod tests {
     #[test]
     fn suites_get_throughput_and_efficiency_plots() {
         let report = SuiteReport {
-            environment: Environment {
-                suite: "scale".into(),
-                accel: "tcg".into(),
-                host_cpus: 2,
-                machine: "q35".into(),
-                profile: "release".into(),
-                kernel: "k".into(),
-                date: "d".into(),
-                commit: "c".into(),
-            },
+            environment: environment("scale", 2),
             records: vec![
                 Record::new("compute/total", 1, "ops/s", vec![1e8]),
                 Record::new("compute/per_core", 1, "ops/s", vec![1e8]),

@@ -530,22 +530,24 @@ pub(super) fn git_commit(root: &Path) -> String {
     }
 }
 
+/// An environment for the tests of the bench modules: TCG on q35, a release kernel.
+#[cfg(test)]
+pub(super) fn environment(suite: &str, host_cpus: usize) -> Environment {
+    Environment {
+        suite: suite.into(),
+        accel: "tcg".into(),
+        host_cpus,
+        machine: "q35".into(),
+        profile: "release".into(),
+        kernel: "/k \"quoted\"".into(),
+        date: "2026-12-01 10:00 UTC".into(),
+        commit: "abc123".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn environment(suite: &str, host_cpus: usize) -> Environment {
-        Environment {
-            suite: suite.into(),
-            accel: "tcg".into(),
-            host_cpus,
-            machine: "q35".into(),
-            profile: "release".into(),
-            kernel: "/k \"quoted\"".into(),
-            date: "2026-12-01 10:00 UTC".into(),
-            commit: "abc123".into(),
-        }
-    }
 
     fn boot_report() -> SuiteReport {
         SuiteReport {

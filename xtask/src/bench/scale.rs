@@ -395,7 +395,7 @@ scale: spawn skipped: it needs 2 cores";
 
     #[test]
     fn smoke_check_reads_back_what_the_suite_writes() {
-        use crate::bench::report::{self, Environment, SuiteReport};
+        use crate::bench::report::{self, environment, SuiteReport};
         let one = check_run(&parse_lines(&console(ONE_CORE)), 1).unwrap();
         let two = check_run(&parse_lines(&console(TWO_CORES)), 2).unwrap();
         let write = |records: Vec<Record>| {
@@ -403,16 +403,7 @@ scale: spawn skipped: it needs 2 cores";
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
             let report = SuiteReport {
-                environment: Environment {
-                    suite: "scale".into(),
-                    accel: "tcg".into(),
-                    host_cpus: 2,
-                    machine: "q35".into(),
-                    profile: "release".into(),
-                    kernel: "k".into(),
-                    date: "d".into(),
-                    commit: "c".into(),
-                },
+                environment: environment("scale", 2),
                 records,
             };
             fs::write(dir.join("scale.json"), report::to_json(&report)).unwrap();
