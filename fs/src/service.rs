@@ -28,6 +28,9 @@ struct State {
     volume: Option<SharedVolume>,
     /// Operations waiting for the volume, first come first.
     waiting: VecDeque<percore::Parked>,
+    /// The volume was put back for the first waiter, which was unparked: newcomers queue
+    /// behind it instead of taking the volume first (so nobody waits for ever).
+    handed_over: bool,
 }
 
 static CORE: spin::Once<usize> = spin::Once::new();
@@ -39,6 +42,7 @@ pub fn start(device: Box<dyn BlockDevice>) -> Result<crate::VolumeInfo> {
     percore::cpu::install_service(State {
         volume: Some(volume),
         waiting: VecDeque::new(),
+        handed_over: false,
     });
     CORE.call_once(percore::current_core);
     Ok(info)
@@ -62,28 +66,43 @@ pub(crate) fn call<R: Send + 'static>(
 /// An operation blocks its thread whenever it waits for the block device, and the fs
 /// core then runs the other operations' threads. So the volume is taken out of the
 /// service state for the operation (no borrow of the state is held across a switch).
-/// An operation that finds it out parks until the one that has it puts it back and
-/// unparks the first in line (no core spins while operations wait for the disk).
+/// An operation that finds it out parks in line; the one that has it hands it to the
+/// first in line and unparks it, and newcomers queue behind (no core spins while
+/// operations wait for the disk, and the line is served in order).
 fn with_volume<R>(operation: impl FnOnce(&mut SharedVolume) -> Result<R>) -> Result<R> {
+    // True once this operation was unparked to take the volume handed over to it.
+    let mut chosen = false;
     loop {
-        match percore::cpu::with_service(|state: &mut State| state.volume.take()) {
+        let taken = percore::cpu::with_service(|state: &mut State| {
+            if state.handed_over && !chosen {
+                return None;
+            }
+            state.handed_over = false;
+            state.volume.take()
+        });
+        match taken {
             None => return Err(Error::NoService),
             // Threads of one core do not interleave here: the volume cannot come back
             // between the look above and the parking below.
-            Some(None) => percore::park(|parked| {
-                let mut parked = Some(parked);
-                percore::cpu::with_service(|state: &mut State| {
-                    state.waiting.extend(parked.take());
+            Some(None) => {
+                percore::park(|parked| {
+                    let mut parked = Some(parked);
+                    percore::cpu::with_service(|state: &mut State| {
+                        state.waiting.extend(parked.take());
+                    });
+                    if let Some(parked) = parked {
+                        parked.unpark();
+                    }
                 });
-                if let Some(parked) = parked {
-                    parked.unpark();
-                }
-            }),
+                chosen = true;
+            }
             Some(Some(mut volume)) => {
                 let result = operation(&mut volume);
                 let next = percore::cpu::with_service(|state: &mut State| {
                     state.volume = Some(volume);
-                    state.waiting.pop_front()
+                    let next = state.waiting.pop_front();
+                    state.handed_over = next.is_some();
+                    next
                 });
                 if let Some(next) = next.flatten() {
                     next.unpark();
