@@ -74,6 +74,14 @@ mod tests {
     }
 
     #[test]
+    fn command_line_limit_matches_the_kernel() {
+        assert_eq!(
+            crate::qemu::KERNEL_COMMAND_LINE_MAX,
+            percore::bootinfo::CMDLINE_MAX
+        );
+    }
+
+    #[test]
     fn command_line_definition_is_consistent() {
         super::Cli::command().debug_assert();
     }

@@ -17,6 +17,9 @@ use crate::MAX_CORES;
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
 
+/// The longest kernel command line the kernel takes (`percore::bootinfo::CMDLINE_MAX`).
+pub const KERNEL_COMMAND_LINE_MAX: usize = 4096;
+
 /// How long QEMU may keep running after the kernel printed a panic or exception line.
 const FATAL_GRACE: Duration = Duration::from_secs(5);
 
@@ -260,6 +263,44 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
+    /// Returns the configuration every run starts from: `app` on `machine` with `cores`
+    /// cores and 512 MiB, no kernel arguments, disks or network, no gdb.
+    pub fn new(kernel: PathBuf, machine: Machine, cores: usize, accel: Accel, app: &str) -> Self {
+        QemuConfig {
+            kernel,
+            machine,
+            cores,
+            mem: MemSize::from_mebibytes(512),
+            accel,
+            app: app.to_string(),
+            kernel_args: Vec::new(),
+            disks: Vec::new(),
+            net: None,
+            inject: None,
+            gdb: false,
+        }
+    }
+
+    /// Returns the kernel command line QEMU passes (`app=NAME` and the other words).
+    pub fn kernel_command_line(&self) -> String {
+        std::iter::once(format!("app={}", self.app))
+            .chain(self.kernel_args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Returns `Ok` when the kernel command line fits the kernel's limit, else a clear
+    /// error (the kernel refuses a longer one rather than cut it).
+    pub fn check_command_line(&self) -> Result<(), String> {
+        let length = self.kernel_command_line().len();
+        if length > KERNEL_COMMAND_LINE_MAX {
+            return Err(format!(
+                "the kernel command line is {length} bytes, more than the kernel's {KERNEL_COMMAND_LINE_MAX}; use fewer or shorter --kernel-arg words"
+            ));
+        }
+        Ok(())
+    }
+
     /// Returns QEMU's arguments (without the program name).
     pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = vec![
@@ -275,10 +316,7 @@ impl QemuConfig {
             "-kernel".into(),
             self.kernel.display().to_string(),
             "-append".into(),
-            std::iter::once(format!("app={}", self.app))
-                .chain(self.kernel_args.iter().cloned())
-                .collect::<Vec<_>>()
-                .join(" "),
+            self.kernel_command_line(),
         ]);
         args.extend(
             [
@@ -721,19 +759,17 @@ mod tests {
     use super::*;
 
     fn config(machine: Machine, accel: Accel) -> QemuConfig {
-        QemuConfig {
-            kernel: PathBuf::from("/t/manada"),
-            machine,
-            cores: 4,
-            mem: "512M".parse().unwrap(),
-            accel,
-            app: "hello".into(),
-            kernel_args: Vec::new(),
-            disks: Vec::new(),
-            net: None,
-            inject: None,
-            gdb: false,
-        }
+        QemuConfig::new(PathBuf::from("/t/manada"), machine, 4, accel, "hello")
+    }
+
+    #[test]
+    fn a_command_line_longer_than_the_kernel_takes_is_refused() {
+        let mut config = config(Machine::Q35, Accel::Tcg);
+        config.kernel_args = vec![format!("pad={}", "x".repeat(4000))];
+        assert!(config.check_command_line().is_ok());
+        config.kernel_args = vec![format!("pad={}", "x".repeat(4100))];
+        let error = config.check_command_line().unwrap_err();
+        assert!(error.contains("more than the kernel's 4096"), "{error}");
     }
 
     const COMMON_TAIL: &str = "-kernel /t/manada -append app=hello -serial stdio -display none \

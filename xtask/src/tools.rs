@@ -150,16 +150,62 @@ pub fn ensure_qemu() -> Result<(), String> {
     ensure_tool(QEMU, "qemu-system-x86")
 }
 
+/// The host programs the tests use, with the Debian package of each: the FAT tools are
+/// the fs host tests' oracles, QEMU and curl the integration tests'.
+const TEST_TOOLS: &[(&str, &str, bool)] = &[
+    ("mkfs.fat", "dosfstools", false),
+    ("fsck.fat", "dosfstools", false),
+    ("mcopy", "mtools", false),
+    ("mdir", "mtools", false),
+    ("mtype", "mtools", false),
+    (QEMU, "qemu-system-x86", true),
+    ("curl", "curl", true),
+];
+
+/// Makes sure every program the tests use is installed before the first test runs (the
+/// QEMU tests' programs only with `qemu`): one apt-get for all that are missing when
+/// running as root, otherwise one command that names them all.
+pub fn ensure_test_tools(qemu: bool) -> Result<(), String> {
+    let needed: Vec<(&str, &str)> = TEST_TOOLS
+        .iter()
+        .filter(|(_, _, for_qemu)| qemu || !for_qemu)
+        .map(|&(binary, package, _)| (binary, package))
+        .collect();
+    ensure_tools(&needed)
+}
+
 /// Makes sure the host program `binary` from the Debian package `package` is on PATH:
 /// installs it with apt-get when running as root, otherwise says exactly what to run.
 pub fn ensure_tool(binary: &str, package: &str) -> Result<(), String> {
-    if find_in_path(binary).is_some() {
+    ensure_tools(&[(binary, package)])
+}
+
+/// Makes sure every `(binary, package)` is on PATH, installing the missing packages with
+/// one apt-get when running as root, otherwise naming the one command that would.
+pub fn ensure_tools(tools: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<(&str, &str)> = tools
+        .iter()
+        .copied()
+        .filter(|(binary, _)| find_in_path(binary).is_none())
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
+    let mut packages: Vec<&str> = missing.iter().map(|&(_, package)| package).collect();
+    packages.dedup();
+    let binaries: Vec<&str> = missing.iter().map(|&(binary, _)| binary).collect();
     let apt = find_in_path("apt-get").is_some();
     if apt && is_root() {
-        eprintln!("xtask: {binary} not found; installing it: apt-get update && apt-get install -y {package}");
-        for args in [&["update"][..], &["install", "-y", package][..]] {
+        eprintln!(
+            "xtask: {} not found; installing: apt-get update && apt-get install -y {}",
+            binaries.join(", "),
+            packages.join(" ")
+        );
+        let install: Vec<&str> = ["install", "-y", "--no-install-recommends"]
+            .into_iter()
+            .chain(packages.iter().copied())
+            .collect();
+        for args in [&["update"][..], &install[..]] {
             let status = Command::new("apt-get")
                 .args(args)
                 .env("DEBIAN_FRONTEND", "noninteractive")
@@ -169,21 +215,38 @@ pub fn ensure_tool(binary: &str, package: &str) -> Result<(), String> {
                 return Err(format!("`apt-get {}` failed with {status}", args.join(" ")));
             }
         }
-        return match find_in_path(binary) {
-            Some(_) => Ok(()),
-            None => Err(format!(
-                "{binary} still not found after installing {package}"
-            )),
+        let still: Vec<&str> = binaries
+            .iter()
+            .copied()
+            .filter(|binary| find_in_path(binary).is_none())
+            .collect();
+        return if still.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} still not found after installing {}",
+                still.join(", "),
+                packages.join(" ")
+            ))
         };
     }
-    let command = if apt {
-        format!("sudo apt-get update && sudo apt-get install -y {package}")
-    } else if find_in_path("dnf").is_some() {
-        format!("sudo dnf install -y {package}")
+    let command = install_command(&packages, apt, find_in_path("dnf").is_some());
+    Err(format!(
+        "{} not found on PATH; run: {command}",
+        binaries.join(", ")
+    ))
+}
+
+/// Returns the command a user runs to install `packages` (Debian's names).
+fn install_command(packages: &[&str], apt: bool, dnf: bool) -> String {
+    let list = packages.join(" ");
+    if apt {
+        format!("sudo apt-get update && sudo apt-get install -y {list}")
+    } else if dnf {
+        format!("sudo dnf install -y {list}")
     } else {
-        format!("install the package that provides {binary} ({package} on Debian)")
-    };
-    Err(format!("{binary} not found on PATH; run: {command}"))
+        format!("install the packages that provide them ({list} on Debian)")
+    }
 }
 
 /// Returns `Ok` when KVM can run guests here, otherwise why not.
@@ -294,6 +357,31 @@ mod tests {
             json_string_field(r#"{"a": "\u00e9"}"#, "a").as_deref(),
             Some("é")
         );
+    }
+
+    #[test]
+    fn names_one_install_command_for_all_missing_packages() {
+        assert_eq!(
+            install_command(&["dosfstools", "mtools"], true, false),
+            "sudo apt-get update && sudo apt-get install -y dosfstools mtools"
+        );
+        assert_eq!(
+            install_command(&["mtools"], false, true),
+            "sudo dnf install -y mtools"
+        );
+        assert!(install_command(&["curl"], false, false).contains("curl on Debian"));
+    }
+
+    #[test]
+    fn test_tools_cover_the_fs_oracles_without_qemu() {
+        let host_only: Vec<&str> = TEST_TOOLS
+            .iter()
+            .filter(|(_, _, for_qemu)| !for_qemu)
+            .map(|(binary, _, _)| *binary)
+            .collect();
+        for oracle in ["mkfs.fat", "fsck.fat", "mcopy", "mdir", "mtype"] {
+            assert!(host_only.contains(&oracle), "{oracle} missing");
+        }
     }
 
     #[test]

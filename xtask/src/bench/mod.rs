@@ -172,19 +172,16 @@ impl Context<'_> {
     /// `kernel_args`, on the bench's machine, memory and accelerator; no disk and no
     /// network until the suite adds them.
     fn guest(&self, app: &str, cores: usize, kernel_args: Vec<String>) -> QemuConfig {
-        QemuConfig {
-            kernel: self.kernel.clone(),
-            machine: self.args.machine,
+        let mut config = QemuConfig::new(
+            self.kernel.clone(),
+            self.args.machine,
             cores,
-            mem: self.args.mem,
-            accel: self.accel,
-            app: app.into(),
-            kernel_args,
-            disks: Vec::new(),
-            net: None,
-            inject: None,
-            gdb: false,
-        }
+            self.accel,
+            app,
+        );
+        config.mem = self.args.mem;
+        config.kernel_args = kernel_args;
+        config
     }
 }
 
