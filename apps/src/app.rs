@@ -25,21 +25,10 @@ pub fn on_every_core<T: Send + 'static>(work: fn() -> T) -> Vec<T> {
 }
 
 /// Returns the cores that run no device service, for the application's own threads
-/// (all cores when every core runs one, as with a single core).
+/// (all cores when every core runs one, as with a single core). The placement is
+/// decided at boot and printed as `manada: services: ...`.
 pub fn app_cores() -> Vec<usize> {
-    let services = [
-        net::service_core(),
-        fs::service::service_core(),
-        devices::blk::service_core(),
-    ];
-    let cores: Vec<usize> = (0..percore::core_count())
-        .filter(|core| !services.contains(&Some(*core)))
-        .collect();
-    if cores.is_empty() {
-        (0..percore::core_count()).collect()
-    } else {
-        cores
-    }
+    percore::boot_info().services.app_cores().to_vec()
 }
 
 /// Why an application failed on a core.

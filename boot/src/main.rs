@@ -33,9 +33,13 @@ mod panic;
 #[cfg(target_os = "none")]
 mod pci;
 #[cfg(target_os = "none")]
+mod plan;
+#[cfg(target_os = "none")]
 mod pvh;
 #[cfg(target_os = "none")]
 mod selftest;
+#[cfg(target_os = "none")]
+mod services;
 #[cfg(target_os = "none")]
 mod smp;
 #[cfg(target_os = "none")]

@@ -20,6 +20,16 @@ static BLK_TRANSPORTS: spin::Mutex<
 static NET_TRANSPORTS: spin::Mutex<heapless::Vec<(VirtioPci, heapless::String<16>), 4>> =
     spin::Mutex::new(heapless::Vec::new());
 
+/// Returns how many virtio-blk disks were found at boot (and not yet taken).
+pub fn blk_count() -> usize {
+    BLK_TRANSPORTS.lock().len()
+}
+
+/// Returns how many virtio-net devices were found at boot (and not yet taken).
+pub fn net_count() -> usize {
+    NET_TRANSPORTS.lock().len()
+}
+
 /// Takes the virtio-net transports found at boot (once; later calls get none).
 pub fn take_net_transports() -> heapless::Vec<(VirtioPci, heapless::String<16>), 4> {
     core::mem::take(&mut *NET_TRANSPORTS.lock())

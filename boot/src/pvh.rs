@@ -47,15 +47,28 @@ pub struct BootParams {
 pub enum PvhError {
     BadMagic(u32),
     NoMemoryMap,
+    /// The command line has no end within `CMDLINE_MAX` bytes.
+    CommandLineTooLong,
 }
 
 impl core::fmt::Display for PvhError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            PvhError::BadMagic(magic) if magic.to_le_bytes().iter().all(u8::is_ascii_graphic) => {
+                write!(
+                    f,
+                    "bad magic {magic:#x}: text over the block, as QEMU leaves it after a command line longer than about 4 KiB"
+                )
+            }
             PvhError::BadMagic(magic) => {
                 write!(f, "bad magic {magic:#x} (not booted through PVH?)")
             }
             PvhError::NoMemoryMap => f.write_str("no memory map (start_info version 0)"),
+            PvhError::CommandLineTooLong => write!(
+                f,
+                "the kernel command line is longer than {} bytes; shorten it",
+                percore::bootinfo::CMDLINE_MAX
+            ),
         }
     }
 }
@@ -100,17 +113,25 @@ pub unsafe fn read(address: u64) -> Result<BootParams, PvhError> {
 
     let mut cmdline = heapless::String::new();
     if info.cmdline_paddr != 0 {
-        for i in 0..percore::bootinfo::CMDLINE_MAX as u64 {
+        let mut ended = false;
+        // One byte more than fits: its NUL ends a line of exactly CMDLINE_MAX bytes.
+        for i in 0..=percore::bootinfo::CMDLINE_MAX as u64 {
             // SAFETY: the loader's NUL-terminated command line (caller's contract); we
-            // stop at the NUL or at our buffer's size.
+            // stop at the NUL or one byte past our buffer's size.
             let byte = unsafe { core::ptr::read((info.cmdline_paddr + i) as *const u8) };
-            if byte == 0
-                || cmdline
-                    .push(if byte.is_ascii() { byte as char } else { '?' })
-                    .is_err()
+            if byte == 0 {
+                ended = true;
+                break;
+            }
+            if cmdline
+                .push(if byte.is_ascii() { byte as char } else { '?' })
+                .is_err()
             {
                 break;
             }
+        }
+        if !ended {
+            return Err(PvhError::CommandLineTooLong);
         }
     }
 

@@ -9,8 +9,9 @@ use crate::mailbox::MailboxLocation;
 use crate::memory::PhysRange;
 use crate::MAX_CORES;
 
-/// Longest kernel command line kept, in bytes.
-pub const CMDLINE_MAX: usize = 512;
+/// Longest kernel command line, in bytes (without its terminating NUL). A longer one is
+/// refused at boot, never cut.
+pub const CMDLINE_MAX: usize = 4096;
 
 /// One online core, as numbered by the kernel.
 #[derive(Clone, Debug)]
@@ -41,6 +42,8 @@ pub struct BootInfo {
     /// Memory set aside for device services (DMA rings and buffers), not in any core's
     /// heap.
     pub service_reserve: Option<PhysRange>,
+    /// Which core runs each device service, and so which cores the application has.
+    pub services: crate::placement::Placement,
 }
 
 impl BootInfo {
@@ -131,6 +134,7 @@ mod tests {
             online_tsc: 2100,
             x2apic: false,
             service_reserve: None,
+            services: crate::placement::Placement::default(),
         };
         assert_eq!(info.core_index(4), Some(2));
         assert_eq!(info.core_index(1), None);

@@ -9,7 +9,29 @@ use crate::global::RemoteState;
 use crate::heap::Heap;
 use crate::mailbox::Mailbox;
 use crate::sched::Scheduler;
+use core::any::{Any, TypeId};
 use core::cell::{Cell, RefCell};
+
+/// The most device services one core runs at once (blk, fs and net all fit on one core).
+pub const MAX_SERVICES: usize = 4;
+
+/// One service's state on its core, found by the state's type.
+#[derive(Debug)]
+struct ServiceSlot {
+    kind: Cell<Option<TypeId>>,
+    /// Its own cell: a service borrows its state while another's on the same core is
+    /// borrowed too (an fs operation waits on the blk service of its core).
+    state: RefCell<Option<alloc::boxed::Box<dyn Any>>>,
+}
+
+impl ServiceSlot {
+    const fn new() -> Self {
+        Self {
+            kind: Cell::new(None),
+            state: RefCell::new(None),
+        }
+    }
+}
 
 /// The per-core block. `#[repr(C)]` because `self_addr` must be at offset 0.
 #[repr(C)]
@@ -24,8 +46,8 @@ pub struct CoreLocal {
     pub(crate) scheduler: RefCell<Scheduler>,
     pub(crate) heap: RefCell<Option<Heap>>,
     pub(crate) remote: RefCell<Option<RemoteState>>,
-    /// The state of the device service this core runs, if any (only this core uses it).
-    service: RefCell<Option<alloc::boxed::Box<dyn core::any::Any>>>,
+    /// The states of the device services this core runs (only this core uses them).
+    services: [ServiceSlot; MAX_SERVICES],
     /// The guard page below the running thread's stack (0 in the core's loop), read by
     /// the page-fault handler to name a stack overflow.
     guard_page: Cell<usize>,
@@ -49,7 +71,7 @@ impl CoreLocal {
             heap: RefCell::new(heap),
             remote: RefCell::new(None),
             guard_page: Cell::new(0),
-            service: RefCell::new(None),
+            services: [const { ServiceSlot::new() }; MAX_SERVICES],
         }
     }
 
@@ -85,30 +107,46 @@ pub fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
         .expect("this core has no mailbox yet")
 }
 
-/// Makes `state` the running core's service state (a device service's driver data).
+/// Makes `state` a service state of the running core (a device service's driver data);
+/// a core runs up to [`MAX_SERVICES`] services, each found by its state's type.
 ///
 /// # Panics
-/// Panics on a core without a `CoreLocal`, or if the core already runs a service.
+/// Panics on a core without a `CoreLocal`, if the core already runs a service with this
+/// state type, or if it runs [`MAX_SERVICES`] already (both are wiring bugs).
 pub fn install_service<T: 'static>(state: T) {
     let local = current().expect("a service runs on a numbered core");
-    let mut slot = local.service.borrow_mut();
+    let kind = TypeId::of::<T>();
     assert!(
-        slot.is_none(),
-        "core {} already runs a service",
+        local
+            .services
+            .iter()
+            .all(|slot| slot.kind.get() != Some(kind)),
+        "core {} already runs this service",
         local.index
     );
-    *slot = Some(alloc::boxed::Box::new(state));
+    let slot = local
+        .services
+        .iter()
+        .find(|slot| slot.kind.get().is_none())
+        .unwrap_or_else(|| panic!("core {} runs {MAX_SERVICES} services already", local.index));
+    *slot.state.borrow_mut() = Some(alloc::boxed::Box::new(state));
+    slot.kind.set(Some(kind));
 }
 
 /// Runs `f` with the running core's service state of type `T`; `None` if this core runs
 /// no such service.
 ///
 /// # Panics
-/// Panics when called from inside `f` on the same core.
+/// Panics when called from inside `f` for the same service on the same core.
 pub fn with_service<T: 'static, R>(f: impl FnOnce(&mut T) -> R) -> Option<R> {
     let local = current()?;
-    let mut slot = local.service.borrow_mut();
-    slot.as_mut()?.downcast_mut::<T>().map(f)
+    let kind = TypeId::of::<T>();
+    let slot = local
+        .services
+        .iter()
+        .find(|slot| slot.kind.get() == Some(kind))?;
+    let mut state = slot.state.borrow_mut();
+    state.as_mut()?.downcast_mut::<T>().map(f)
 }
 
 /// Records the guard page of the thread about to run (0: none).
@@ -224,6 +262,34 @@ pub use imp::{current, install, install_none};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_core_runs_several_services_each_found_by_type() {
+        std::thread::spawn(|| {
+            let local = Box::leak(Box::new(CoreLocal::new(0, 0, None, None)));
+            // SAFETY: host stand-in, always safe.
+            unsafe { install(local) };
+            struct Blk(u32);
+            struct Fs(&'static str);
+            assert_eq!(with_service(|blk: &mut Blk| blk.0), None);
+            install_service(Blk(7));
+            install_service(Fs("volume"));
+            // One service's state is usable while another's is borrowed.
+            let both = with_service(|blk: &mut Blk| {
+                blk.0 += 1;
+                with_service(|fs: &mut Fs| fs.0).map(|name| (blk.0, name))
+            });
+            assert_eq!(both, Some(Some((8, "volume"))));
+            assert_eq!(with_service(|_: &mut u64| ()), None);
+            let again = std::panic::catch_unwind(|| install_service(Blk(1)));
+            assert!(
+                again.is_err(),
+                "a second blk service on one core is refused"
+            );
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn threads_see_their_own_block() {

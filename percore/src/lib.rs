@@ -25,6 +25,7 @@ pub mod global;
 pub mod heap;
 pub mod mailbox;
 pub mod memory;
+pub mod placement;
 pub mod sched;
 pub mod time;
 

@@ -1,0 +1,38 @@
+//! The blk service's wiring: every virtio-blk disk found at boot, with its DMA memory,
+//! driven from the blk core.
+
+use devices::blk;
+use percore::println;
+
+use super::reserve::ReserveCursor;
+
+/// The disks found at boot with their DMA memory, and the blk core.
+static SETUP: spin::Mutex<Option<(usize, heapless::Vec<blk::DiskSetup, { blk::MAX_DISKS }>)>> =
+    spin::Mutex::new(None);
+
+/// Gives every virtio-blk disk its DMA memory, for the service on `core`.
+pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
+    let mut setups = heapless::Vec::new();
+    for (transport, location) in crate::pci::take_blk_transports() {
+        let Some(dma) = reserve.take(blk::dma_size()) else {
+            println!("manada: blk: no reserved memory left for virtio-blk {location}");
+            break;
+        };
+        let _ = setups.push(blk::DiskSetup {
+            transport,
+            dma,
+            location,
+        });
+    }
+    *SETUP.lock() = Some((core, setups));
+}
+
+/// Starts the blk service on its core and returns once its disks are published.
+pub fn start() {
+    if let Some((core, setups)) = SETUP.lock().take() {
+        percore::spawn_on(core, move || {
+            blk::start(setups);
+        })
+        .join();
+    }
+}

@@ -1,0 +1,46 @@
+//! The fs service's wiring: the disk named by `fs.disk=NAME`, mounted and served from
+//! the fs core.
+
+use devices::blk;
+use percore::println;
+
+use crate::kernel::fatal;
+
+/// Ends the run with a clear error unless `name` is one of the `disks` disks found at
+/// boot (`disk0` to `disk{disks-1}`).
+pub fn check_disk_name(name: &str, disks: usize) {
+    let index = name
+        .strip_prefix("disk")
+        .and_then(|digits| digits.parse::<usize>().ok());
+    if index.is_some_and(|index| index < disks) {
+        return;
+    }
+    match disks {
+        0 => fatal(format_args!(
+            "fs.disk={name}: no disk is attached (attach one with --disk IMAGE or --share DIR)"
+        )),
+        1 => fatal(format_args!(
+            "fs.disk={name}: no such disk; the only disk is disk0"
+        )),
+        _ => fatal(format_args!(
+            "fs.disk={name}: no such disk; the disks are disk0 to disk{}",
+            disks - 1
+        )),
+    }
+}
+
+/// Mounts the disk `name` on `core` and serves it from there; says why when it cannot.
+pub fn start(core: usize, name: &str) {
+    let Some(disk) = blk::Disk::open(name) else {
+        println!("manada: fs: disk '{name}' did not start; no file system is served");
+        return;
+    };
+    let mounted = percore::spawn_on(core, move || {
+        fs::service::start(alloc::boxed::Box::new(disk))
+    })
+    .join();
+    match mounted {
+        Ok(volume) => println!("manada: fs: mounted FAT16 on {name}: {volume:?}"),
+        Err(error) => println!("manada: fs: cannot mount {name}: {error}"),
+    }
+}
