@@ -1,7 +1,8 @@
 //! `blk-test`: the blk service end to end. Every core reads a share of `disk0` at once
 //! and checks the pattern the test wrote into the image; then a pattern is written,
 //! read back and flushed (the host checks it after the run); a read-only `disk1`
-//! refuses writes; requests past the end are refused.
+//! refuses writes (`readonly=DISK`, default disk1; `readonly=none` skips it, said on the
+//! console); requests past the end are refused.
 //!
 //! The image pattern: byte `i` of sector `s` is `(s * 7 + i) mod 256`. The guest writes
 //! `(s * 13 + i + 1) mod 256` into sectors `WRITE_START..WRITE_START + WRITE_SECTORS`.
@@ -119,15 +120,31 @@ fn main() -> Result<(), AppError> {
         );
     }
 
-    if let Some(readonly) = Disk::open("disk1") {
+    // The read-only disk is checked unless the command line says `readonly=none`: a
+    // missing disk is a failure, never a check silently skipped.
+    let readonly_name = percore::boot_info()
+        .command_line()
+        .get("readonly")
+        .unwrap_or("disk1");
+    if readonly_name == "none" {
+        println!("blk-test: no read-only disk checked (readonly=none)");
+    } else {
+        let Some(readonly) = Disk::open(readonly_name) else {
+            println!(
+                "blk-test: no disk '{readonly_name}' to check read-only (attach one with --disk PATH,ro, or pass --kernel-arg readonly=none)"
+            );
+            return Err(AppError("the read-only disk is missing"));
+        };
         if !readonly.info().read_only {
-            return Err(AppError("disk1 should be read-only"));
+            return Err(AppError("the read-only disk accepts writes"));
         }
         readonly
             .read(0, &mut one)
             .map_err(|_| AppError("reading the read-only disk failed"))?;
         match readonly.write(0, &one) {
-            Err(BlkError::ReadOnly) => println!("blk-test: disk1 is read-only and refused a write"),
+            Err(BlkError::ReadOnly) => {
+                println!("blk-test: {readonly_name} is read-only and refused a write")
+            }
             _ => return Err(AppError("a write to the read-only disk was not refused")),
         }
     }

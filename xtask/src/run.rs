@@ -98,29 +98,75 @@ fn default_share(app: &str) -> Option<(&'static str, &'static str, &'static str)
     }
 }
 
-/// Returns the disks to attach and the kernel arguments for the share: `--share DIR`,
-/// or the app's default folder in the repository (created if missing).
+/// What the fs service is to mount, as the user's options decide it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Volume {
+    /// The user named the disk (`--kernel-arg fs.disk=NAME`): xtask adds nothing.
+    Named,
+    /// The user's first `--disk`, for an app that serves files (`files`, `httpd`).
+    FirstDisk,
+    /// This folder, shared through vvfat after the user's disks.
+    Share(PathBuf),
+    /// No volume.
+    None,
+}
+
+/// Returns what the fs service mounts: the disk the user named, else `--share DIR`, else
+/// for an app that serves files the user's first `--disk`, else its default folder. The
+/// user's choice always wins over xtask's defaults.
+fn choose_volume(args: &RunArgs, root: &std::path::Path) -> Volume {
+    let named = args
+        .kernel_args
+        .iter()
+        .any(|arg| arg.starts_with("fs.disk="));
+    match (&args.share, default_share(&args.app)) {
+        _ if named => Volume::Named,
+        (Some(dir), _) => Volume::Share(dir.clone()),
+        (None, Some(_)) if !args.disks.is_empty() => Volume::FirstDisk,
+        (None, Some((folder, _, _))) => Volume::Share(root.join(folder)),
+        (None, None) => Volume::None,
+    }
+}
+
+/// Returns the disks to attach and xtask's own kernel arguments for the volume.
 fn with_share(
     workspace: &tools::Workspace,
     args: &RunArgs,
 ) -> Result<(Vec<qemu::DiskSpec>, Vec<String>), String> {
     let mut disks = args.disks.clone();
-    let share = match (&args.share, default_share(&args.app)) {
-        (Some(dir), _) => Some(dir.clone()),
-        (None, Some((folder, file, text))) => {
-            let dir = workspace.root.join(folder);
-            if !dir.exists() {
+    if let Some(name) = args
+        .kernel_args
+        .iter()
+        .filter_map(|arg| arg.strip_prefix("fs.disk="))
+        .next_back()
+    {
+        // Shares are attached after the user's disks, so they count too.
+        let attached = disks.len() + usize::from(args.share.is_some());
+        check_disk_name(name, attached)?;
+    }
+    let dir = match choose_volume(args, &workspace.root) {
+        Volume::Named => {
+            // The user's disk is mounted; a --share is still attached if asked for.
+            match &args.share {
+                Some(dir) => dir.clone(),
+                None => return Ok((disks, Vec::new())),
+            }
+        }
+        Volume::FirstDisk => {
+            eprintln!("xtask: the fs service mounts disk0 ({})", disks[0].path);
+            return Ok((disks, vec!["fs.disk=disk0".into()]));
+        }
+        Volume::None => return Ok((disks, Vec::new())),
+        Volume::Share(dir) => {
+            if args.share.is_none() && !dir.exists() {
+                let (_, file, text) = default_share(&args.app).expect("a default share");
                 std::fs::create_dir_all(&dir)
                     .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
                 std::fs::write(dir.join(file), text)
                     .map_err(|error| format!("cannot write into {}: {error}", dir.display()))?;
             }
-            Some(dir)
+            dir
         }
-        (None, None) => None,
-    };
-    let Some(dir) = share else {
-        return Ok((disks, Vec::new()));
     };
     if !dir.is_dir() {
         return Err(format!("--share {}: not a folder", dir.display()));
@@ -133,12 +179,55 @@ fn with_share(
         dir.display(),
         disks.len()
     );
-    let kernel_arg = format!("fs.disk=disk{}", disks.len());
+    let words = if args
+        .kernel_args
+        .iter()
+        .any(|arg| arg.starts_with("fs.disk="))
+    {
+        Vec::new()
+    } else {
+        vec![format!("fs.disk=disk{}", disks.len())]
+    };
     disks.push(qemu::DiskSpec {
         path: format!("fat:rw:{}", dir.display()),
         read_only: false,
     });
-    Ok((disks, vec![kernel_arg]))
+    Ok((disks, words))
+}
+
+/// Returns `Ok` when `name` is one of `attached` disks (`disk0`, `disk1`, ...), else a
+/// clear error before QEMU starts.
+fn check_disk_name(name: &str, attached: usize) -> Result<(), String> {
+    let index = name
+        .strip_prefix("disk")
+        .and_then(|digits| digits.parse::<usize>().ok());
+    match index {
+        Some(index) if index < attached => Ok(()),
+        _ if attached == 0 => Err(format!(
+            "fs.disk={name}: no disk is attached; add --disk IMAGE or --share DIR"
+        )),
+        _ if attached == 1 => Err(format!(
+            "fs.disk={name}: no such disk; the only attached disk is disk0"
+        )),
+        _ => Err(format!(
+            "fs.disk={name}: no such disk; the attached disks are disk0 to disk{}",
+            attached - 1
+        )),
+    }
+}
+
+/// Returns the kernel's command line words after `app=`: xtask's own first, then the
+/// placements, then the user's `--kernel-arg` words, so that the user's last word for
+/// a key is the one the kernel keeps.
+fn kernel_words(args: &RunArgs, own: Vec<String>) -> Vec<String> {
+    own.into_iter()
+        .chain(
+            args.places
+                .iter()
+                .map(|(service, core)| format!("place.{service}={core}")),
+        )
+        .chain(args.kernel_args.iter().cloned())
+        .collect()
 }
 
 /// The network choices of `--net`.
@@ -215,35 +304,20 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
         );
     }
     let workspace = tools::workspace()?;
+    // The user's options are checked before anything is built or started.
+    let (disks, share_args) = with_share(&workspace, args)?;
     let kernel = build::kernel_or_build(&workspace, args.kernel.as_deref(), args.release)?;
     tools::ensure_qemu()?;
     let accel = tools::resolve_accel(args.accel)?;
-    let (disks, share_args) = with_share(&workspace, args)?;
-    let config = QemuConfig {
-        kernel,
-        machine: args.machine,
-        cores: args.cores,
-        mem: args.mem,
-        accel,
-        app: args.app.clone(),
-        kernel_args: args
-            .kernel_args
-            .iter()
-            .cloned()
-            .chain(
-                args.places
-                    .iter()
-                    .map(|(service, core)| format!("place.{service}={core}")),
-            )
-            .chain(share_args)
-            .collect(),
-        disks,
-        // microvm has no PCI here, so no virtio-net-pci either.
-        net: (args.net == NetChoice::User && args.machine != Machine::Microvm)
-            .then(|| args.forwards.clone()),
-        inject: None,
-        gdb: args.gdb,
-    };
+    let mut config = QemuConfig::new(kernel, args.machine, args.cores, accel, &args.app);
+    config.mem = args.mem;
+    config.kernel_args = kernel_words(args, share_args);
+    config.disks = disks;
+    // microvm has no PCI here, so no virtio-net-pci either.
+    config.net = (args.net == NetChoice::User && args.machine != Machine::Microvm)
+        .then(|| args.forwards.clone());
+    config.gdb = args.gdb;
+    config.check_command_line()?;
     for (host, guest) in &args.forwards {
         eprintln!("xtask: forwarding 127.0.0.1:{host} to guest port {guest} (tcp and udp)");
     }
@@ -335,6 +409,65 @@ mod tests {
             .contains("no --forward to guest port 8000"));
         assert!(httpd_address(&["port=8000".into()], &[(9000, 8000)])
             .contains("http://127.0.0.1:9000/"));
+    }
+
+    #[test]
+    fn the_users_disk_wins_over_the_default_share() {
+        let root = std::path::Path::new("/repo");
+        let named = parse(&["--app", "files", "--kernel-arg", "fs.disk=disk0"]);
+        assert_eq!(choose_volume(&named, root), Volume::Named);
+        let mut with_disk = parse(&["--app", "files"]);
+        with_disk.disks.push(qemu::DiskSpec {
+            path: "my.img".into(),
+            read_only: false,
+        });
+        assert_eq!(choose_volume(&with_disk, root), Volume::FirstDisk);
+        assert_eq!(
+            choose_volume(&parse(&["--app", "files"]), root),
+            Volume::Share(root.join("files"))
+        );
+        assert_eq!(
+            choose_volume(&parse(&["--app", "httpd", "--share", "/site"]), root),
+            Volume::Share(PathBuf::from("/site"))
+        );
+        assert_eq!(choose_volume(&parse(&[]), root), Volume::None);
+    }
+
+    #[test]
+    fn a_disk_name_that_does_not_exist_is_refused() {
+        assert_eq!(check_disk_name("disk0", 1), Ok(()));
+        assert_eq!(check_disk_name("disk1", 2), Ok(()));
+        assert!(check_disk_name("disk1", 1)
+            .unwrap_err()
+            .contains("the only attached disk is disk0"));
+        assert!(check_disk_name("disk7", 2)
+            .unwrap_err()
+            .contains("disk0 to disk1"));
+        assert!(check_disk_name("disk0", 0)
+            .unwrap_err()
+            .contains("no disk is attached"));
+        assert!(check_disk_name("sda", 1).is_err());
+    }
+
+    #[test]
+    fn the_users_kernel_words_come_last() {
+        let args = parse(&[
+            "--place",
+            "net=1",
+            "--kernel-arg",
+            "fs.disk=disk0",
+            "--kernel-arg",
+            "place.net=0",
+        ]);
+        assert_eq!(
+            kernel_words(&args, vec!["fs.disk=disk1".into()]),
+            [
+                "fs.disk=disk1",
+                "place.net=1",
+                "fs.disk=disk0",
+                "place.net=0"
+            ]
+        );
     }
 
     #[test]
