@@ -9,6 +9,11 @@
 //! the waiters whose socket is ready (or whose timeout passed), and the ones that
 //! finished get their answer and their caller is unparked.
 //!
+//! Connections of a listener bound with a [`Handler`](crate::Handler) never leave the
+//! net core while their handler can serve them: after every poll the service opens the
+//! new ones and runs the handler of each connection whose data, room or deadline came
+//! (see `crate::handler`), then polls again so what the handlers wrote goes out.
+//!
 //! The service thread polls the stack in a loop: while traffic flows it only yields
 //! between polls; after [`QUIET_MS`] without any it sleeps between polls, at most until
 //! smoltcp's next timer. A call polls the stack itself right after it worked, so what an
@@ -17,6 +22,10 @@
 //! Callers are unparked only after the service state is released: unparking sends a
 //! message, and a send that waits for room lets the core run other jobs, which borrow
 //! the state themselves.
+//!
+//! Memory: the lists of calls in flight are reserved when the service starts, and a
+//! call that finds them full fails with [`Error::OutOfMemory`] at once; nothing the
+//! service does per packet or per call allocates through an infallible path.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -25,13 +34,20 @@ use core::time::Duration;
 
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::handler::{AnyConnection, ErasedHandler};
+use crate::handlers::Handlers;
 use crate::stack::{Addressing, Stack};
 use crate::table::{Limits, SocketId, Table, Want};
+use crate::trace::{self, Counter};
 
 /// Milliseconds without traffic after which the service sleeps between polls.
 pub const QUIET_MS: u64 = 50;
 /// The longest sleep between two polls once quiet, in milliseconds.
 const MAX_SLEEP_MS: u64 = 1;
+/// Calls in flight the service makes room for at least.
+const MIN_CALLS: usize = 1024;
+/// Times the service polls again in a row while handlers keep writing.
+const HANDLER_ROUNDS: usize = 4;
 
 /// What a step of a socket call did.
 pub(crate) enum Step<R> {
@@ -117,6 +133,12 @@ pub(crate) struct State {
     spare: Vec<Waiter>,
     /// Calls that finished, whose callers are unparked once the state is released.
     finished: Vec<Box<dyn Pending>>,
+    /// The list `finished` is swapped with while its callers are unparked.
+    finished_spare: Vec<Box<dyn Pending>>,
+    /// Calls in flight at most (the lists above are reserved for that many).
+    calls: usize,
+    /// The handlers of handled listeners.
+    handlers: Handlers,
     announced: bool,
     last_activity_ms: u64,
 }
@@ -134,12 +156,19 @@ impl State {
         (&mut self.table, sockets, context)
     }
 
-    /// Polls the stack, refills listeners, reaps closed sockets and tries again the calls
-    /// that can make progress (those that finish wait in `finished`). Returns true when
-    /// packets moved.
+    /// Returns true when another call fits the reserved lists (a waiter moves between
+    /// them but never needs two places).
+    fn has_room_for_a_call(&self) -> bool {
+        self.waiters.len() + self.finished.len() < self.calls
+    }
+
+    /// Polls the stack, refills listeners, reaps closed sockets, runs the handlers of
+    /// the connections that need them, and tries again the calls that can make
+    /// progress (those that finish wait in `finished`). Returns true when packets
+    /// moved or a handler ran.
     fn poll(&mut self, now_ms: u64) -> bool {
         let table = &mut self.table;
-        let changed = self
+        let mut changed = self
             .stack
             .poll_with(now_ms, |sockets| table.replenish(sockets));
         if let (false, Some((address, source))) = (self.announced, self.stack.address()) {
@@ -148,6 +177,20 @@ impl State {
         }
         let (sockets, _) = self.stack.parts();
         self.table.maintain(sockets, now_ms);
+        for _ in 0..HANDLER_ROUNDS {
+            let (sockets, _) = self.stack.parts();
+            let started = trace::start();
+            let ran = self.handlers.run(&mut self.table, sockets, now_ms);
+            trace::finish(started, Counter::HandlerCycles, None);
+            if !ran {
+                break;
+            }
+            changed = true;
+            // What the handlers wrote goes out now, and what it answers is taken in.
+            let table = &mut self.table;
+            self.stack
+                .poll_with(now_ms, |sockets| table.replenish(sockets));
+        }
         let mut waiting = core::mem::replace(&mut self.waiters, core::mem::take(&mut self.spare));
         for mut waiter in waiting.drain(..) {
             let (sockets, _) = self.stack.parts();
@@ -170,15 +213,42 @@ impl State {
         }
         changed
     }
-}
 
-impl State {
     /// Runs `call`'s step: done, it joins `finished`; else it waits for its socket.
+    /// The caller made sure the lists have room ([`Self::has_room_for_a_call`]).
     fn attempt(&mut self, mut call: Box<dyn Pending>, now_ms: u64) {
         match call.attempt(self, now_ms) {
             None => self.finished.push(call),
             Some((id, want)) => self.waiters.push(Waiter { id, want, call }),
         }
+    }
+
+    /// Makes the handed-off stream `id` its handler's again and runs the handler.
+    pub(crate) fn resume(
+        &mut self,
+        id: SocketId,
+        listener: SocketId,
+        connection: AnyConnection,
+        now_ms: u64,
+    ) {
+        let (sockets, _) = self.stack.parts();
+        self.handlers
+            .resume(&mut self.table, sockets, id, listener, connection, now_ms);
+    }
+
+    /// Binds a handled listener on `port` with `handler`, prepared on this core.
+    pub(crate) fn bind_handler(
+        &mut self,
+        port: u16,
+        handler: Box<dyn ErasedHandler>,
+    ) -> Result<SocketId> {
+        let (sockets, _) = self.stack.parts();
+        self.handlers.bind(&mut self.table, sockets, port, handler)
+    }
+
+    /// Forgets the handler of the listener `id` (after the listener closed).
+    pub(crate) fn drop_handler(&mut self, id: SocketId) {
+        self.handlers.remove(id);
     }
 }
 
@@ -190,25 +260,42 @@ pub fn service_core() -> Option<usize> {
 }
 
 /// Milliseconds since boot, from the core's clock.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     percore::Instant::now().ticks() / percore::time::ticks_per_micro().max(1) / 1000
 }
 
+/// Returns a vector with room for `count` elements reserved, or `OutOfMemory`.
+fn reserved<T>(count: usize) -> Result<Vec<T>> {
+    let mut vector = Vec::new();
+    vector
+        .try_reserve_exact(count)
+        .map_err(|_| Error::OutOfMemory)?;
+    Ok(vector)
+}
+
 /// Sets up the service on the running core: a stack on `device`, addressed as
-/// `addressing` says, with a socket table of `limits`. Socket calls work from then on;
-/// [`run`] must follow (in a thread of this core) to move packets.
-pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) {
+/// `addressing` says, with a socket table of `limits` (see [`Limits::for_memory`]).
+/// Socket calls work from then on; [`run`] must follow (in a thread of this core) to
+/// move packets. Fails with `OutOfMemory` when this core cannot hold the table that
+/// `limits` asks for.
+pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) -> Result<()> {
     let now = now_ms();
-    percore::cpu::install_service(State {
-        stack: Stack::new(device, addressing, now),
-        table: Table::new(limits),
-        waiters: Vec::new(),
-        spare: Vec::new(),
-        finished: Vec::new(),
+    let calls = limits.sockets.max(MIN_CALLS);
+    let state = State {
+        stack: Stack::try_new(device, addressing, now, limits.sockets).ok_or(Error::OutOfMemory)?,
+        table: Table::try_new(limits)?,
+        waiters: reserved(calls)?,
+        spare: reserved(calls)?,
+        finished: reserved(calls)?,
+        finished_spare: reserved(calls)?,
+        calls,
+        handlers: Handlers::try_new()?,
         announced: false,
         last_activity_ms: now,
-    });
+    };
+    percore::cpu::install_service(state);
     CORE.call_once(percore::current_core);
+    Ok(())
 }
 
 /// Polls the stack for good, on the core that ran [`start`].
@@ -216,7 +303,16 @@ pub fn run() -> ! {
     loop {
         let Some((busy, delay)) = serve(|state, now| {
             let quiet = now.saturating_sub(state.last_activity_ms) >= QUIET_MS;
-            (!quiet, state.stack.poll_delay(now))
+            let timer = state.stack.poll_delay(now);
+            let deadline = state
+                .table
+                .next_deadline()
+                .map(|deadline| deadline.saturating_sub(now));
+            let delay = match (timer, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (!quiet, delay)
         }) else {
             panic!("net: the service loop runs on a core without the net service");
         };
@@ -232,16 +328,25 @@ pub fn run() -> ! {
 /// Runs `work` on this core's service state, then polls (sending what it queued, trying
 /// again the calls it may have readied), and unparks the callers of the calls that
 /// finished once the state is released. `None` when this core runs no net service.
-fn serve<T>(work: impl FnOnce(&mut State, u64) -> T) -> Option<T> {
+pub(crate) fn serve<T>(work: impl FnOnce(&mut State, u64) -> T) -> Option<T> {
+    let started = trace::start();
     let now = now_ms();
-    let (result, finished) = percore::cpu::with_service(|state: &mut State| {
+    let (result, mut finished) = percore::cpu::with_service(|state: &mut State| {
         let result = work(state, now);
         state.poll(now);
-        (result, core::mem::take(&mut state.finished))
+        let spare = core::mem::take(&mut state.finished_spare);
+        (result, core::mem::replace(&mut state.finished, spare))
     })?;
-    for call in finished {
+    for call in finished.drain(..) {
         call.finish();
     }
+    // The emptied list keeps its reserve for the next round.
+    let _ = percore::cpu::with_service(|state: &mut State| {
+        if state.finished_spare.capacity() < finished.capacity() {
+            state.finished_spare = finished;
+        }
+    });
+    trace::finish(started, Counter::NetServiceCycles, None);
     Some(result)
 }
 
@@ -257,6 +362,7 @@ pub(crate) fn call<R: Send + 'static>(
     let deadline_ms = timeout.map(|timeout| {
         now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
     });
+    let started = trace::start();
     percore::park(move |parked| {
         let call = Box::new(Call {
             step,
@@ -266,20 +372,31 @@ pub(crate) fn call<R: Send + 'static>(
         });
         submit(core, call);
     });
+    trace::finish(started, Counter::NetCallCycles, Some(Counter::NetCalls));
     let answer = answer.lock().take();
     answer.unwrap_or(Err(Error::NoService))
 }
 
-/// Sends `call` to the net core, which tries it at once.
+/// Sends `call` to the net core, which tries it at once (or fails it at once when its
+/// lists of calls in flight are full).
 fn submit(core: usize, call: Box<dyn Pending>) {
     let job = move || {
         let mut call = Some(call);
-        if serve(|state, now| state.attempt(call.take().expect("taken once"), now)).is_none() {
-            // No service on that core: the call fails, and its caller goes on.
-            if let Some(mut call) = call {
-                call.fail(Error::NoService);
-                call.finish();
+        let served = serve(|state, now| {
+            if state.has_room_for_a_call() {
+                if let Some(call) = call.take() {
+                    state.attempt(call, now);
+                }
             }
+        });
+        // Not taken: no service on that core, or no room for another call.
+        if let Some(mut call) = call {
+            call.fail(if served.is_some() {
+                Error::OutOfMemory
+            } else {
+                Error::NoService
+            });
+            call.finish();
         }
     };
     if percore::run_on(core, job).is_err() {
@@ -303,4 +420,9 @@ pub fn usage() -> Result<(usize, usize)> {
         let bytes = percore::global::heap_stats().bytes_in_use;
         Ok(Step::Done((bytes, state.table.sockets_in_use())))
     })
+}
+
+/// Returns the net core's socket limits (as [`start`] was given them).
+pub fn limits() -> Result<Limits> {
+    call(None, |state, _| Ok(Step::Done(*state.table.limits())))
 }

@@ -48,6 +48,25 @@ impl<D: Device> core::fmt::Debug for Stack<D> {
 impl<D: Device> Stack<D> {
     /// Returns a stack on `device`, addressed as `addressing` says, at time `now_ms`.
     pub fn new(device: D, addressing: Addressing, now_ms: u64) -> Self {
+        Self::with_storage(device, addressing, now_ms, vec![])
+    }
+
+    /// Returns a stack like [`Stack::new`] whose socket set has room for `sockets`
+    /// sockets reserved up front (so adding one never allocates), or `None` when this
+    /// core has no memory for that.
+    pub fn try_new(device: D, addressing: Addressing, now_ms: u64, sockets: usize) -> Option<Self> {
+        let mut storage = alloc::vec::Vec::new();
+        // Besides the table's sockets: the DHCP client's.
+        storage.try_reserve_exact(sockets + 1).ok()?;
+        Some(Self::with_storage(device, addressing, now_ms, storage))
+    }
+
+    fn with_storage(
+        device: D,
+        addressing: Addressing,
+        now_ms: u64,
+        storage: alloc::vec::Vec<smoltcp::iface::SocketStorage<'static>>,
+    ) -> Self {
         let mac = EthernetAddress(device.mac());
         let mut adapter = Adapter::new(device);
         let mut config = Config::new(HardwareAddress::Ethernet(mac));
@@ -58,7 +77,7 @@ impl<D: Device> Stack<D> {
         let mut stack = Stack {
             interface,
             adapter,
-            sockets: SocketSet::new(vec![]),
+            sockets: SocketSet::new(storage),
             dhcp: None,
             fallback_at_ms: u64::MAX,
             address: None,

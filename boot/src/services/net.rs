@@ -57,12 +57,33 @@ fn start_here(setup: NetSetup) -> bool {
         mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
         if device.config().link_up { "up" } else { "down" }
     );
-    net::service::start(
+    // The socket limit follows the memory this core has left (see `Limits::for_memory`).
+    let heap = percore::global::heap_stats();
+    let limits = net::Limits::for_memory(heap.bytes_total.saturating_sub(heap.bytes_in_use));
+    let started = net::service::start(
         alloc::boxed::Box::new(device),
         net::Addressing::Dhcp {
             fallback_after_ms: 3000,
         },
-        net::Limits::default(),
+        limits,
     );
-    true
+    match started {
+        Ok(()) => {
+            println!(
+                "manada: net: up to {} sockets ({} KiB each) on core {}",
+                limits.sockets,
+                limits.bytes_per_socket() / 1024,
+                percore::current_core()
+            );
+            true
+        }
+        Err(error) => {
+            println!(
+                "manada: net: no network: the net core has {} KiB of heap free, too little \
+                 for the socket table ({error}); give the guest more memory (--mem)",
+                heap.bytes_total.saturating_sub(heap.bytes_in_use) / 1024
+            );
+            false
+        }
+    }
 }
