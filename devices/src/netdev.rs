@@ -92,7 +92,9 @@ impl ::net::Device for VirtioNet {
     fn receive(&mut self, out: &mut [u8]) -> Option<usize> {
         self.queues.reclaim_transmitted();
         loop {
+            let started = ::net::trace::start();
             let received = self.queues.receive_into(out)?;
+            ::net::trace::finish(started, ::net::trace::Counter::DeviceCopyCycles, None);
             self.queues.kick(&mut self.transport);
             // A frame the device delivered badly is skipped; its buffer was re-posted.
             if let Ok(length) = received {
@@ -113,7 +115,9 @@ impl ::net::Device for VirtioNet {
 
     fn transmit(&mut self, frame: &[u8]) -> bool {
         self.queues.reclaim_transmitted();
+        let started = ::net::trace::start();
         let sent = self.queues.transmit(frame).is_ok();
+        ::net::trace::finish(started, ::net::trace::Counter::DeviceCopyCycles, None);
         if sent {
             self.queues.kick(&mut self.transport);
         }

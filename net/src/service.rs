@@ -10,9 +10,10 @@
 //! finished get their answer and their caller is unparked.
 //!
 //! Connections of a listener bound with a [`Handler`](crate::Handler) never leave the
-//! net core while their handler can serve them: after every poll the service opens the
-//! new ones and runs the handler of each connection whose data, room or deadline came
-//! (see `crate::handler`), then polls again so what the handlers wrote goes out.
+//! net core while their handler can serve them: after taking in the received frames the
+//! service opens the new ones and runs the handler of each connection whose data, room
+//! or deadline came (see `crate::handler`), and only then sends, so an answer carries
+//! the acknowledgement of its request.
 //!
 //! The service thread polls the stack in a loop: while traffic flows it only yields
 //! between polls; after [`QUIET_MS`] without any it sleeps between polls, at most until
@@ -46,8 +47,6 @@ pub const QUIET_MS: u64 = 50;
 const MAX_SLEEP_MS: u64 = 1;
 /// Calls in flight the service makes room for at least.
 const MIN_CALLS: usize = 1024;
-/// Times the service polls again in a row while handlers keep writing.
-const HANDLER_ROUNDS: usize = 4;
 
 /// What a step of a socket call did.
 pub(crate) enum Step<R> {
@@ -170,27 +169,22 @@ impl State {
         let table = &mut self.table;
         let mut changed = self
             .stack
-            .poll_with(now_ms, |sockets| table.replenish(sockets));
+            .poll_ingress(now_ms, |sockets| table.replenish(sockets));
+        let (sockets, _) = self.stack.parts();
+        self.table.maintain(sockets, now_ms);
+        // Handlers answer before anything is sent, so the acknowledgement of a request
+        // leaves in the same frame as its answer.
+        let started = trace::start();
+        if self.handlers.run(&mut self.table, sockets, now_ms) {
+            changed = true;
+        }
+        trace::finish(started, Counter::HandlerCycles, None);
+        changed |= self.stack.poll_egress(now_ms);
         if let (false, Some((address, source))) = (self.announced, self.stack.address()) {
             percore::println!("manada: net: address {address} ({source})");
             self.announced = true;
         }
-        let (sockets, _) = self.stack.parts();
-        self.table.maintain(sockets, now_ms);
-        for _ in 0..HANDLER_ROUNDS {
-            let (sockets, _) = self.stack.parts();
-            let started = trace::start();
-            let ran = self.handlers.run(&mut self.table, sockets, now_ms);
-            trace::finish(started, Counter::HandlerCycles, None);
-            if !ran {
-                break;
-            }
-            changed = true;
-            // What the handlers wrote goes out now, and what it answers is taken in.
-            let table = &mut self.table;
-            self.stack
-                .poll_with(now_ms, |sockets| table.replenish(sockets));
-        }
+        let mut attempted = false;
         let mut waiting = core::mem::replace(&mut self.waiters, core::mem::take(&mut self.spare));
         for mut waiter in waiting.drain(..) {
             let (sockets, _) = self.stack.parts();
@@ -203,13 +197,28 @@ impl State {
                 self.finished.push(waiter.call);
             } else if self.table.is_ready(sockets, waiter.id, waiter.want) {
                 self.attempt(waiter.call, now_ms);
+                attempted = true;
             } else {
                 self.waiters.push(waiter);
             }
         }
         self.spare = waiting;
+        if attempted {
+            // What the calls wrote goes out now, not at the next poll.
+            self.stack.poll_egress(now_ms);
+        }
         if changed {
             self.last_activity_ms = now_ms;
+        }
+        changed
+    }
+
+    /// Polls like [`Self::poll`] and counts the polls that found nothing to do.
+    fn poll_counted(&mut self, now_ms: u64) -> bool {
+        let started = trace::start();
+        let changed = self.poll(now_ms);
+        if !changed {
+            trace::finish(started, Counter::IdlePollCycles, Some(Counter::IdlePolls));
         }
         changed
     }
@@ -333,7 +342,7 @@ pub(crate) fn serve<T>(work: impl FnOnce(&mut State, u64) -> T) -> Option<T> {
     let now = now_ms();
     let (result, mut finished) = percore::cpu::with_service(|state: &mut State| {
         let result = work(state, now);
-        state.poll(now);
+        state.poll_counted(now);
         let spare = core::mem::take(&mut state.finished_spare);
         (result, core::mem::replace(&mut state.finished, spare))
     })?;

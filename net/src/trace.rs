@@ -31,11 +31,29 @@ pub enum Counter {
     Handoffs,
     /// Requests answered from a cache without another core.
     CacheHits,
+    /// Cycles the stack spent taking received frames in (smoltcp's ingress, the
+    /// device's receive copies included).
+    IngressCycles,
+    /// Cycles the stack spent sending (smoltcp's egress, the device's transmit copies
+    /// included).
+    EgressCycles,
+    /// Cycles the device spent copying frames in and out of its DMA memory.
+    DeviceCopyCycles,
+    /// Frames received.
+    FramesIn,
+    /// Frames sent.
+    FramesOut,
+    /// Notifications written to the device (each one a VM exit).
+    DeviceNotifies,
+    /// Service polls that found nothing to do, and their cycles.
+    IdlePolls,
+    /// Cycles of those idle polls.
+    IdlePollCycles,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 9] = [
+    pub const ALL: [Counter; 17] = [
         Counter::Requests,
         Counter::NetCalls,
         Counter::NetCallCycles,
@@ -45,6 +63,14 @@ impl Counter {
         Counter::HandlerCycles,
         Counter::Handoffs,
         Counter::CacheHits,
+        Counter::IngressCycles,
+        Counter::EgressCycles,
+        Counter::DeviceCopyCycles,
+        Counter::FramesIn,
+        Counter::FramesOut,
+        Counter::DeviceNotifies,
+        Counter::IdlePolls,
+        Counter::IdlePollCycles,
     ];
 
     /// Returns the counter's name in reports.
@@ -59,6 +85,14 @@ impl Counter {
             Counter::HandlerCycles => "handler_cycles",
             Counter::Handoffs => "handoffs",
             Counter::CacheHits => "cache_hits",
+            Counter::IngressCycles => "ingress_cycles",
+            Counter::EgressCycles => "egress_cycles",
+            Counter::DeviceCopyCycles => "device_copy_cycles",
+            Counter::FramesIn => "frames_in",
+            Counter::FramesOut => "frames_out",
+            Counter::DeviceNotifies => "device_notifies",
+            Counter::IdlePolls => "idle_polls",
+            Counter::IdlePollCycles => "idle_poll_cycles",
         }
     }
 }
@@ -120,6 +154,23 @@ pub fn finish(started: Option<u64>, cycles: Counter, calls: Option<Counter>) {
             add(calls, 1);
         }
     }
+}
+
+/// Returns one line per core that counted anything: `trace core=K name=value ...`.
+pub fn report(cores: usize) -> alloc::string::String {
+    use core::fmt::Write as _;
+    let mut text = alloc::string::String::new();
+    for (core, counts) in snapshot(cores).iter().enumerate() {
+        if counts.iter().all(|&count| count == 0) {
+            continue;
+        }
+        let _ = write!(text, "trace core={core}");
+        for (counter, count) in Counter::ALL.iter().zip(counts) {
+            let _ = write!(text, " {}={count}", counter.name());
+        }
+        text.push('\n');
+    }
+    text
 }
 
 /// Returns every core's counters (index: core), in [`Counter::ALL`] order, for the

@@ -335,6 +335,10 @@ impl NetQueues {
         if notify.transmit {
             transport.notify(TRANSMIT_QUEUE);
         }
+        let notifies = u64::from(notify.receive) + u64::from(notify.transmit);
+        if notifies > 0 {
+            ::net::trace::add(::net::trace::Counter::DeviceNotifies, notifies);
+        }
     }
 
     /// Copies the next received frame (header stripped) into `out` and returns its
