@@ -14,8 +14,14 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
     let Some((transport, location)) = crate::pci::take_net_transports().into_iter().next() else {
         return;
     };
+    let left = reserve.left();
     let Some(dma) = reserve.take(netdev::dma_size()) else {
-        println!("manada: net: no reserved memory left for virtio-net {location}");
+        println!(
+            "manada: net: virtio-net {location} not used: it needs {} KiB of the memory \
+             reserved for devices and {} KiB are left; give the guest more memory (--mem)",
+            netdev::dma_size() / 1024,
+            left / 1024
+        );
         return;
     };
     *SETUP.lock() = Some((

@@ -20,6 +20,11 @@ impl ReserveCursor {
         }
     }
 
+    /// Returns the bytes of the reserve not handed out yet.
+    pub fn left(&self) -> u64 {
+        self.end.saturating_sub(self.next)
+    }
+
     /// Returns `size` zeroed bytes of the reserve as a DMA region, or `None` when it ran out.
     pub fn take(&mut self, size: usize) -> Option<DmaRegion> {
         if self.next + size as u64 > self.end {
