@@ -143,6 +143,12 @@ impl<'a> Io<'a> {
         )
     }
 
+    /// Returns true while the connection can still send (it was not reset, and its
+    /// sending half is open).
+    pub fn can_send(&self) -> bool {
+        self.socket.may_send()
+    }
+
     /// Returns how many bytes may be queued for sending now (0 once sending is over).
     pub fn room(&self) -> usize {
         if self.socket.may_send() {

@@ -137,6 +137,14 @@ impl Handlers {
         let socket = sockets.get_mut::<tcp::Socket>(handle);
         let next = handler.event(&mut connection, &mut Io::new(socket), event, now_ms);
         let seen = socket.recv_queue();
+        // A reset connection, or one waiting for room it can never get, is over
+        // whatever the handler would wait for.
+        let dead = match next {
+            Next::Read { .. } => socket.state() == tcp::State::Closed,
+            Next::Write { .. } => !socket.may_send(),
+            _ => false,
+        };
+        let next = if dead { Next::Abort } else { next };
         match next {
             Next::Read { deadline_ms } => {
                 table.wait_inline(id, connection, Wait::Read, deadline_ms, seen);

@@ -316,3 +316,81 @@ fn closing_the_listener_resets_its_connections() {
     assert!(client.take(id).1, "reset");
     assert_eq!(server.table.len(), 0);
 }
+
+#[test]
+fn connections_freed_by_their_peers_make_room_for_new_ones() {
+    let limits = Limits {
+        sockets: 12,
+        ..Limits::default()
+    };
+    let (mut server, mut client) = network(limits, false);
+    let ids: Vec<SocketId> = (0..20).map(|_| client.connect()).collect();
+    let mut now = run(&mut server, &mut client, 0, 100);
+    for &id in &ids {
+        let (sockets, _) = client.stack.parts();
+        if client.table.connected(sockets, id) == Ok(Some(())) {
+            client.send(id, b"hello\n");
+        }
+    }
+    now = run(&mut server, &mut client, now, 100);
+    for &id in &ids {
+        let (sockets, _) = client.stack.parts();
+        client.table.close(sockets, id, now);
+    }
+    now = run(&mut server, &mut client, now, 3_000);
+    assert!(
+        server.table.sockets_in_use() <= Limits::default().backlog,
+        "{}",
+        server.table.sockets_in_use()
+    );
+    let id = client.connect();
+    now = run(&mut server, &mut client, now, 50);
+    client.send(id, b"again\n");
+    run(&mut server, &mut client, now, 50);
+    assert_eq!(client.take(id).0, b"echo: again\n");
+}
+
+/// A handler that waits for room for ever, whatever happens.
+struct Stubborn;
+
+impl Handler for Stubborn {
+    type Connection = ();
+
+    fn open(&mut self, _peer: SocketAddrV4, _now_ms: u64) -> Option<()> {
+        Some(())
+    }
+
+    fn event(&mut self, _: &mut (), io: &mut Io<'_>, _: Event, _: u64) -> Next {
+        let mut buffer = [0u8; 64];
+        let count = io.peek(&mut buffer);
+        io.consume(count);
+        io.send(b"hi");
+        Next::Write { deadline_ms: None }
+    }
+}
+
+#[test]
+fn a_reset_connection_is_freed_whatever_its_handler_waits_for() {
+    let (mut server, mut client) = network(Limits::default(), false);
+    let (sockets, _) = server.stack.parts();
+    let stubborn = try_box(Typed(Stubborn)).unwrap();
+    server
+        .handlers
+        .bind(&mut server.table, sockets, 8, stubborn)
+        .unwrap();
+    let baseline = server.table.sockets_in_use();
+    let (sockets, context) = client.stack.parts();
+    let id = client
+        .table
+        .connect(sockets, context, SocketAddrV4::new(SERVER, 8))
+        .unwrap();
+    let mut now = run(&mut server, &mut client, 0, 50);
+    client.send(id, b"x");
+    now = run(&mut server, &mut client, now, 50);
+    assert_eq!(server.table.sockets_in_use(), baseline + 1);
+    // The client closes with the server's bytes unread: a reset.
+    let (sockets, _) = client.stack.parts();
+    client.table.close(sockets, id, now);
+    run(&mut server, &mut client, now, 2_000);
+    assert_eq!(server.table.sockets_in_use(), baseline);
+}

@@ -29,6 +29,8 @@ pub trait Wire {
     fn consume(&mut self, count: usize);
     /// Returns true when the peer will send nothing more.
     fn peer_closed(&self) -> bool;
+    /// Returns true while the connection can still send (not reset, sending half open).
+    fn can_send(&self) -> bool;
     /// Returns how many bytes may be queued for sending now.
     fn room(&self) -> usize;
     /// Queues as much of `data` as fits; returns how many bytes were taken.
@@ -47,6 +49,9 @@ impl Wire for net::Io<'_> {
     }
     fn peer_closed(&self) -> bool {
         net::Io::peer_closed(self)
+    }
+    fn can_send(&self) -> bool {
+        net::Io::can_send(self)
     }
     fn room(&self) -> usize {
         net::Io::room(self)
@@ -345,6 +350,10 @@ impl Server {
         now_ms: u64,
     ) -> Next {
         loop {
+            if !wire.can_send() {
+                // Reset, or our half closed: nothing can be answered any more.
+                return Next::Close;
+            }
             if wire.room() < START_ROOM {
                 return Next::Write {
                     deadline_ms: Some(now_ms.saturating_add(Self::ms(self.settings.send_timeout))),

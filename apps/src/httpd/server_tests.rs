@@ -17,6 +17,7 @@ struct FakeWire {
     sent: Vec<u8>,
     room: usize,
     closed: bool,
+    reset: bool,
 }
 
 impl FakeWire {
@@ -27,6 +28,7 @@ impl FakeWire {
             sent: Vec::new(),
             room: 16 * 1024,
             closed: false,
+            reset: false,
         }
     }
 
@@ -58,8 +60,15 @@ impl Wire for FakeWire {
     fn peer_closed(&self) -> bool {
         self.closed
     }
+    fn can_send(&self) -> bool {
+        !self.reset
+    }
     fn room(&self) -> usize {
-        self.room
+        if self.reset {
+            0
+        } else {
+            self.room
+        }
     }
     fn send(&mut self, data: &[u8]) -> usize {
         let count = data.len().min(self.room);
@@ -361,6 +370,27 @@ fn slow_heads_and_idle_connections_get_their_timeouts() {
         server.event(&mut session, &mut wire, Event::Opened, 0),
         Next::Close
     );
+}
+
+#[test]
+fn a_reset_connection_ends_instead_of_waiting_for_room() {
+    let (mut server, mut session, mut wire) = warmed();
+    // The client went away without reading: the connection was reset.
+    wire.closed = true;
+    wire.reset = true;
+    assert_eq!(
+        server.event(&mut session, &mut wire, Event::Ready, 10),
+        Next::Close
+    );
+    // Also with a request still in the buffer.
+    let (mut server, mut session, mut wire) = warmed();
+    wire.client_sends(GET);
+    wire.reset = true;
+    assert_eq!(
+        server.event(&mut session, &mut wire, Event::Ready, 10),
+        Next::Close
+    );
+    assert!(wire.sent.is_empty());
 }
 
 #[test]

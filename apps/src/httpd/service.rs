@@ -189,7 +189,12 @@ fn report_trace(port: u16) {
         return;
     };
     while let Ok((mut stream, _)) = listener.accept() {
-        let report = trace::report(percore::core_count());
+        let mut report = trace::report(percore::core_count());
+        if let Ok((bytes, sockets)) = net::service::usage() {
+            report.push_str(&alloc::format!(
+                "net heap_bytes_in_use={bytes} sockets_in_use={sockets}\n"
+            ));
+        }
         let _ = stream.write_all(report.as_bytes());
         let _ = stream.shutdown();
     }

@@ -114,6 +114,7 @@ struct Connection {
     received: VecDeque<u8>,
     sent: Vec<u8>,
     closed: bool,
+    reset: bool,
     fail_writes: bool,
 }
 
@@ -133,6 +134,9 @@ impl Wire for Connection {
     }
     fn peer_closed(&self) -> bool {
         self.closed
+    }
+    fn can_send(&self) -> bool {
+        !self.reset
     }
     fn room(&self) -> usize {
         1 << 30
@@ -670,6 +674,7 @@ struct HostConnection {
     stream: std::net::TcpStream,
     received: VecDeque<u8>,
     closed: bool,
+    reset: bool,
 }
 
 impl Wire for HostConnection {
@@ -688,6 +693,9 @@ impl Wire for HostConnection {
     }
     fn peer_closed(&self) -> bool {
         self.closed
+    }
+    fn can_send(&self) -> bool {
+        !self.reset
     }
     fn room(&self) -> usize {
         1 << 30
@@ -720,6 +728,7 @@ fn serve_host(stream: std::net::TcpStream) {
         stream,
         received: VecDeque::new(),
         closed: false,
+        reset: false,
     };
     let mut next = server.event(&mut session, &mut connection, Event::Opened, now());
     loop {
