@@ -67,6 +67,10 @@ fn find_virtio_devices(config: &dyn ConfigSpace, found: &Devices) {
         let full = if is_blk {
             BLK_TRANSPORTS.lock().push((transport, location)).is_err()
         } else {
+            if net_count() == 0 {
+                // The net service uses the first device; it may wake its core.
+                crate::msix::enable_for_net(config, device);
+            }
             NET_TRANSPORTS.lock().push((transport, location)).is_err()
         };
         if full {

@@ -39,6 +39,8 @@ pub enum NetSetupError {
 pub struct VirtioNet {
     transport: VirtioPci,
     queues: NetQueues,
+    /// Received frames can raise an interrupt ([`VirtioNet::route_receive_interrupts`]).
+    wakes: bool,
 }
 
 impl VirtioNet {
@@ -75,7 +77,19 @@ impl VirtioNet {
         queues.set_interrupts(false);
         transport.driver_ok();
         queues.kick(&mut transport);
-        Ok(VirtioNet { transport, queues })
+        Ok(VirtioNet {
+            transport,
+            queues,
+            wakes: false,
+        })
+    }
+
+    /// Routes the receive queue's interrupts to MSI-X table entry `vector` (which the
+    /// caller pointed at this core); from then on the net service may halt when idle and
+    /// be woken by a received frame. Returns false when the device refused.
+    pub fn route_receive_interrupts(&mut self, vector: u16) -> bool {
+        self.wakes = self.transport.set_queue_vector(net::RECEIVE_QUEUE, vector);
+        self.wakes
     }
 
     /// Returns the device's configuration (MAC, link).
@@ -106,6 +120,22 @@ impl ::net::Device for VirtioNet {
     fn can_transmit(&mut self) -> bool {
         self.queues.reclaim_transmitted();
         self.queues.transmits_in_flight() < usize::from(self.queues.transmit_queue().capacity())
+    }
+
+    fn can_wake(&self) -> bool {
+        self.wakes
+    }
+
+    fn arm_wakeup(&mut self) -> bool {
+        self.queues.set_receive_interrupts(true);
+        // The device writes the used index, then reads our flag; we write the flag, then
+        // read its index: only a full fence keeps one of the two from missing the other.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        self.queues.received_pending()
+    }
+
+    fn disarm_wakeup(&mut self) {
+        self.queues.set_receive_interrupts(false);
     }
 
     fn checksum_offload(&self) -> ::net::ChecksumOffload {

@@ -242,6 +242,14 @@ impl VirtioPci {
         Ok(())
     }
 
+    /// Routes the interrupts of queue `index` to MSI-X table entry `vector`; returns
+    /// false when the device refused (it reads back no vector).
+    pub fn set_queue_vector(&mut self, index: u16, vector: u16) -> bool {
+        mmio::write16(self.common, QUEUE_SELECT, index);
+        mmio::write16(self.common, QUEUE_MSIX_VECTOR, vector);
+        mmio::read16(self.common, QUEUE_MSIX_VECTOR) == vector
+    }
+
     /// Tells the device the driver is ready.
     pub fn driver_ok(&mut self) {
         self.add_status(STATUS_DRIVER_OK);

@@ -111,17 +111,17 @@ fn network(limits: Limits, refuse: bool) -> (Server, Client) {
 }
 
 impl Server {
+    /// Polls in the net service's order: frames in, the handlers, frames out, then the
+    /// table's upkeep.
     fn poll(&mut self, now: u64) {
+        self.table.set_clock(now);
         let table = &mut self.table;
         self.stack
-            .poll_with(now, |sockets| table.replenish(sockets));
-        self.table.maintain(self.stack.sockets(), now);
+            .poll_ingress(now, |sockets| table.replenish(sockets));
         let (sockets, _) = self.stack.parts();
-        if self.handlers.run(&mut self.table, sockets, now) {
-            let table = &mut self.table;
-            self.stack
-                .poll_with(now, |sockets| table.replenish(sockets));
-        }
+        self.handlers.run(&mut self.table, sockets, now);
+        self.stack.poll_egress(now);
+        self.table.maintain(self.stack.sockets(), now);
     }
 }
 
@@ -393,4 +393,22 @@ fn a_reset_connection_is_freed_whatever_its_handler_waits_for() {
     client.table.close(sockets, id, now);
     run(&mut server, &mut client, now, 2_000);
     assert_eq!(server.table.sockets_in_use(), baseline);
+}
+
+#[test]
+fn a_server_that_slept_for_seconds_still_takes_the_next_connection() {
+    let (mut server, mut client) = network(Limits::default(), false);
+    run(&mut server, &mut client, 0, 50);
+    // The server is not polled for 20 s (a service that halted), then a client comes.
+    let id = client.connect();
+    client.poll(20_000);
+    let mut now = 20_001;
+    for _ in 0..50 {
+        server.poll(now);
+        client.poll(now);
+        now += 1;
+    }
+    client.send(id, b"awake\n");
+    run(&mut server, &mut client, now, 20);
+    assert_eq!(client.take(id).0, b"echo: awake\n");
 }

@@ -31,6 +31,7 @@
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
 use crate::device::Device;
@@ -45,6 +46,12 @@ use crate::trace::{self, Counter};
 pub const QUIET_MS: u64 = 50;
 /// The longest sleep between two polls once quiet, in milliseconds.
 const MAX_SLEEP_MS: u64 = 1;
+/// Milliseconds between two polls of a busy loop that count as a stall.
+const STALL_MS: u64 = 10;
+/// Milliseconds without traffic after which a service whose device can wake it halts.
+const QUIET_WAKING_MS: u64 = 20;
+/// The longest the alarm thread sleeps at once, in milliseconds.
+const ALARM_SLICE_MS: u64 = 50;
 /// Calls in flight the service makes room for at least.
 const MIN_CALLS: usize = 1024;
 
@@ -166,20 +173,27 @@ impl State {
     /// progress (those that finish wait in `finished`). Returns true when packets
     /// moved or a handler ran.
     fn poll(&mut self, now_ms: u64) -> bool {
+        // The table stamps new connections with its clock: it must be this poll's, not
+        // the one of a poll long ago (a service that halted for seconds would see a
+        // fresh SYN as half-open for seconds, and drop it).
+        self.table.set_clock(now_ms);
         let table = &mut self.table;
         let mut changed = self
             .stack
             .poll_ingress(now_ms, |sockets| table.replenish(sockets));
-        let (sockets, _) = self.stack.parts();
-        self.table.maintain(sockets, now_ms);
         // Handlers answer before anything is sent, so the acknowledgement of a request
         // leaves in the same frame as its answer.
+        let (sockets, _) = self.stack.parts();
         let started = trace::start();
         if self.handlers.run(&mut self.table, sockets, now_ms) {
             changed = true;
         }
         trace::finish(started, Counter::HandlerCycles, None);
         changed |= self.stack.poll_egress(now_ms);
+        // Only after sending: a connection reset on this poll leaves with its RST before
+        // the table lets its socket go.
+        let (sockets, _) = self.stack.parts();
+        self.table.maintain(sockets, now_ms);
         if let (false, Some((address, source))) = (self.announced, self.stack.address()) {
             percore::println!("manada: net: address {address} ({source})");
             self.announced = true;
@@ -308,10 +322,30 @@ pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) ->
 }
 
 /// Polls the stack for good, on the core that ran [`start`].
+///
+/// While traffic flows the loop polls without a pause. Once quiet, a device that can
+/// interrupt ([`Device::can_wake`]) is armed and the loop parks: the device's interrupt
+/// ([`device_event`]) or the alarm thread (at smoltcp's next timer or a connection's
+/// deadline) wakes it; socket calls from other cores run as jobs meanwhile. A device
+/// that cannot interrupt is polled every millisecond instead.
 pub fn run() -> ! {
+    let wakes = with_state(|state| state.stack.device().can_wake()).unwrap_or(false);
+    if wakes && percore::try_spawn_on(percore::current_core(), alarm).is_err() {
+        panic!("net: no memory on the net core for its alarm thread");
+    }
+    let quiet_ms = if wakes { QUIET_WAKING_MS } else { QUIET_MS };
+    let mut last_poll = percore::time::ticks();
     loop {
-        let Some((busy, delay)) = serve(|state, now| {
-            let quiet = now.saturating_sub(state.last_activity_ms) >= QUIET_MS;
+        // Poll, then decide from what the poll left: a poll that found work keeps the
+        // loop going, and the deadlines are the ones after it.
+        if serve(|_, _| ()).is_none() {
+            panic!("net: the service loop runs on a core without the net service");
+        }
+        let (busy, delay) = with_state(|state| {
+            let now = now_ms();
+            if now.saturating_sub(state.last_activity_ms) < quiet_ms {
+                return (true, None);
+            }
             let timer = state.stack.poll_delay(now);
             let deadline = state
                 .table
@@ -321,17 +355,78 @@ pub fn run() -> ! {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            (!quiet, delay)
-        }) else {
-            panic!("net: the service loop runs on a core without the net service");
-        };
+            (false, delay)
+        })
+        .unwrap_or((false, None));
         if busy {
             percore::yield_now();
+            // A busy loop that comes back late was not given the CPU (by the host, under
+            // emulation): the trace counts those stalls, the tail latency's usual cause.
+            let now = percore::time::ticks();
+            let gap = now.saturating_sub(last_poll);
+            if gap > STALL_MS * 1000 * percore::time::ticks_per_micro() {
+                trace::add(Counter::Stalls, 1);
+                trace::add(Counter::StallCycles, gap);
+            }
+            last_poll = now;
+            continue;
+        }
+        if wakes {
+            // Armed, then one more look: a frame that came before arming raises nothing.
+            let waiting = with_state(|state| state.stack.device().arm_wakeup()).unwrap_or(true);
+            if !waiting {
+                let wake_at = now_ms().saturating_add(delay.unwrap_or(u64::MAX / 2));
+                WAKE_AT_MS.store(wake_at, Ordering::Release);
+                trace::add(Counter::Halts, 1);
+                percore::park(|parked| *PARKED.lock() = Some(parked));
+                WAKE_AT_MS.store(u64::MAX, Ordering::Release);
+            }
+            let _ = with_state(|state| state.stack.device().disarm_wakeup());
         } else {
             let sleep = delay.unwrap_or(MAX_SLEEP_MS).min(MAX_SLEEP_MS);
             percore::sleep(Duration::from_millis(sleep));
         }
+        last_poll = percore::time::ticks();
     }
+}
+
+/// The parked service thread, for whoever wakes it first: the device's interrupt or the
+/// alarm. Only the net core touches it (its threads, and its interrupt handler, which
+/// runs only while the core halts).
+static PARKED: spin::Mutex<Option<percore::Parked>> = spin::Mutex::new(None);
+/// When the parked service must poll again (smoltcp's timers, connection deadlines), in
+/// milliseconds; `u64::MAX` while it runs.
+static WAKE_AT_MS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Wakes the service thread if it is parked; the net core's device interrupt calls it.
+pub fn device_event() {
+    let parked = PARKED.try_lock().and_then(|mut slot| slot.take());
+    if let Some(parked) = parked {
+        trace::add(Counter::Wakeups, 1);
+        parked.unpark();
+    }
+}
+
+/// The alarm thread: wakes the parked service at its next deadline. It sleeps in slices
+/// of at most [`ALARM_SLICE_MS`], so a deadline set while it slept is late by no more.
+fn alarm() {
+    loop {
+        let now = now_ms();
+        let wake_at = WAKE_AT_MS.load(Ordering::Acquire);
+        if now >= wake_at {
+            if let Some(parked) = PARKED.lock().take() {
+                parked.unpark();
+            }
+        }
+        let slice = wake_at.saturating_sub(now).clamp(1, ALARM_SLICE_MS);
+        percore::sleep(Duration::from_millis(slice));
+    }
+}
+
+/// Runs `work` on this core's service state without polling; `None` when this core
+/// runs no net service.
+fn with_state<T>(work: impl FnOnce(&mut State) -> T) -> Option<T> {
+    percore::cpu::with_service(work)
 }
 
 /// Runs `work` on this core's service state, then polls (sending what it queued, trying

@@ -174,11 +174,25 @@ impl TcpStream {
     }
 
     /// Queues all of `data`, waiting for room as often as needed.
+    ///
+    /// Each piece of up to 64 KiB is one call: the net core keeps it and queues more of
+    /// it whenever room comes, so a big write costs one round trip per piece instead of
+    /// one per send buffer's worth.
     pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
-        let mut rest = data;
-        while !rest.is_empty() {
-            let count = self.write(rest)?;
-            rest = &rest[count..];
+        let id = self.id;
+        for piece in data.chunks(CHUNK) {
+            let piece = owned(piece)?;
+            let mut written = 0;
+            call(None, move |state, _| {
+                let (table, sockets, _) = state.parts();
+                while written < piece.len() {
+                    match table.write(sockets, id, &piece[written..])? {
+                        Some(0) | None => return Ok(Step::Wait(id, Want::Write)),
+                        Some(count) => written += count,
+                    }
+                }
+                Ok(Step::Done(()))
+            })?;
         }
         Ok(())
     }

@@ -49,11 +49,20 @@ pub enum Counter {
     IdlePolls,
     /// Cycles of those idle polls.
     IdlePollCycles,
+    /// Times the busy service loop got the CPU back more than 10 ms after its last
+    /// poll (its vCPU was not running: the host's doing, under emulation).
+    Stalls,
+    /// Cycles of those stalls.
+    StallCycles,
+    /// Times the idle service halted, armed for its device's interrupt.
+    Halts,
+    /// Times the device's interrupt woke it.
+    Wakeups,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 17] = [
+    pub const ALL: [Counter; 21] = [
         Counter::Requests,
         Counter::NetCalls,
         Counter::NetCallCycles,
@@ -71,6 +80,10 @@ impl Counter {
         Counter::DeviceNotifies,
         Counter::IdlePolls,
         Counter::IdlePollCycles,
+        Counter::Stalls,
+        Counter::StallCycles,
+        Counter::Halts,
+        Counter::Wakeups,
     ];
 
     /// Returns the counter's name in reports.
@@ -93,6 +106,10 @@ impl Counter {
             Counter::DeviceNotifies => "device_notifies",
             Counter::IdlePolls => "idle_polls",
             Counter::IdlePollCycles => "idle_poll_cycles",
+            Counter::Stalls => "stalls",
+            Counter::StallCycles => "stall_cycles",
+            Counter::Halts => "halts",
+            Counter::Wakeups => "wakeups",
         }
     }
 }

@@ -50,18 +50,24 @@ pub fn start() {
 /// networking; socket calls then fail with `NoService`).
 fn start_here(setup: NetSetup) -> bool {
     let location = setup.location.clone();
-    let device = match VirtioNet::start(setup) {
+    let mut device = match VirtioNet::start(setup) {
         Ok(device) => device,
         Err(error) => {
             println!("manada: net: virtio-net {location} not used: {error:?}");
             return false;
         }
     };
+    // The receive queue's interrupt goes to this core, so the service halts when idle.
+    let wanted = percore::boot_info().command_line().get("net.interrupts") != Some("0");
+    let interrupts = wanted
+        && crate::msix::route_net(0, crate::apic::id(), crate::interrupts::DEVICE_VECTOR)
+        && device.route_receive_interrupts(0);
     let mac = device.config().mac;
     println!(
-        "manada: net: virtio-net {location}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}",
+        "manada: net: virtio-net {location}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}, {}",
         mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
-        if device.config().link_up { "up" } else { "down" }
+        if device.config().link_up { "up" } else { "down" },
+        if interrupts { "MSI-X to this core" } else { "polled" }
     );
     // The socket limit follows the memory this core has left (see `Limits::for_memory`).
     let heap = percore::global::heap_stats();

@@ -230,6 +230,12 @@ impl Table {
         }
     }
 
+    /// Sets the table's clock to `now_ms` before a poll: the connections that poll
+    /// brings are stamped with it (`maintain` also sets it).
+    pub fn set_clock(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
     /// Returns the table's limits.
     pub fn limits(&self) -> &Limits {
         &self.limits

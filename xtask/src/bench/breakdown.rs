@@ -154,6 +154,9 @@ const COUNTS: &[(&str, &str)] = &[
     ("frames_out", "frames_out"),
     ("device_notifies", "notifies"),
     ("idle_polls", "idle_polls"),
+    ("stalls", "stalls"),
+    ("halts", "halts"),
+    ("wakeups", "wakeups"),
 ];
 
 /// The cycle counters of the net core's work, shown in thousands of TSC cycles per
@@ -163,6 +166,7 @@ const CYCLES: &[(&str, &str)] = &[
     ("ingress_cycles", "ingress_kcycles"),
     ("egress_cycles", "egress_kcycles"),
     ("device_copy_cycles", "copy_kcycles"),
+    ("stall_cycles", "stall_kcycles"),
 ];
 
 /// The round trips to another core, shown as thousands of TSC cycles a caller waited
