@@ -48,8 +48,11 @@ pub const QUIET_MS: u64 = 50;
 const MAX_SLEEP_MS: u64 = 1;
 /// Milliseconds between two polls of a busy loop that count as a stall.
 const STALL_MS: u64 = 10;
-/// Milliseconds without traffic after which a service whose device can wake it halts.
-const QUIET_WAKING_MS: u64 = 20;
+/// Milliseconds without traffic after which a service whose device can wake it halts:
+/// as long as a polled service spins, so a burst (a page and its files, a client's
+/// requests a few milliseconds apart) is served without an interrupt's wake-up
+/// between requests, which costs more under emulation than polling does.
+const QUIET_WAKING_MS: u64 = 50;
 /// The longest the alarm thread sleeps at once, in milliseconds.
 const ALARM_SLICE_MS: u64 = 50;
 /// Calls in flight the service makes room for at least.
