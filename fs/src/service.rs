@@ -53,12 +53,17 @@ pub fn service_core() -> Option<usize> {
     CORE.get().copied()
 }
 
-/// Runs `operation` on the fs core with the volume and returns its result.
+/// Runs `operation` on the fs core with the volume and returns its result. When the fs
+/// core failed (or fails before it answers), the result is `NoService`.
 pub(crate) fn call<R: Send + 'static>(
     operation: impl FnOnce(&mut SharedVolume) -> Result<R> + Send + 'static,
 ) -> Result<R> {
     let core = service_core().ok_or(Error::NoService)?;
-    percore::spawn_on(core, move || with_volume(operation)).join()
+    match percore::try_spawn_on(core, move || with_volume(operation)) {
+        Ok(operation) => operation.join().unwrap_or(Err(Error::NoService)),
+        Err(percore::SpawnError::CoreFailed(_)) => Err(Error::NoService),
+        Err(error) => panic!("fs: cannot run an operation on core {core}: {error}"),
+    }
 }
 
 /// Runs `operation` with the volume, one operation at a time.
@@ -97,6 +102,10 @@ fn with_volume<R>(operation: impl FnOnce(&mut SharedVolume) -> Result<R>) -> Res
                 chosen = true;
             }
             Some(Some(mut volume)) => {
+                // The volume is out of the service state until it is put back: a fault
+                // in between would lose it, so it fails the fs core instead of this
+                // thread alone (callers then get `NoService`, not a wait for good).
+                let _critical = percore::fault::critical();
                 let result = operation(&mut volume);
                 let next = percore::cpu::with_service(|state: &mut State| {
                     state.volume = Some(volume);

@@ -155,6 +155,7 @@ pub fn catalogue() -> Vec<Case> {
         super::fs::cases(),
         super::net::cases(),
         super::httpd::cases(),
+        super::faults::cases(),
         super::bench::cases(),
     ]
     .into_iter()
