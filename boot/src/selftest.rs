@@ -8,7 +8,8 @@
 //! - `selftest=fault:core=K:kind=KIND[:in=thread|loop][:after=MS]`: core K raises KIND
 //!   (`panic`, `page-fault`, `invalid-opcode`, `general-protection`, `divide-error`) MS
 //!   milliseconds (default 0) after it started its scheduler: `in=thread` (the default)
-//!   in the first of its threads that runs from then on, which fails alone; `in=loop` in
+//!   in the first of its threads that resumes from a yield, sleep or wait from then on,
+//!   which fails alone (its core, if the thread was in a critical section); `in=loop` in
 //!   its kernel loop, which fails the core.
 
 use percore::cmdline::CommandLine;

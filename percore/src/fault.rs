@@ -54,8 +54,9 @@ impl FaultKind {
 /// Where an injected fault strikes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
-    /// In the first of the core's threads that runs once the delay passed (a thread
-    /// starting, or resuming from a yield, sleep or wait): that thread fails alone.
+    /// In the first of the core's threads that resumes (from a yield, a sleep or a
+    /// wait) once the delay passed: that thread fails alone, unless it is inside a
+    /// critical section.
     Thread,
     /// In the core's kernel loop, outside any thread, as soon as the delay passed (the
     /// core's timer wakes it): the whole core fails.
@@ -331,7 +332,7 @@ impl fmt::Display for CoreFailure {
             CoreFailure::Busy(what) => write!(f, "the fault struck while its {what} was in use"),
             CoreFailure::KernelLoop => f.write_str("the fault struck its kernel loop"),
             CoreFailure::CriticalThread(thread) => {
-                write!(f, "thread {thread} faulted while holding service state")
+                write!(f, "thread {thread} faulted inside a critical section")
             }
             CoreFailure::ForeignStack(thread) => {
                 write!(f, "thread {thread} faulted off its own stack")

@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use alloc::sync::Arc;
 
-use super::scheduler::{self, WaiterToken};
+use super::wait::{self, WaiterToken};
 use crate::mailbox;
 
 const RUNNING: usize = 0;
@@ -170,7 +170,7 @@ impl<T> Packet<T> {
         // published; the joiner does not read `result` before seeing `DONE`.
         unsafe { *self.result.get() = Some(value) };
         if let Ok(Some(token)) = settle(&self.state, DONE) {
-            scheduler::wake(WaiterToken::from_raw(token));
+            wait::wake(WaiterToken::from_raw(token));
         }
     }
 
@@ -184,8 +184,8 @@ impl<T> Packet<T> {
             let _ = fail(&self.state, JoinError::CoreFailed(core));
             return self.take();
         }
-        scheduler::begin_wait();
-        let token = scheduler::current_waiter_token();
+        wait::begin_wait();
+        let token = wait::current_waiter_token();
         let registered = self
             .state
             .compare_exchange(
@@ -196,13 +196,13 @@ impl<T> Packet<T> {
             )
             .is_ok();
         if !registered {
-            scheduler::cancel_wait();
+            wait::cancel_wait();
         } else if core == here {
-            scheduler::block_until_woken();
+            wait::block_until_woken();
         } else {
             // The wait is registered with the core's scheduler, so that it fails if that
             // core does; the packet's state says how it ended.
-            let _ = scheduler::block_on_remote(core, Some(&self.state));
+            let _ = wait::block_on_remote(core, Some(&self.state));
         }
         self.take()
     }

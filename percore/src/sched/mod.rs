@@ -8,14 +8,19 @@
 
 #[allow(unsafe_code)]
 mod join;
+#[allow(unsafe_code)]
+mod messages;
 mod queue;
 #[allow(unsafe_code)]
 mod scheduler;
 mod state;
+#[allow(unsafe_code)]
+mod wait;
 
 pub use join::{JoinError, JoinHandle};
+pub(crate) use messages::on_kernel_message;
 pub use queue::{RunQueue, SleepQueue};
-pub(crate) use scheduler::{adjust_critical, on_kernel_message, running_thread, Scheduler};
+pub(crate) use scheduler::{adjust_critical, running_thread, Scheduler};
 pub use scheduler::{
     end_failed_thread, in_thread, run, stats, yield_now, SchedulerStats, SpawnError, ThreadView,
     STACK_SIZE,
@@ -102,9 +107,9 @@ pub fn try_spawn_on<T: Send + 'static>(
     if core == crate::current_core() {
         scheduler::spawn_local(job, Some(&abandon))?;
     } else {
-        scheduler::send_start(
+        messages::send_start(
             core,
-            scheduler::Start {
+            messages::Start {
                 job,
                 packet: Some(abandon),
             },
@@ -131,7 +136,7 @@ pub fn run_on(core: usize, job: impl FnOnce() + Send + 'static) -> Result<(), Sp
         job();
         return Ok(());
     }
-    scheduler::send_job(core, Box::new(job))
+    messages::send_job(core, Box::new(job))
 }
 
 /// A thread blocked in [`park`], and the one right to make it ready again.
@@ -139,13 +144,13 @@ pub fn run_on(core: usize, job: impl FnOnce() + Send + 'static) -> Result<(), Sp
 /// It is not `Clone`: `unpark` consumes it, so a thread is made ready at most once per
 /// `park`. Dropping it without `unpark` leaves the thread blocked for good.
 #[derive(Debug)]
-pub struct Parked(scheduler::WaiterToken);
+pub struct Parked(wait::WaiterToken);
 
 impl Parked {
     /// Makes the parked thread ready again, on whichever core it lives. A thread on a
     /// core that failed is gone: then nothing happens.
     pub fn unpark(self) {
-        scheduler::wake(self.0);
+        wait::wake(self.0);
     }
 
     /// Returns the core of the parked thread.
@@ -164,9 +169,9 @@ impl Parked {
 /// # Panics
 /// Panics when called outside a thread.
 pub fn park(register: impl FnOnce(Parked)) {
-    scheduler::begin_wait();
-    register(Parked(scheduler::current_waiter_token()));
-    scheduler::block_until_woken();
+    wait::begin_wait();
+    register(Parked(wait::current_waiter_token()));
+    wait::block_until_woken();
 }
 
 /// Like [`park`] for a thread that waits for core `core` to unpark it: returns `Err`
@@ -185,9 +190,9 @@ pub fn park_on(core: usize, register: impl FnOnce(Parked)) -> Result<(), CoreFai
     if crate::mailbox::is_fenced(core) {
         return Err(CoreFailed(core));
     }
-    scheduler::begin_wait();
-    register(Parked(scheduler::current_waiter_token()));
-    scheduler::block_on_remote(core, None)
+    wait::begin_wait();
+    register(Parked(wait::current_waiter_token()));
+    wait::block_on_remote(core, None)
 }
 
 /// Sleeps for at least `duration`; the core runs its other threads, or halts.

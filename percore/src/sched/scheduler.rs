@@ -7,30 +7,25 @@
 //! core's `CoreLocal`; it takes no lock (only this core touches it) and no `RefCell`
 //! borrow is held across a switch.
 //!
-//! Faults: a thread that faults is ended from the fault handler ([`end_failed_thread`]),
-//! which switches to the home context for good; its record and stack are leaked (what it
-//! owned may still be in use by a device or referenced by a late wake-up). A thread
-//! blocked on another core (a join of a thread there, `park_on`) is registered in
-//! `remote_waits`; when that core is fenced, the loop first takes the last messages it
-//! sent, then fails the waits still open on it.
+//! A thread that faults is ended from the fault handler ([`end_failed_thread`]), which
+//! switches to the home context for good; its record and stack are leaked (what it owned
+//! may still be in use by a device, and a late wake-up must still find its record).
+//! Waits and wake-ups are in `wait`, kernel messages in `messages`.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use core::sync::atomic::AtomicUsize;
 
-use ipc::{Kind, Message};
-
-use super::join::{self, Abandon, JoinError};
+use super::join::{Abandon, JoinError};
 use super::queue::{RunQueue, SleepQueue};
 use super::state::{RunState, Wakeup};
-use super::CoreFailed;
+use super::wait::{self, notice_failures, RemoteWait};
 use crate::arch::{self, Context};
 use crate::cpu;
 use crate::fault::{self, Place};
-use crate::mailbox::{self, hooks};
+use crate::mailbox::hooks;
 use crate::time;
 
 /// Usable stack of every thread.
@@ -38,21 +33,7 @@ pub const STACK_SIZE: usize = 64 * 1024;
 /// The unmapped page below each stack: an overflow faults instead of corrupting.
 pub const GUARD_SIZE: usize = 4096;
 
-/// Kernel message: start a thread for the boxed [`Start`] in word 0 here.
-pub(crate) const SPAWN: Kind = Kind::new(mailbox::KERNEL_KINDS + 1);
-/// Kernel message: make the blocked thread of the token in word 0 ready.
-pub(crate) const WAKE: Kind = Kind::new(mailbox::KERNEL_KINDS + 2);
-/// Run this job in the core's loop, outside any thread (`run_on`).
-pub(crate) const RUN: Kind = Kind::new(mailbox::KERNEL_KINDS + 4);
-
 pub(crate) type Job = Box<dyn FnOnce()>;
-
-/// A thread to start: its job and, when someone may join it, the packet to fail if it
-/// cannot start or faults.
-pub(crate) struct Start {
-    pub(crate) job: Job,
-    pub(crate) packet: Option<Arc<dyn Abandon>>,
-}
 
 /// A thread: its saved context, its stack and, until it starts, its job.
 ///
@@ -68,14 +49,14 @@ pub(crate) struct Thread {
     packet: Option<Arc<dyn Abandon>>,
     /// Its number on this core, for fault reports.
     id: u64,
-    wakeup: Wakeup,
+    pub(super) wakeup: Wakeup,
     /// Open `fault::critical` sections: a fault inside one fails the core.
     critical: u32,
     /// The core this thread waited on failed before answering (`park_on`).
-    lost_core: bool,
+    pub(super) lost_core: bool,
 }
 
-type ThreadRef = NonNull<Thread>;
+pub(super) type ThreadRef = NonNull<Thread>;
 
 /// Counters of one core's scheduler.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -92,38 +73,28 @@ pub struct SchedulerStats {
     pub live: u64,
 }
 
-/// A thread blocked on another core.
-#[derive(Clone, Copy)]
-struct RemoteWait {
-    thread: ThreadRef,
-    core: usize,
-    /// The join packet's state word, for a join (it lives as long as the joiner waits,
-    /// which holds the packet); `None` for `park_on`.
-    packet_state: Option<NonNull<AtomicUsize>>,
-}
-
 /// Packets to fail from the loop, with why (at most this many per turn of the loop).
 const ABANDONED: usize = 32;
 
 /// One core's scheduler state.
 pub struct Scheduler {
-    ready: RunQueue<ThreadRef>,
+    pub(super) ready: RunQueue<ThreadRef>,
     sleeping: SleepQueue<ThreadRef>,
-    current: Option<ThreadRef>,
+    pub(super) current: Option<ThreadRef>,
     home: Context,
     /// A thread that ended and whose stack the loop frees (it could not free its own).
     dead: Option<ThreadRef>,
     /// Jobs other cores sent with `run_on`, run by the loop outside any borrow.
-    jobs: alloc::collections::VecDeque<RunJob>,
+    pub(super) jobs: alloc::collections::VecDeque<RunJob>,
     /// Join packets of threads that failed or could not start, failed by the loop (the
     /// wake-up it may send cannot go out from a fault handler or with the mailbox held).
-    abandoned: heapless::Deque<(Arc<dyn Abandon>, JoinError), ABANDONED>,
+    pub(super) abandoned: heapless::Deque<(Arc<dyn Abandon>, JoinError), ABANDONED>,
     /// Threads blocked on another core, failed if it fails. Its capacity is kept at
     /// least the number of live threads (each has one wait at most), so registering a
     /// wait never allocates.
-    remote_waits: Vec<RemoteWait>,
+    pub(super) remote_waits: Vec<RemoteWait>,
     /// The fenced cores whose waiters this core has failed already.
-    known_fenced: u64,
+    pub(super) known_fenced: u64,
     next_id: u64,
     stats: SchedulerStats,
 }
@@ -172,7 +143,7 @@ impl Default for Scheduler {
     }
 }
 
-fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+pub(super) fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     let local = cpu::current().expect("the scheduler runs on a numbered core");
     let mut scheduler = local.scheduler.borrow_mut();
     f(&mut scheduler)
@@ -280,7 +251,6 @@ unsafe fn free_record(thread: ThreadRef) {
 
 extern "C" fn thread_entry(thread: usize) -> ! {
     let thread = thread as *mut Thread;
-    fault::maybe_inject(Place::Thread);
     // SAFETY: the loop switched to this thread, so it is alive and only this code
     // touches its job now.
     let job = unsafe { (*thread).job.take() }.expect("a new thread has its job");
@@ -290,7 +260,7 @@ extern "C" fn thread_entry(thread: usize) -> ! {
 }
 
 /// How the running thread leaves the CPU.
-enum Leave {
+pub(super) enum Leave {
     Yield,
     Sleep(u64),
     Block,
@@ -299,7 +269,7 @@ enum Leave {
 
 /// Saves the running thread and resumes the core's loop; returns when the thread runs
 /// again (never, for `Exit`).
-fn leave(how: Leave) {
+pub(super) fn leave(how: Leave) {
     let (save, load) = with(|s| {
         let me = s
             .current
@@ -399,152 +369,6 @@ pub fn in_thread() -> bool {
     cpu::current().is_some_and(|local| local.scheduler.borrow().current.is_some())
 }
 
-/// Identifies a blocked thread and its core, for the one who wakes it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WaiterToken(usize);
-
-const CORE_SHIFT: u32 = 48;
-
-impl WaiterToken {
-    pub(crate) fn from_raw(raw: usize) -> Self {
-        Self(raw)
-    }
-
-    pub(crate) fn into_raw(self) -> usize {
-        self.0
-    }
-
-    pub(crate) fn core(self) -> usize {
-        self.0 >> CORE_SHIFT
-    }
-
-    fn thread(self) -> ThreadRef {
-        NonNull::new((self.0 & ((1 << CORE_SHIFT) - 1)) as *mut Thread)
-            .expect("a token names a thread")
-    }
-}
-
-/// Returns the running thread's token.
-pub(crate) fn current_waiter_token() -> WaiterToken {
-    let thread = with(|s| s.current.expect("only a thread can wait"));
-    let core = crate::current_core();
-    WaiterToken(core << CORE_SHIFT | thread.as_ptr() as usize)
-}
-
-/// Starts a wait of the running thread: one wake-up, even before it blocks, ends it.
-pub(crate) fn begin_wait() {
-    with_current(|thread| thread.wakeup.begin_wait());
-}
-
-/// Gives up the running thread's wait (what it waited for is done).
-pub(crate) fn cancel_wait() {
-    with_current(|thread| thread.wakeup.cancel_wait());
-}
-
-/// Runs `f` on the running thread's record.
-fn with_current<R>(f: impl FnOnce(&mut Thread) -> R) -> R {
-    with(|s| {
-        let me = s.current.expect("only a thread can wait");
-        // SAFETY: the running thread is alive and only this core touches it.
-        f(unsafe { &mut *me.as_ptr() })
-    })
-}
-
-/// Blocks the running thread until someone calls [`wake`] with its token (or did since
-/// its wait began).
-pub(crate) fn block_until_woken() {
-    leave(Leave::Block);
-}
-
-/// Blocks the running thread, whose wait began, until it is woken or core `core` (which
-/// it waits on) fails. `packet_state` is the join packet's state word for a join. Returns
-/// `Err` when `core` failed before it answered a `park_on`; a join reads its packet.
-pub(crate) fn block_on_remote(
-    core: usize,
-    packet_state: Option<&AtomicUsize>,
-) -> Result<(), CoreFailed> {
-    let packet_state = packet_state.map(NonNull::from);
-    let me = with(|s| {
-        let me = s.current.expect("only a thread can wait");
-        // Never allocates: `spawn_local` reserved room for every live thread.
-        s.remote_waits.push(RemoteWait {
-            thread: me,
-            core,
-            packet_state,
-        });
-        me
-    });
-    if mailbox::is_fenced(core) {
-        // The loop may have dealt with that core before this wait was registered: take
-        // what it sent (its answer may be there) and fail the wait here.
-        cpu::with_mailbox(|mailbox| mailbox.drain_for_kernel(core));
-        with(|s| fail_wait(s, me, core, packet_state));
-    }
-    leave(Leave::Block);
-    with(|s| {
-        s.remote_waits.retain(|wait| wait.thread != me);
-        // SAFETY: the running thread is alive and only this core touches it.
-        let thread = unsafe { &mut *me.as_ptr() };
-        if core::mem::take(&mut thread.lost_core) {
-            Err(CoreFailed(core))
-        } else {
-            Ok(())
-        }
-    })
-}
-
-/// Ends the wait of `thread` on `core`, which failed, unless it ended already.
-fn fail_wait(
-    s: &mut Scheduler,
-    thread: ThreadRef,
-    core: usize,
-    packet_state: Option<NonNull<AtomicUsize>>,
-) {
-    let token = WaiterToken(crate::current_core() << CORE_SHIFT | thread.as_ptr() as usize);
-    // SAFETY: a registered thread is alive (it removes its registration before it can
-    // end) and only this core touches it.
-    let record = unsafe { &mut *thread.as_ptr() };
-    let failed = match packet_state {
-        // SAFETY: the joiner is blocked in `join`, which holds the packet.
-        Some(state) => join::fail_waiter(
-            unsafe { state.as_ref() },
-            token,
-            JoinError::CoreFailed(core),
-        ),
-        None => record.wakeup.is_waiting(),
-    };
-    if failed {
-        record.lost_core = packet_state.is_none();
-        if record.wakeup.wake() {
-            s.ready.push(thread);
-        }
-    }
-}
-
-/// Makes the thread of `token` ready, on whichever core it lives.
-pub(crate) fn wake(token: WaiterToken) {
-    if token.core() == crate::current_core() {
-        with(|s| wake_local(s, token.thread()));
-    } else {
-        let message = Message::new(
-            WAKE,
-            crate::current_core() as u16,
-            words([token.into_raw() as u64]),
-        );
-        // A thread on a failed core is gone with it: nothing to wake.
-        let _ = send_kernel(token.core(), message);
-    }
-}
-
-/// Makes `thread` (of this core) ready if it waits; a stale wake-up does nothing.
-fn wake_local(s: &mut Scheduler, thread: ThreadRef) {
-    // SAFETY: tokens name threads of this core whose records are alive: a thread ends
-    // only after its waits ended, and failed threads' records are never freed.
-    if unsafe { (*thread.as_ptr()).wakeup.wake() } {
-        s.ready.push(thread);
-    }
-}
-
 /// Adds `delta` to the running thread's open critical sections (nothing outside a
 /// thread).
 pub(crate) fn adjust_critical(delta: i32) {
@@ -584,107 +408,9 @@ pub(crate) fn running_thread() -> Result<Option<ThreadView>, ()> {
     }))
 }
 
-/// Returns 48 inline bytes holding `values` (the rest zero).
-pub(crate) fn words<const N: usize>(values: [u64; N]) -> [u8; 48] {
-    let mut all = [0u64; 6];
-    all[..N].copy_from_slice(&values);
-    ipc::message::bytes_from_words(&all)
-}
-
-/// Sends a kernel message to `to`, never dropping it: while the ring is full, a thread
-/// yields (its core's loop keeps serving the mailbox) and the loop serves it directly.
-/// Returns `Err` (the message dropped, with what it owned) when `to` failed.
-pub(crate) fn send_kernel(to: usize, message: Message) -> Result<(), CoreFailed> {
-    let mut message = message;
-    loop {
-        if mailbox::is_fenced(to) {
-            return Err(CoreFailed(to));
-        }
-        match cpu::with_mailbox(|mailbox| mailbox.try_send_kernel(to, message)) {
-            Ok(()) => break,
-            Err(back) => {
-                message = back.into_inner();
-                cpu::with_mailbox(|mailbox| mailbox.notify(to));
-                if in_thread() {
-                    yield_now();
-                } else {
-                    serve_mailbox();
-                    core::hint::spin_loop();
-                }
-            }
-        }
-    }
-    cpu::with_mailbox(|mailbox| mailbox.notify(to));
-    Ok(())
-}
-
-/// Sends `start` to core `to`, which starts the thread.
-pub(crate) fn send_start(to: usize, start: Start) -> Result<(), SpawnError> {
-    // A thin pointer to the boxed start travels; ownership moves with the message.
-    let raw = Box::into_raw(Box::new(start));
-    let message = Message::new(SPAWN, crate::current_core() as u16, words([raw as u64]));
-    send_kernel(to, message).map_err(|CoreFailed(core)| {
-        // SAFETY: the message was not sent, so the box is still ours alone.
-        drop(unsafe { Box::from_raw(raw) });
-        SpawnError::CoreFailed(core)
-    })
-}
-
-/// Sends `job` to core `to`, whose loop runs it.
-pub(crate) fn send_job(to: usize, job: RunJob) -> Result<(), SpawnError> {
-    // A thin pointer to the boxed job travels; ownership moves with the message.
-    let raw = Box::into_raw(Box::new(job));
-    let message = Message::new(RUN, crate::current_core() as u16, words([raw as u64]));
-    send_kernel(to, message).map_err(|CoreFailed(core)| {
-        // SAFETY: the message was not sent, so the box is still ours alone.
-        drop(unsafe { Box::from_raw(raw) });
-        SpawnError::CoreFailed(core)
-    })
-}
-
-/// Handles a kernel message that arrived in this core's mailbox.
-pub(crate) fn on_kernel_message(_source: usize, message: Message) {
-    let kind = message.header().kind();
-    if kind == SPAWN {
-        let raw = message.inline_word(0) as usize as *mut Start;
-        // SAFETY: the spawning core boxed the start and sent its pointer once
-        // (`send_start`); ownership moved with the message.
-        let start = unsafe { Box::from_raw(raw) };
-        let Start { job, packet } = *start;
-        if spawn_local(job, packet.as_ref()).is_err() {
-            // Out of memory refuses the thread; its joiner learns it from the loop.
-            if let Some(packet) = packet {
-                let refused = with(|s| {
-                    s.abandoned
-                        .push_back((packet, JoinError::OutOfMemory))
-                        .is_err()
-                });
-                if refused {
-                    crate::println!(
-                        "manada: core {}: out of memory for threads; a join waits",
-                        crate::current_core()
-                    );
-                }
-            }
-        }
-    } else if kind == RUN {
-        let raw = message.inline_word(0) as usize as *mut RunJob;
-        // SAFETY: `run_on` boxed the job and sent its pointer once; ownership moved with
-        // the message.
-        let job = unsafe { Box::from_raw(raw) };
-        // Run by the loop after the mailbox is released: the job may send messages.
-        with(|s| s.jobs.push_back(*job));
-    } else if kind == WAKE {
-        let token = WaiterToken::from_raw(message.inline_word(0) as usize);
-        with(|s| wake_local(s, token.thread()));
-    } else if kind == crate::global::REMOTE_FREE {
-        crate::global::receive_remote_frees(&message);
-    }
-}
-
 /// Serves the mailbox from the core's loop: kernel messages now, the others are kept
 /// for the application.
-fn serve_mailbox() -> usize {
+pub(super) fn serve_mailbox() -> usize {
     cpu::with_mailbox(|mailbox| mailbox.poll_for_kernel())
 }
 
@@ -712,40 +438,8 @@ fn reclaim() {
     }
     while let Some((packet, error)) = with(|s| s.abandoned.pop_front()) {
         if let Some(token) = packet.abandon(error) {
-            wake(token);
+            wait::wake(token);
         }
-    }
-}
-
-/// Fails, once per failed core, every wait of this core's threads on it, after taking
-/// the last messages it sent (a wake-up among them ends a wait the normal way).
-fn notice_failures() {
-    let fenced = mailbox::FENCED.bits();
-    let new = with(|s| {
-        let new = fenced & !s.known_fenced;
-        s.known_fenced = fenced;
-        new
-    });
-    if new == 0 {
-        return;
-    }
-    let me = crate::current_core();
-    for core in (0..crate::MAX_CORES).filter(|&core| new & (1 << core) != 0 && core != me) {
-        cpu::with_mailbox(|mailbox| mailbox.drain_for_kernel(core));
-        // Each thread removes its own registration when it runs again.
-        with(|s| {
-            for index in 0..s.remote_waits.len() {
-                let RemoteWait {
-                    thread,
-                    core: waited_on,
-                    packet_state,
-                } = s.remote_waits[index];
-                if waited_on == core {
-                    fail_wait(s, thread, core, packet_state);
-                }
-            }
-        });
-        (hooks().core_failed)(core);
     }
 }
 

@@ -66,7 +66,7 @@ pub fn cases() -> Vec<Case> {
             after_ms: 3000,
         };
         cases.push(Case::boot(
-            format!("httpd {} x6 worker core fails", machine.name()),
+            format!("httpd {} x6 fault fails a worker core", machine.name()),
             move |context: &Context| httpd_survives(context, machine, injected),
         ));
     }
@@ -345,7 +345,7 @@ mod tests {
         for machine in ["q35", "pc"] {
             for name in [
                 format!("httpd {machine} x6 fault in a worker thread"),
-                format!("httpd {machine} x6 worker core fails"),
+                format!("httpd {machine} x6 fault fails a worker core"),
                 format!("faults {machine} x3 waits on a failed core end"),
             ] {
                 assert!(names.contains(&name), "no case {name}");
