@@ -98,6 +98,10 @@ pub fn contain(site: FaultSite) -> ! {
             percore::sched::end_failed_thread(error)
         }
         Containment::FailCore(reason) => fail_core(reason),
+        Containment::Halt => {
+            percore::fault::fence_this_core();
+            crate::cpu::halt_forever()
+        }
     }
 }
 

@@ -51,8 +51,9 @@ pub struct CoreLocal {
     /// The guard page below the running thread's stack (0 in the core's loop), read by
     /// the page-fault handler to name a stack overflow.
     guard_page: Cell<usize>,
-    /// The core is handling a fault (a second one fails the core).
-    pub(crate) in_fault: Cell<bool>,
+    /// Faults the core is handling now, one inside the other (a second one fails the
+    /// core; a third, while it fails, halts it at once).
+    pub(crate) faults_handled: Cell<u8>,
     /// The fault the injector armed on this core, until it is raised.
     pub(crate) injection: Cell<Option<crate::fault::Armed>>,
 }
@@ -76,7 +77,7 @@ impl CoreLocal {
             remote: RefCell::new(None),
             guard_page: Cell::new(0),
             services: [const { ServiceSlot::new() }; MAX_SERVICES],
-            in_fault: Cell::new(false),
+            faults_handled: Cell::new(0),
             injection: Cell::new(None),
         }
     }

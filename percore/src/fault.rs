@@ -302,6 +302,9 @@ pub enum Containment {
     },
     /// The core fails and is fenced.
     FailCore(CoreFailure),
+    /// A fault struck while the core was failing already: it fences itself and halts at
+    /// once, printing nothing more (what it would print may be what faults).
+    Halt,
 }
 
 /// Why a fault fails its whole core.
@@ -346,8 +349,8 @@ impl fmt::Display for CoreFailure {
 pub struct Snapshot {
     /// The core runs its own kernel instance (it has its `CoreLocal`).
     pub numbered: bool,
-    /// The core was handling a fault already.
-    pub nested: bool,
+    /// Faults the core was handling already when this one struck.
+    pub nested: u8,
     /// The exception's vector (`None`: a panic).
     pub vector: Option<u8>,
     /// Kernel state that was in use, if any.
@@ -363,8 +366,10 @@ pub fn decide(snapshot: &Snapshot) -> Containment {
     if !snapshot.numbered {
         return Containment::EndRun;
     }
-    if snapshot.nested {
-        return Containment::FailCore(CoreFailure::Nested);
+    match snapshot.nested {
+        0 => {}
+        1 => return Containment::FailCore(CoreFailure::Nested),
+        _ => return Containment::Halt,
     }
     if let Some(vector @ (2 | 8 | 18)) = snapshot.vector {
         return Containment::FailCore(CoreFailure::Vector(vector));
@@ -396,14 +401,15 @@ pub fn contain(site: FaultSite) -> Containment {
     let Some(local) = crate::cpu::current() else {
         return decide(&Snapshot {
             numbered: false,
-            nested: false,
+            nested: 0,
             vector: site.vector,
             busy: None,
             thread: None,
             stack_pointer: site.stack_pointer,
         });
     };
-    let nested = local.in_fault.replace(true);
+    let nested = local.faults_handled.get();
+    local.faults_handled.set(nested.saturating_add(1));
     let scheduler = crate::sched::running_thread();
     let busy = match scheduler {
         Err(()) => Some("scheduler"),
@@ -422,7 +428,7 @@ pub fn contain(site: FaultSite) -> Containment {
 /// Records that the running core no longer handles a fault (its failed thread ended).
 pub(crate) fn fault_handled() {
     if let Some(local) = crate::cpu::current() {
-        local.in_fault.set(false);
+        local.faults_handled.set(0);
     }
 }
 
@@ -458,7 +464,7 @@ mod tests {
     fn in_thread(vector: Option<u8>) -> Snapshot {
         Snapshot {
             numbered: true,
-            nested: false,
+            nested: 0,
             vector,
             busy: None,
             thread: Some(thread(false)),
@@ -505,8 +511,10 @@ mod tests {
             Containment::FailCore(CoreFailure::KernelLoop)
         );
         let mut nested = in_thread(None);
-        nested.nested = true;
+        nested.nested = 1;
         assert_eq!(decide(&nested), Containment::FailCore(CoreFailure::Nested));
+        nested.nested = 2;
+        assert_eq!(decide(&nested), Containment::Halt, "a fault while failing");
         for vector in [2, 8, 18] {
             assert_eq!(
                 decide(&in_thread(Some(vector))),

@@ -373,4 +373,41 @@ mod tests {
             assert!(end == Seen::Done || end == Seen::Failed(JoinError::CoreFailed(5)));
         }
     }
+
+    /// The joiner registers while the finisher and a failure race: if it got in, exactly
+    /// one of the two wakes it; if it came too late, nobody does and it finds the packet
+    /// settled, so it never blocks for good and is never woken twice.
+    #[test]
+    fn a_joiner_racing_a_finish_and_a_failure_is_woken_exactly_when_it_waits() {
+        for _ in 0..2_000 {
+            let state = std::sync::Arc::new(AtomicUsize::new(RUNNING));
+            let wakes = std::sync::Arc::new(Counter::new(0));
+            let joiner = {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    state
+                        .compare_exchange(RUNNING, TOKEN, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                })
+            };
+            let settlers: Vec<_> = [DONE, JoinError::Panicked.encode()]
+                .into_iter()
+                .map(|to| {
+                    let (state, wakes) = (state.clone(), wakes.clone());
+                    std::thread::spawn(move || {
+                        if let Ok(Some(_)) = settle(&state, to) {
+                            wakes.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            let waited = joiner.join().unwrap();
+            for settler in settlers {
+                settler.join().unwrap();
+            }
+            assert_eq!(wakes.load(Ordering::Relaxed), usize::from(waited));
+            let end = seen(state.load(Ordering::Relaxed));
+            assert!(end == Seen::Done || end == Seen::Failed(JoinError::Panicked));
+        }
+    }
 }

@@ -180,6 +180,9 @@ pub(super) fn wake_local(s: &mut Scheduler, thread: ThreadRef) {
 /// the last messages it sent (a wake-up among them ends a wait the normal way).
 pub(super) fn notice_failures() {
     let fenced = mailbox::FENCED.bits();
+    if fenced == 0 {
+        return;
+    }
     let new = with(|s| {
         let new = fenced & !s.known_fenced;
         s.known_fenced = fenced;
