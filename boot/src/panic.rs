@@ -99,6 +99,8 @@ pub fn contain(site: FaultSite) -> ! {
         }
         Containment::FailCore(reason) => fail_core(reason),
         Containment::Halt => {
+            // No report (printing may be what faults), but the console stays usable.
+            percore::console::CONSOLE.release_if_held_here();
             percore::fault::fence_this_core();
             crate::cpu::halt_forever()
         }

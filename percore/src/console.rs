@@ -60,20 +60,15 @@ impl Console {
 
     /// Writes `args` even if the lock is never released (its holder may have died).
     pub fn print_fatal(&self, args: fmt::Arguments<'_>) {
-        let me = running_core();
-        if me != 0 && self.holder.load(Ordering::Relaxed) == me {
-            // This core faulted in the middle of a line and goes on (or its neighbours
-            // do): nothing else will ever release the lock it holds.
-            self.holder.store(0, Ordering::Relaxed);
-            // SAFETY: this core holds the lock (only the holder writes `holder`, and it
-            // clears it before unlocking), and the code that held it will never run
-            // again: the fault ends it without unwinding.
-            unsafe { self.sink.force_unlock() };
-        }
+        self.release_if_held_here();
         for _ in 0..FATAL_LOCK_ATTEMPTS {
             if let Some(mut guard) = self.sink.try_lock() {
+                self.holder.store(running_core(), Ordering::Relaxed);
                 if let Some(sink) = guard.as_mut() {
                     let _ = sink.write_fmt(args);
+                }
+                self.holder.store(0, Ordering::Relaxed);
+                if guard.is_some() {
                     return;
                 }
                 break;
@@ -82,6 +77,19 @@ impl Console {
         }
         if let Some(emergency) = self.emergency.get() {
             emergency(args);
+        }
+    }
+
+    /// Releases the lock if the running core holds it: it faulted in the middle of a
+    /// line, and the code that took the lock will never run again (the fault ends it
+    /// without unwinding), so nothing else would ever release it.
+    pub fn release_if_held_here(&self) {
+        let me = running_core();
+        if me != 0 && self.holder.load(Ordering::Relaxed) == me {
+            self.holder.store(0, Ordering::Relaxed);
+            // SAFETY: this core holds the lock (only the holder writes `holder`, and it
+            // clears it before unlocking), and the code that held it never runs again.
+            unsafe { self.sink.force_unlock() };
         }
     }
 }

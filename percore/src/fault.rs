@@ -174,7 +174,8 @@ impl Armed {
 /// Arms `injection` on the running core, its delay counted from now.
 pub fn arm(injection: &Injection) {
     if let Some(local) = crate::cpu::current() {
-        let ticks = crate::time::ticks_per_micro().saturating_mul(injection.after_ms * 1000);
+        let ticks =
+            crate::time::ticks_per_micro().saturating_mul(injection.after_ms.saturating_mul(1000));
         local.injection.set(Some(Armed {
             kind: injection.kind,
             place: injection.place,
