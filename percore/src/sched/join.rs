@@ -184,8 +184,7 @@ impl<T> Packet<T> {
             let _ = fail(&self.state, JoinError::CoreFailed(core));
             return self.take();
         }
-        wait::begin_wait();
-        let token = wait::current_waiter_token();
+        let token = wait::begin_wait();
         let registered = self
             .state
             .compare_exchange(

@@ -169,8 +169,7 @@ impl Parked {
 /// # Panics
 /// Panics when called outside a thread.
 pub fn park(register: impl FnOnce(Parked)) {
-    wait::begin_wait();
-    register(Parked(wait::current_waiter_token()));
+    register(Parked(wait::begin_wait()));
     wait::block_until_woken();
 }
 
@@ -190,8 +189,7 @@ pub fn park_on(core: usize, register: impl FnOnce(Parked)) -> Result<(), CoreFai
     if crate::mailbox::is_fenced(core) {
         return Err(CoreFailed(core));
     }
-    wait::begin_wait();
-    register(Parked(wait::current_waiter_token()));
+    register(Parked(wait::begin_wait()));
     wait::block_on_remote(core, None)
 }
 

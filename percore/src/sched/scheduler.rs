@@ -188,25 +188,26 @@ pub(crate) fn spawn_local(job: Job, packet: Option<&Arc<dyn Abandon>>) -> Result
     let stack = crate::global::try_alloc(layout).ok_or(SpawnError::OutOfMemory(layout.size()))?;
     let record = Layout::new::<Thread>();
     // Room for this thread's remote wait, so registering one never allocates.
-    let reserved = with(|s| {
+    let (reserved, id) = with(|s| {
         let live = usize::try_from(s.stats.live).unwrap_or(usize::MAX);
-        s.remote_waits
+        let reserved = s
+            .remote_waits
             .try_reserve(live.saturating_add(1).saturating_sub(s.remote_waits.len()))
-            .is_ok()
+            .is_ok();
+        s.next_id += 1;
+        (reserved, s.next_id - 1)
     });
-    let Some(thread) = crate::global::try_alloc(record)
-        .filter(|_| reserved)
-        .and_then(|address| NonNull::new(address as *mut Thread))
-    else {
+    let thread = if reserved {
+        crate::global::try_alloc(record).and_then(|address| NonNull::new(address as *mut Thread))
+    } else {
+        None
+    };
+    let Some(thread) = thread else {
         // SAFETY: allocated above with this layout and never used.
         unsafe { crate::global::dealloc(stack, layout) };
         return Err(SpawnError::OutOfMemory(layout.size()));
     };
     (hooks().protect)(stack, true);
-    let id = with(|s| {
-        s.next_id += 1;
-        s.next_id - 1
-    });
     // SAFETY: the stack was just allocated for this thread alone; `thread_entry` never
     // returns; the thread pointer stays valid until the loop reclaims the thread.
     let context = unsafe {

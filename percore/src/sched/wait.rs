@@ -55,16 +55,15 @@ impl WaiterToken {
     }
 }
 
-/// Returns the running thread's token.
-pub(crate) fn current_waiter_token() -> WaiterToken {
-    let thread = with(|s| s.current.expect("only a thread can wait"));
-    let core = crate::current_core();
-    WaiterToken(core << CORE_SHIFT | thread.as_ptr() as usize)
-}
-
 /// Starts a wait of the running thread: one wake-up, even before it blocks, ends it.
-pub(crate) fn begin_wait() {
-    with_current(|thread| thread.wakeup.begin_wait());
+/// Returns the thread's token, for the one who wakes it.
+pub(crate) fn begin_wait() -> WaiterToken {
+    with(|s| {
+        let me = s.current.expect("only a thread can wait");
+        // SAFETY: the running thread is alive and only this core touches it.
+        unsafe { (*me.as_ptr()).wakeup.begin_wait() };
+        WaiterToken(crate::current_core() << CORE_SHIFT | me.as_ptr() as usize)
+    })
 }
 
 /// Gives up the running thread's wait (what it waited for is done).
