@@ -1,5 +1,7 @@
 //! Finds the PCI devices at boot (ECAM from ACPI MCFG where present, ports otherwise),
-//! prints one line per device, and maps memory BARs above 4 GiB.
+//! prints one line per device, and maps memory BARs above 4 GiB; then the virtio-mmio
+//! devices (`mmio`). Keeps the virtio-blk and virtio-net transports of both for their
+//! services.
 
 use crate::acpi::Topology;
 use crate::paging;
@@ -90,8 +92,9 @@ pub fn devices() -> &'static [pci::PciDevice] {
     DEVICES.get().map_or(&[], |devices| devices.as_slice())
 }
 
-/// Enumerates PCI and maps the BARs that lie above the identity-mapped 4 GiB. Boot core
-/// only, before other cores start (it writes page tables).
+/// Enumerates PCI and maps the BARs that lie above the identity-mapped 4 GiB, then finds
+/// the virtio-mmio devices. Boot core only, before other cores start (it writes page
+/// tables).
 pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
     let devices = DEVICES.call_once(|| {
         let mut found = Devices::new();
@@ -111,6 +114,7 @@ pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
             }
         }
     }
+    crate::mmio::discover(topology, frames);
 }
 
 fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut Devices) {

@@ -207,13 +207,6 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             ));
         }
     }
-    let wants_disks =
-        !args.disks.is_empty() || args.share.is_some() || default_share(&args.app).is_some();
-    if wants_disks && args.machine == Machine::Microvm {
-        return Err(
-            "--disk needs PCI, which microvm does not have here; use --machine q35 or pc".into(),
-        );
-    }
     let workspace = tools::workspace()?;
     let kernel = build::kernel_or_build(&workspace, args.kernel.as_deref(), args.release)?;
     tools::ensure_qemu()?;
@@ -238,9 +231,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             .chain(share_args)
             .collect(),
         disks,
-        // microvm has no PCI here, so no virtio-net-pci either.
-        net: (args.net == NetChoice::User && args.machine != Machine::Microvm)
-            .then(|| args.forwards.clone()),
+        net: (args.net == NetChoice::User).then(|| args.forwards.clone()),
         inject: None,
         gdb: args.gdb,
     };
@@ -248,7 +239,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
         eprintln!("xtask: forwarding 127.0.0.1:{host} to guest port {guest} (tcp and udp)");
     }
     if !args.forwards.is_empty() && config.net.is_none() {
-        return Err("--forward needs --net user on q35 or pc".into());
+        return Err("--forward needs --net user".into());
     }
     if args.app == "httpd" {
         eprintln!(
