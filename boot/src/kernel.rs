@@ -45,6 +45,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         ram_total / MIB,
         params.ram.len()
     );
+    crate::mmio::read_command_line(&params.cmdline);
     let Some(app) = apps::find(app_name) else {
         let mut names = heapless::String::<256>::new();
         for (i, name) in apps::names().enumerate() {

@@ -49,8 +49,19 @@ impl Machine {
         match self {
             Machine::Q35 => "q35",
             Machine::Pc => "pc",
-            // The kernel finds its cores through the ACPI MADT.
+            // The kernel finds its cores through the ACPI MADT, and the virtio-mmio
+            // devices through the DSDT (QEMU adds no virtio_mmio.device= words then).
             Machine::Microvm => "microvm,acpi=on",
+        }
+    }
+
+    /// Returns the `-device` value of a virtio device of `kind` (`blk`, `net`) with its
+    /// `backend` option (`drive=ID`, `netdev=ID`) on this machine: virtio-pci (modern
+    /// only) on q35 and pc, virtio-mmio on microvm.
+    fn virtio_device(self, kind: &str, backend: &str) -> String {
+        match self {
+            Machine::Q35 | Machine::Pc => format!("virtio-{kind}-pci,{backend},disable-legacy=on"),
+            Machine::Microvm => format!("virtio-{kind}-device,{backend}"),
         }
     }
 }
@@ -334,6 +345,11 @@ impl QemuConfig {
             ]
             .map(String::from),
         );
+        if self.machine == Machine::Microvm {
+            // QEMU 7.2's virtio-mmio defaults to the legacy (version 1) registers; the
+            // kernel speaks version 2 only.
+            args.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
+        }
         for (index, disk) in self.disks.iter().enumerate() {
             // QEMU's option syntax doubles commas inside a value.
             let mut drive = format!(
@@ -349,7 +365,9 @@ impl QemuConfig {
                 "-device".into(),
                 // The serial is what the guest's get-id request returns.
                 format!(
-                    "virtio-blk-pci,drive=disk{index},disable-legacy=on,serial=manada-disk{index}"
+                    "{},serial=manada-disk{index}",
+                    self.machine
+                        .virtio_device("blk", &format!("drive=disk{index}"))
                 ),
             ]);
         }
@@ -378,7 +396,8 @@ impl QemuConfig {
             }
             args.extend([
                 "-device".into(),
-                format!("virtio-net-pci,netdev={device},disable-legacy=on"),
+                self.machine
+                    .virtio_device("net", &format!("netdev={device}")),
             ]);
             // Every frame to and from the guest, for Wireshark or tcpdump.
             if let Some(pcap) = std::env::var_os("MANADA_PCAP") {
@@ -811,11 +830,12 @@ mod tests {
         ];
         for (machine, accel, head) in cases {
             let args = config(machine, accel).args().join(" ");
-            assert_eq!(
-                args,
-                format!("{head} {COMMON_TAIL}"),
-                "{machine:?} {accel:?}"
-            );
+            let tail = if machine == Machine::Microvm {
+                format!("{COMMON_TAIL} -global virtio-mmio.force-legacy=false")
+            } else {
+                COMMON_TAIL.to_string()
+            };
+            assert_eq!(args, format!("{head} {tail}"), "{machine:?} {accel:?}");
         }
     }
 
@@ -956,5 +976,36 @@ mod tests {
                 read_only: true
             }
         );
+    }
+
+    #[test]
+    fn microvm_gets_virtio_mmio_devices() {
+        let mut c = config(Machine::Microvm, Accel::Tcg);
+        c.disks = vec![DiskSpec {
+            path: "fat:rw:/tmp/share".into(),
+            read_only: false,
+        }];
+        c.net = Some(vec![(7777, 7)]);
+        let line = c.args().join(" ");
+        assert!(line.contains("-global virtio-mmio.force-legacy=false"));
+        assert!(line.contains(
+            "-drive file=fat:rw:/tmp/share,format=raw,if=none,id=disk0 \
+             -device virtio-blk-device,drive=disk0,serial=manada-disk0"
+        ));
+        assert!(line.contains("-device virtio-net-device,netdev=net0"));
+        assert!(line.contains("hostfwd=tcp:127.0.0.1:7777-:7"));
+        assert!(!line.contains("-pci"));
+        assert!(!line.contains("disable-legacy"));
+        // The hub for frame injection works the same way on microvm.
+        c.inject = Some((9000, 9001));
+        assert!(c
+            .args()
+            .join(" ")
+            .contains("-device virtio-net-device,netdev=hub0"));
+        // q35 and pc stay on modern-only virtio-pci, without the microvm switch.
+        c.machine = Machine::Pc;
+        let line = c.args().join(" ");
+        assert!(line.contains("-device virtio-net-pci,netdev=hub0,disable-legacy=on"));
+        assert!(!line.contains("virtio-mmio"));
     }
 }

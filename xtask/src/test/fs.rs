@@ -24,7 +24,7 @@ struct Files {
 /// Returns the fs tests.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for machine in [Machine::Q35, Machine::Pc] {
+    for machine in [Machine::Q35, Machine::Pc, Machine::Microvm] {
         let run = Files {
             machine,
             cores: 4,
