@@ -14,13 +14,16 @@ fn mount_changed(image: &[u8], change: impl FnOnce(&mut [u8])) -> Error {
     Volume::mount(disk, FixedClock(NOW)).expect_err("the BPB is bad")
 }
 
+/// A field's name, the bad value, and how to put it into a boot sector.
+type Case = (&'static str, u32, fn(&mut [u8]));
+
 #[test]
 fn each_bad_field_is_named_with_its_value() {
     let dir = temp_dir("bad-bpb");
     let image = dir.join("bpb.img");
     mkfs(&image, 8192, &["-s", "1"]);
     let bytes = std::fs::read(&image).unwrap();
-    let cases: [(&str, u32, fn(&mut [u8])); 6] = [
+    let cases: [Case; 6] = [
         ("root entries", 17, |s| {
             s[17..19].copy_from_slice(&17u16.to_le_bytes())
         }),
