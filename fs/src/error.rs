@@ -62,6 +62,8 @@ pub enum Error {
     },
     /// Memory for the operation could not be allocated; nothing was changed.
     NoMemory,
+    /// The operation did not finish in the time it was given.
+    TimedOut,
     /// The block device failed.
     Io(IoError),
     /// The volume was mounted read-only, the handle was opened for reading only,
@@ -101,6 +103,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::NoMemory => f.write_str("out of memory"),
+            Error::TimedOut => f.write_str("timed out"),
             Error::Io(error) => write!(f, "I/O error: {error}"),
             Error::ReadOnly => f.write_str("read-only"),
             Error::StaleHandle => f.write_str("file handle no longer refers to a file"),

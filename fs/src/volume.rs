@@ -158,6 +158,11 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
         self.disk.cache.flush()
     }
 
+    /// Returns whether changes wait in the cache that are not on the device yet.
+    pub fn has_unwritten_changes(&self) -> bool {
+        self.disk.cache.has_dirty()
+    }
+
     /// Returns the device, for inspection; changes still in the cache are not on it.
     pub fn device(&self) -> &D {
         self.disk.cache.device()
