@@ -1,5 +1,6 @@
 //! Device drivers, each owned by exactly one core: the serial console, PCI, the
-//! virtio-pci transport and virtqueues, and the virtio-blk service.
+//! virtio-pci transport and virtqueues, the virtio-blk service, and the real-time clock
+//! the boot core reads once.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -9,6 +10,7 @@ extern crate alloc;
 pub mod blk;
 pub mod netdev;
 pub mod pci;
+pub mod rtc;
 #[allow(unsafe_code)]
 pub mod serial;
 pub mod virtio;
