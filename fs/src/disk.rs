@@ -140,6 +140,13 @@ impl<D: BlockDevice> Disk<D> {
         }
     }
 
+    /// Frees every allocated cluster that `keep` does not claim (lost clusters, which no
+    /// chain reaches); returns how many.
+    pub(crate) fn free_unclaimed(&mut self, keep: impl Fn(u32) -> bool) -> Result<u32> {
+        self.generation += 1;
+        self.fat.free_unless(&mut self.cache, keep)
+    }
+
     /// Ends the chain at `last` and frees what followed it. The end mark is written
     /// first, alone, so a crash leaves the file's chain whole and the rest lost, never a
     /// chain that runs into freed clusters.

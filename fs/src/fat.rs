@@ -222,6 +222,37 @@ impl Fat {
         Ok(differing)
     }
 
+    /// Frees every allocated cluster (not free, not bad) for which `keep` says no;
+    /// returns how many it freed.
+    pub(crate) fn free_unless<D: BlockDevice>(
+        &self,
+        cache: &mut SectorCache<D>,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<u32> {
+        let mut lost = Vec::new();
+        const RUN: u32 = 16;
+        let mut buffer = vec![0u8; RUN as usize * SECTOR_SIZE];
+        let last_sector = self.max_cluster / ENTRIES_PER_SECTOR;
+        let mut sector = 0;
+        while sector <= last_sector {
+            let run = RUN.min(last_sector - sector + 1);
+            let bytes = &mut buffer[..run as usize * SECTOR_SIZE];
+            cache.read_bulk(self.start + u64::from(sector), bytes)?;
+            for (i, pair) in bytes.chunks_exact(2).enumerate() {
+                let cluster = sector * ENTRIES_PER_SECTOR + i as u32;
+                let raw = u16::from_le_bytes([pair[0], pair[1]]);
+                if self.is_valid(cluster) && raw != 0 && raw != BAD && !keep(cluster) {
+                    lost.push(cluster);
+                }
+            }
+            sector += run;
+        }
+        for &cluster in &lost {
+            self.set(cache, cluster, Entry::Free)?;
+        }
+        Ok(lost.len() as u32)
+    }
+
     /// Returns the number of free clusters.
     pub(crate) fn count_free<D: BlockDevice>(&self, cache: &mut SectorCache<D>) -> Result<u32> {
         let mut free = 0;

@@ -23,8 +23,9 @@ pub struct MountOptions {
     pub cache_sectors: usize,
     /// Walk every file and directory chain at mount and refuse the volume with
     /// `Error::Corrupt` if two chains share a cluster (cross-linked), a chain is broken,
-    /// or an entry's first cluster is out of range. Costs one visit per used cluster and
-    /// directory entry. On by default.
+    /// or an entry's first cluster is out of range; then, unless read-only, repair what
+    /// a crash may leave (chains longer than their files, lost clusters). Costs one visit
+    /// per used cluster and directory entry, and one pass over the FAT. On by default.
     pub check: bool,
 }
 
@@ -88,6 +89,11 @@ pub struct VolumeInfo {
     /// FAT sectors of the second copy that differed from the first at mount, after a
     /// crash in the middle of a change; copied from the first unless mounted read-only.
     pub repaired_fat_sectors: u32,
+    /// Files whose cluster chains were longer than their sizes at mount (an append cut
+    /// off by a crash) and were cut to their sizes.
+    pub trimmed_files: u32,
+    /// Lost clusters (allocated, reached by no chain) freed at mount.
+    pub reclaimed_clusters: u32,
 }
 
 /// What a path names.
@@ -104,6 +110,8 @@ pub struct Volume<D, C> {
     read_only: bool,
     /// FAT sectors that differed between the copies at mount (and were repaired).
     repaired_fat_sectors: u32,
+    /// What the mount check repaired.
+    repairs: check::Repairs,
 }
 
 /// Returns the components of a `/`-separated path, ignoring empty ones.
@@ -135,14 +143,17 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
         let cache = SectorCache::new(device, options.cache_sectors);
         let mut disk = Disk::new(cache, layout);
         let repaired_fat_sectors = disk.fat.reconcile(&mut disk.cache, !options.read_only)?;
-        if options.check {
-            check::cross_links(&mut disk)?;
-        }
+        let repairs = if options.check {
+            check::check_and_repair(&mut disk, !options.read_only)?
+        } else {
+            check::Repairs::default()
+        };
         Ok(Volume {
             disk,
             clock,
             read_only: options.read_only,
             repaired_fat_sectors,
+            repairs,
         })
     }
 
@@ -180,6 +191,8 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
             root_entries: layout.root_entries,
             serial: layout.serial,
             repaired_fat_sectors: self.repaired_fat_sectors,
+            trimmed_files: self.repairs.trimmed_files,
+            reclaimed_clusters: self.repairs.reclaimed_clusters,
         }
     }
 
