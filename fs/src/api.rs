@@ -82,26 +82,29 @@ impl File {
         Ok(buffer)
     }
 
-    /// Reads everything from the current position on and appends it to `out`; returns
-    /// how many bytes it read. Out of memory is `NoMemory`, with what was read so far
-    /// in `out`.
+    /// Reads everything from the current position to the end the file had when the call
+    /// began and appends it to `out`; returns how many bytes it read. Memory for the
+    /// rest of the file is reserved first: `NoMemory` if there is not enough, with `out`
+    /// as it was.
     pub fn read_to_end(&mut self, out: &mut Vec<u8>) -> Result<usize> {
         let start = out.len();
+        let size = u64::from(self.metadata()?.size);
+        let mut left =
+            usize::try_from(size.saturating_sub(self.position())).map_err(|_| Error::NoMemory)?;
+        out.try_reserve(left).map_err(|_| Error::NoMemory)?;
         let mut chunk = Vec::new();
-        loop {
-            chunk = self.read_chunk(chunk, READ_CHUNK)?;
-            let last = chunk.len() < READ_CHUNK;
-            if out.is_empty() {
-                // The first piece becomes the result: one copy less.
-                core::mem::swap(out, &mut chunk);
-            } else {
-                out.try_reserve(chunk.len()).map_err(|_| Error::NoMemory)?;
-                out.extend_from_slice(&chunk);
-            }
-            if last {
-                return Ok(out.len() - start);
+        while left > 0 {
+            let wanted = left.min(READ_CHUNK);
+            chunk = self.read_chunk(chunk, wanted)?;
+            // Within the capacity reserved above.
+            out.extend_from_slice(&chunk);
+            left -= chunk.len();
+            if chunk.len() < wanted {
+                // The file became shorter meanwhile.
+                break;
             }
         }
+        Ok(out.len() - start)
     }
 
     /// Returns the position in the file.
