@@ -7,7 +7,10 @@
 //! It starts by reading every file under the `/writer-*` folders whole, so a run after
 //! a crash shows that the volume mounts and reads. Markers: `fs-writer: found F files
 //! (B bytes) from earlier runs, all readable`, then `fs-writer: worker W round N ok`
-//! after each round of each worker, and `fs-writer: done: N rounds by W workers`.
+//! after each round of each worker, and `fs-writer: done: N rounds by W workers`. With
+//! `hold=1` it then waits for ever instead of ending the run, so a test can kill the
+//! machine later and find that the write-back deadline, not the sync at exit, put every
+//! change on the disk.
 
 use alloc::format;
 use alloc::string::String;
@@ -53,6 +56,11 @@ fn main() -> Result<(), AppError> {
         worker.join()?;
     }
     println!("fs-writer: done: {rounds} rounds by {WORKERS} workers");
+    if percore::boot_info().command_line().get("hold") == Some("1") {
+        loop {
+            percore::sleep(core::time::Duration::from_secs(3600));
+        }
+    }
     Ok(())
 }
 
