@@ -68,6 +68,13 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         hz / 1_000_000_000,
         hz / 10_000_000 % 100
     );
+    match devices::rtc::publish_wall_clock() {
+        Some(now) => println!(
+            "manada: RTC {:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            now.year, now.month, now.day, now.hour, now.minute, now.second
+        ),
+        None => println!("manada: no real-time clock; files get a fixed date"),
+    }
 
     let topology = match acpi::read_topology(params.rsdp) {
         Ok(topology) => topology,
@@ -305,6 +312,11 @@ fn run_core(slot: &Slot) -> ! {
             // The services start before the application, each on its core.
             services::start_all();
             let outcome = (app.main)();
+            // What returned Ok is on the disk when the run ends (also after a failure).
+            if let Err(error) = services::finish() {
+                println!("manada: {error}");
+                exit(Outcome::Failure)
+            }
             match outcome {
                 Ok(()) => {
                     println!("manada: app {} finished: success", app.name);

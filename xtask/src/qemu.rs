@@ -455,6 +455,8 @@ pub enum Status {
     TimedOut,
     /// xtask killed QEMU because it kept running after a panic or exception line.
     KilledAfterCrash,
+    /// xtask killed QEMU on purpose, as a crash test asked (`kill_after_line`).
+    Killed,
 }
 
 impl Status {
@@ -500,6 +502,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The timeout the run had.
     pub timeout: Option<Duration>,
+    /// xtask killed QEMU on purpose (`kill_after_line`).
+    pub killed: bool,
 }
 
 impl Outcome {
@@ -514,6 +518,7 @@ impl Outcome {
             unknown_app: None,
             elapsed: Duration::ZERO,
             timeout,
+            killed: false,
         }
     }
 
@@ -554,6 +559,7 @@ impl Outcome {
             Status::KilledAfterCrash => {
                 Err("kernel kept running after a crash; QEMU killed".into())
             }
+            Status::Killed => Err("QEMU was killed on purpose by the test".into()),
             Status::TimedOut => Err(format!(
                 "timed out after {} s; QEMU killed",
                 self.timeout.map_or(0, |timeout| timeout.as_secs())
@@ -662,7 +668,30 @@ pub fn run_until(
     echo: bool,
     stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Outcome, String> {
+    run_with(config, timeout, echo, stop, None)
+}
+
+/// Runs QEMU like [`run`] and kills it (SIGKILL, status `Killed`) `delay` after the first
+/// console line that starts with `prefix`: a power cut at a chosen moment, for crash tests.
+pub fn kill_after_line(
+    config: &QemuConfig,
+    limit: Duration,
+    prefix: &str,
+    delay: Duration,
+) -> Result<Outcome, String> {
+    run_with(config, Some(limit), false, None, Some((prefix, delay)))
+}
+
+/// The loop behind [`run_until`] and [`kill_after_line`].
+fn run_with(
+    config: &QemuConfig,
+    timeout: Option<Duration>,
+    echo: bool,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+    kill: Option<(&str, Duration)>,
+) -> Result<Outcome, String> {
     let timeout = if config.gdb { None } else { timeout };
+    let mut kill_at: Option<Instant> = None;
     let start = Instant::now();
     let child = Command::new(QEMU)
         .args(config.args())
@@ -708,6 +737,10 @@ pub fn run_until(
         if stopped || limit.is_some_and(|limit| now >= limit) {
             break None;
         }
+        if kill_at.is_some_and(|at| now >= at) {
+            outcome.killed = true;
+            break None;
+        }
         let wait = limit.map_or(Duration::from_millis(100), |limit| limit - now);
         match receiver.recv_timeout(wait.min(Duration::from_millis(100))) {
             Ok(Event::Console(line, arrived)) => {
@@ -735,6 +768,11 @@ pub fn run_until(
                     }
                     _ => {}
                 }
+                if let Some((prefix, delay)) = kill {
+                    if kill_at.is_none() && line.starts_with(prefix) {
+                        kill_at = Some(arrived + delay);
+                    }
+                }
                 outcome.console.push(line);
             }
             Ok(Event::Stderr(line)) => {
@@ -754,6 +792,7 @@ pub fn run_until(
     outcome.status = match status {
         Some(status) => Status::from_exit(status),
         // A panic's grace period ran out: the kernel did not exit by itself.
+        None if outcome.killed => Status::Killed,
         None if fatal_deadline.is_some_and(|limit| Instant::now() >= limit) => {
             Status::KilledAfterCrash
         }

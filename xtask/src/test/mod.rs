@@ -8,6 +8,7 @@ mod bench;
 mod blk;
 mod boot;
 mod fs;
+mod fs_crash;
 mod host;
 mod httpd;
 mod net;
