@@ -15,6 +15,7 @@ mod faults;
 mod files;
 mod free_storm;
 mod fs_bench;
+mod fs_writer;
 mod hello;
 mod httpd;
 mod ipc_bench;

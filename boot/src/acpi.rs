@@ -1,4 +1,5 @@
-//! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT.
+//! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT;
+//! note where the AML tables (DSDT, SSDTs) are, for the virtio-mmio scan.
 
 use acpi::madt::{Madt, MadtEntry};
 use acpi::mcfg::Mcfg;
@@ -50,6 +51,15 @@ pub struct Topology {
     pub rsdp_source: &'static str,
     /// PCI Express configuration space (segment 0), from the MCFG table if there is one.
     pub ecam: Option<Ecam>,
+    /// The AML of the DSDT and the SSDTs (checksums checked), in that order.
+    pub aml_tables: heapless::Vec<AmlBlock, 8>,
+}
+
+/// Where an AML table's code is: after its header, `length` bytes from `address`.
+#[derive(Debug, Clone, Copy)]
+pub struct AmlBlock {
+    pub address: u64,
+    pub length: usize,
 }
 
 /// A memory-mapped PCI configuration window: base address (for bus 0) and bus range.
@@ -107,6 +117,17 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
                 last_bus: entry.bus_number_end,
             })
     });
+    // The acpi crate validates each table's signature, length and checksum here.
+    let aml_tables = tables
+        .dsdt()
+        .into_iter()
+        .chain(tables.ssdts())
+        .map(|table| AmlBlock {
+            address: table.address as u64,
+            length: table.length as usize,
+        })
+        .take(8)
+        .collect();
     let madt = tables.find_table::<Madt>().map_err(AcpiError::NoMadt)?;
     let madt = madt.get();
 
@@ -118,6 +139,7 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         io_apics: heapless::Vec::new(),
         rsdp_source,
         ecam,
+        aml_tables,
     };
     const ENABLED: u32 = 1;
     for entry in madt.entries() {

@@ -46,6 +46,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         ram_total / MIB,
         params.ram.len()
     );
+    crate::mmio::read_command_line(&params.cmdline);
     let Some(app) = apps::find(app_name) else {
         let mut names = heapless::String::<256>::new();
         for (i, name) in apps::names().enumerate() {
@@ -68,6 +69,13 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         hz / 1_000_000_000,
         hz / 10_000_000 % 100
     );
+    match devices::rtc::publish_wall_clock() {
+        Some(now) => println!(
+            "manada: RTC {:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            now.year, now.month, now.day, now.hour, now.minute, now.second
+        ),
+        None => println!("manada: no real-time clock; files get a fixed date"),
+    }
 
     let topology = match acpi::read_topology(params.rsdp) {
         Ok(topology) => topology,
@@ -323,9 +331,17 @@ const MAIN_CORE: usize = 0;
 /// Ends the run with the outcome of the application's main thread: success only when
 /// it returned `Ok` and nothing failed during the run (what failed is counted first).
 fn end_run(app: &apps::App, outcome: Result<Result<(), apps::AppError>, percore::JoinError>) -> ! {
+    // What returned Ok is on the disk when the run ends (also after a failure).
+    let written = services::finish();
+    if let Err(error) = &written {
+        println!("manada: {error}");
+    }
     let failures = percore::fault::failures();
     if failures.any() {
         println!("manada: {failures}");
+    }
+    if written.is_err() {
+        exit(Outcome::Failure)
     }
     match outcome {
         Ok(Ok(())) if !failures.any() => {
@@ -361,7 +377,15 @@ fn main_core_failed(core: usize) {
         "manada: core {MAIN_CORE}, which ran the main thread of app {}, failed; the run ends",
         app.name
     );
-    end_run(app, Err(percore::JoinError::CoreFailed(MAIN_CORE)))
+    // In a thread: ending the run syncs the volume, which waits for the fs core.
+    let ending = percore::try_spawn_on(percore::current_core(), move || {
+        let _critical = percore::fault::critical();
+        end_run(app, Err(percore::JoinError::CoreFailed(MAIN_CORE)))
+    });
+    if let Err(error) = ending {
+        println!("manada: the run ends without syncing the volume: {error}");
+        exit(Outcome::Failure)
+    }
 }
 
 /// Reports a start-up failure and ends the run.

@@ -183,6 +183,7 @@ pub fn build_plan(
     }
 
     let total: u64 = usable.iter().map(PhysRange::len).sum();
+    crate::services::MEMORY_TOTALS.call_once(|| (ram.iter().map(PhysRange::len).sum(), total));
     let reserve = memory::take_reserve(&mut usable, memory::service_reserve_size(total), FOUR_GIB);
     let Some(shares) = memory::partition::<MAX_CORES>(&usable, apic_ids.len()) else {
         fatal(format_args!(

@@ -251,12 +251,13 @@ impl<T> JoinHandle<T> {
         self.core
     }
 
-    /// Returns true once the thread has finished or failed (`join` will not block).
+    /// Returns true once the thread has finished or failed, or its core failed (`join`
+    /// will not block).
     pub fn is_finished(&self) -> bool {
         matches!(
             seen(self.packet.state.load(Ordering::Acquire)),
             Seen::Done | Seen::Failed(_)
-        )
+        ) || mailbox::is_fenced(self.core)
     }
 
     /// Blocks the calling thread (its core runs others meanwhile) until the thread

@@ -9,6 +9,7 @@ mod blk;
 mod boot;
 mod faults;
 mod fs;
+mod fs_crash;
 mod host;
 mod httpd;
 mod net;

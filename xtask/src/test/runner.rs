@@ -153,6 +153,7 @@ pub fn catalogue() -> Vec<Case> {
         super::boot::cases(),
         super::blk::cases(),
         super::fs::cases(),
+        super::fs_crash::cases(),
         super::net::cases(),
         super::httpd::cases(),
         super::faults::cases(),
