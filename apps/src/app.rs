@@ -16,12 +16,32 @@ pub struct App {
 }
 
 /// Runs `work` in a thread on every core at once, and returns each core's result in
-/// core order.
-pub fn on_every_core<T: Send + 'static>(work: fn() -> T) -> Vec<T> {
+/// core order; an error (after every thread was joined) when a core failed or one of
+/// the threads faulted.
+pub fn on_every_core<T: Send + 'static>(work: fn() -> T) -> Result<Vec<T>, AppError> {
     let handles: Vec<_> = (0..percore::core_count())
-        .map(|core| percore::spawn_on(core, work))
+        .map(|core| {
+            percore::try_spawn_on(core, work).map_err(|error| {
+                percore::println!("app: no thread started on core {core}: {error}");
+                AppError("a thread could not start")
+            })
+        })
         .collect();
-    handles.into_iter().map(percore::JoinHandle::join).collect()
+    let results: Vec<_> = handles
+        .into_iter()
+        .map(|handle| handle.and_then(join))
+        .collect();
+    results.into_iter().collect()
+}
+
+/// Returns the result of the thread of `handle`, or, when it gave none (it faulted, or
+/// its core failed), an error after printing why.
+pub fn join<T>(handle: percore::JoinHandle<T>) -> Result<T, AppError> {
+    let core = handle.core();
+    handle.join().map_err(|error| {
+        percore::println!("app: a thread on core {core} gave no result: {error}");
+        AppError("a thread gave no result")
+    })
 }
 
 /// Returns the cores that run no device service, for the application's own threads
@@ -61,6 +81,7 @@ pub static APPS: &[App] = &[
     crate::percore_bench::APP,
     crate::scale::APP,
     crate::panic::APP,
+    crate::faults::APP,
 ];
 
 /// Returns the application called `name`.

@@ -72,7 +72,7 @@ fn main() -> Result<(), AppError> {
         })
         .collect();
     for reader in readers {
-        reader.join()?;
+        crate::app::join(reader)??;
     }
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     println!(

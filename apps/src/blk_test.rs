@@ -74,7 +74,7 @@ fn main() -> Result<(), AppError> {
     if info.sectors < WRITE_START + WRITE_SECTORS {
         return Err(AppError("disk0 is too small for the test"));
     }
-    let results = crate::app::on_every_core(check_share);
+    let results = crate::app::on_every_core(check_share)?;
     let mut wrong = 0;
     for result in results {
         wrong += result.map_err(|_| AppError("a read of disk0 failed"))?;

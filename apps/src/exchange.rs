@@ -17,7 +17,7 @@ pub(crate) const APP: App = App {
 };
 
 fn main() -> Result<(), AppError> {
-    on_every_core(run).into_iter().collect()
+    on_every_core(run)?.into_iter().collect()
 }
 
 const DEFAULT_MESSAGES: u64 = 100_000;
@@ -123,18 +123,22 @@ fn finish(me: usize, cores: usize, mut reported: usize) {
                 }
             }
             for to in 1..cores {
-                mailbox.send(
-                    to,
-                    Message::new(ALL_FINISHED, 0, [0; 48]),
-                    core::hint::spin_loop,
-                );
+                mailbox
+                    .send(
+                        to,
+                        Message::new(ALL_FINISHED, 0, [0; 48]),
+                        core::hint::spin_loop,
+                    )
+                    .unwrap_or_else(|error| panic!("ipc: cannot send: {error}"));
             }
         } else {
-            mailbox.send(
-                0,
-                Message::new(FINISHED, me as u16, [0; 48]),
-                core::hint::spin_loop,
-            );
+            mailbox
+                .send(
+                    0,
+                    Message::new(FINISHED, me as u16, [0; 48]),
+                    core::hint::spin_loop,
+                )
+                .unwrap_or_else(|error| panic!("ipc: cannot send: {error}"));
             let mut answered = false;
             while !answered {
                 if mailbox.poll(|_, message| answered |= message.header().kind() == ALL_FINISHED)

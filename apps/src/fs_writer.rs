@@ -56,7 +56,7 @@ fn main() -> Result<(), AppError> {
         })
         .collect::<Result<_, _>>()?;
     for worker in workers {
-        worker.join()?;
+        crate::app::join(worker)??;
     }
     println!("fs-writer: done: {rounds} rounds by {WORKERS} workers");
     // The last change of the run, right before main returns: only the kernel's sync at

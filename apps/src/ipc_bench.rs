@@ -18,7 +18,7 @@ pub(crate) const APP: App = App {
 };
 
 fn main() -> Result<(), AppError> {
-    on_every_core(run).into_iter().collect()
+    on_every_core(run)?.into_iter().collect()
 }
 
 const DEFAULT_MESSAGES: u64 = 10_000_000;
@@ -71,10 +71,14 @@ impl Node {
             }
             self.arrivals -= self.cores - 1;
             for to in 1..self.cores {
-                mailbox.send(to, signal(RELEASE, 0, 0), core::hint::spin_loop);
+                mailbox
+                    .send(to, signal(RELEASE, 0, 0), core::hint::spin_loop)
+                    .unwrap_or_else(|error| panic!("ipc-bench: cannot send: {error}"));
             }
         } else {
-            mailbox.send(0, signal(ARRIVED, self.me, 0), core::hint::spin_loop);
+            mailbox
+                .send(0, signal(ARRIVED, self.me, 0), core::hint::spin_loop)
+                .unwrap_or_else(|error| panic!("ipc-bench: cannot send: {error}"));
             let mut released = false;
             while !released {
                 // The release and the next phase's first message can come in one round.
@@ -144,11 +148,13 @@ fn ping(node: &mut Node, mailbox: &mut Mailbox, peer: usize) -> u64 {
     let mut samples = [0u64; ROUND_TRIPS];
     for (round, sample) in samples.iter_mut().enumerate() {
         let start = Instant::now();
-        mailbox.send(
-            peer,
-            signal(PING, node.me, round as u64),
-            core::hint::spin_loop,
-        );
+        mailbox
+            .send(
+                peer,
+                signal(PING, node.me, round as u64),
+                core::hint::spin_loop,
+            )
+            .unwrap_or_else(|error| panic!("ipc-bench: cannot send: {error}"));
         let mut answered = false;
         while !answered {
             node.poll(mailbox, |_, m| {
@@ -171,7 +177,9 @@ fn pong(node: &mut Node, mailbox: &mut Mailbox, peer: usize) {
             }
         });
         if let Some(round) = round {
-            mailbox.send(peer, signal(PONG, node.me, round), core::hint::spin_loop);
+            mailbox
+                .send(peer, signal(PONG, node.me, round), core::hint::spin_loop)
+                .unwrap_or_else(|error| panic!("ipc-bench: cannot send: {error}"));
             answered += 1;
         }
     }
@@ -211,9 +219,11 @@ fn drain(node: &mut Node, mailbox: &mut Mailbox, peer: usize, messages: u64) {
             received += u64::from(m.header().kind() == DATA)
         });
     }
-    mailbox.send(
-        peer,
-        signal(RECEIVED_ALL, node.me, received),
-        core::hint::spin_loop,
-    );
+    mailbox
+        .send(
+            peer,
+            signal(RECEIVED_ALL, node.me, received),
+            core::hint::spin_loop,
+        )
+        .unwrap_or_else(|error| panic!("ipc-bench: cannot send: {error}"));
 }

@@ -11,6 +11,7 @@ mod blk_errors;
 mod blk_test;
 mod echo;
 mod exchange;
+mod faults;
 mod files;
 mod free_storm;
 mod fs_bench;
@@ -25,4 +26,4 @@ mod percore_bench;
 mod scale;
 mod threads;
 
-pub use app::{app_cores, find, names, on_every_core, App, AppError, APPS};
+pub use app::{app_cores, find, join, names, on_every_core, App, AppError, APPS};

@@ -17,7 +17,7 @@ const TOO_MUCH: usize = 1 << 40;
 
 fn main() -> Result<(), AppError> {
     let last = percore::core_count() - 1;
-    percore::spawn_on(last, || {
+    let joined = percore::spawn_on(last, || {
         let mut fallible: Vec<u8> = Vec::new();
         if fallible.try_reserve_exact(TOO_MUCH).is_ok() {
             return Err(AppError("a 1 TiB reservation succeeded"));
@@ -30,5 +30,15 @@ fn main() -> Result<(), AppError> {
         core::hint::black_box(&infallible);
         Err(AppError("a 1 TiB allocation succeeded"))
     })
-    .join()
+    .join();
+    match joined {
+        // The infallible allocation panicked, as it must: the thread ended alone.
+        Err(percore::JoinError::Panicked) => Err(AppError(
+            "an infallible allocation failed, on purpose, and ended its thread",
+        )),
+        Err(_) => Err(AppError(
+            "the allocating thread's join gave the wrong error",
+        )),
+        Ok(result) => result,
+    }
 }

@@ -19,6 +19,13 @@ fn recurse(depth: u64) -> u64 {
 
 fn main() -> Result<(), AppError> {
     let last = percore::core_count() - 1;
-    percore::spawn_on(last, || recurse(0)).join();
-    Err(AppError("the overflowing thread returned"))
+    match percore::spawn_on(last, || recurse(0)).join() {
+        Err(percore::JoinError::Exception(14)) => {
+            Err(AppError("a thread overflowed its stack, on purpose"))
+        }
+        Err(_) => Err(AppError(
+            "the overflowing thread's join gave the wrong error",
+        )),
+        Ok(_) => Err(AppError("the overflowing thread returned")),
+    }
 }

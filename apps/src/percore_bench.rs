@@ -55,13 +55,13 @@ fn allocation_rate() -> u64 {
 
 fn main() -> Result<(), AppError> {
     let cores = percore::core_count();
-    for (core, rate) in on_every_core(allocation_rate).into_iter().enumerate() {
+    for (core, rate) in on_every_core(allocation_rate)?.into_iter().enumerate() {
         println!("percore-bench: alloc_pairs_per_s core={core} {rate} pairs/s");
     }
 
     let start = Instant::now();
     for i in 0..ROUNDS {
-        percore::spawn(move || i).join();
+        crate::app::join(percore::spawn(move || i))?;
     }
     println!(
         "percore-bench: spawn_join_local {} cycles",
@@ -70,7 +70,7 @@ fn main() -> Result<(), AppError> {
     if cores > 1 {
         let start = Instant::now();
         for i in 0..ROUNDS / 10 {
-            percore::spawn_on(1, move || i).join();
+            crate::app::join(percore::spawn_on(1, move || i))?;
         }
         println!(
             "percore-bench: spawn_join_remote {} cycles",
@@ -88,7 +88,7 @@ fn main() -> Result<(), AppError> {
         percore::yield_now();
     }
     let per_yield = cycles_per(start, ROUNDS);
-    partner.join();
+    crate::app::join(partner)?;
     println!("percore-bench: yield {per_yield} cycles");
 
     if cores > 1 {
@@ -96,7 +96,7 @@ fn main() -> Result<(), AppError> {
         let blocks: Vec<Box<[u8; 32]>> = (0..blocks_count).map(|_| Box::new([7; 32])).collect();
         let before = percore::global::heap_stats().remote_frees_received;
         let start = Instant::now();
-        percore::spawn_on(1, move || drop(blocks)).join();
+        crate::app::join(percore::spawn_on(1, move || drop(blocks)))?;
         // The Vec's buffer and every box come home: wait until they all did.
         let mut waited = 0;
         while percore::global::heap_stats().remote_frees_received - before < blocks_count as u64 + 1

@@ -212,7 +212,7 @@ fn spawn_join(cores: usize, duration: Duration) -> Result<u64, AppError> {
     let mut spawns = 0u64;
     while start.elapsed() < duration {
         let value = spawns;
-        if percore::spawn_on(target, move || value.wrapping_mul(3)).join() != value * 3 {
+        if percore::spawn_on(target, move || value.wrapping_mul(3)).join() != Ok(value * 3) {
             return Err(AppError("scale: a spawned thread returned a wrong value"));
         }
         spawns += 1;
@@ -265,7 +265,9 @@ fn pingpong(cores: usize, duration: Duration) -> Result<u64, AppError> {
     let start = Instant::now();
     percore::with_mailbox(|mailbox| {
         for peer in (0..cores).filter(|&peer| peer != me) {
-            mailbox.send(peer, message(PING, [0, 0]), core::hint::spin_loop);
+            mailbox
+                .send(peer, message(PING, [0, 0]), core::hint::spin_loop)
+                .unwrap_or_else(|error| panic!("scale: cannot send: {error}"));
         }
         while peers_done < cores - 1 || result.is_none() {
             if result.is_none() && start.elapsed() >= duration {
@@ -294,7 +296,9 @@ fn pingpong(cores: usize, duration: Duration) -> Result<u64, AppError> {
                 }
             });
             for (to, reply) in replies.drain(..) {
-                mailbox.send(to, reply, core::hint::spin_loop);
+                mailbox
+                    .send(to, reply, core::hint::spin_loop)
+                    .unwrap_or_else(|error| panic!("scale: cannot send: {error}"));
             }
             idle(mailbox, handled, &mut empty);
         }
@@ -330,7 +334,9 @@ fn rpc_server(clients: usize) -> u64 {
             });
             answered += replies.len() as u64;
             for (to, reply) in replies.drain(..) {
-                mailbox.send(to, reply, core::hint::spin_loop);
+                mailbox
+                    .send(to, reply, core::hint::spin_loop)
+                    .unwrap_or_else(|error| panic!("scale: cannot send: {error}"));
             }
             idle(mailbox, handled, &mut empty);
         }
@@ -350,11 +356,13 @@ fn rpc_client(server: usize, duration: Duration) -> Result<u64, AppError> {
     percore::with_mailbox(|mailbox| {
         while start.elapsed() < duration && error.is_none() {
             value = xorshift(value);
-            mailbox.send(
-                server,
-                message(REQUEST, [calls, value]),
-                core::hint::spin_loop,
-            );
+            mailbox
+                .send(
+                    server,
+                    message(REQUEST, [calls, value]),
+                    core::hint::spin_loop,
+                )
+                .unwrap_or_else(|error| panic!("scale: cannot send: {error}"));
             let mut answered = false;
             while !answered {
                 let handled = mailbox.poll(|_, received| {
@@ -371,7 +379,9 @@ fn rpc_client(server: usize, duration: Duration) -> Result<u64, AppError> {
             }
             calls += 1;
         }
-        mailbox.send(server, message(RPC_DONE, [calls, 0]), core::hint::spin_loop);
+        mailbox
+            .send(server, message(RPC_DONE, [calls, 0]), core::hint::spin_loop)
+            .unwrap_or_else(|error| panic!("scale: cannot send: {error}"));
     });
     match error {
         Some(error) => Err(error),
@@ -393,7 +403,7 @@ fn on_cores(
     // Join all before looking at any result: no thread is left running.
     let results: Vec<_> = handles
         .into_iter()
-        .map(|(core, handle)| (core, handle.join()))
+        .map(|(core, handle)| (core, crate::app::join(handle).and_then(|rate| rate)))
         .collect();
     results
         .into_iter()
@@ -419,9 +429,9 @@ fn run(
             let clients = cores - 1;
             let serving = percore::spawn_on(server, move || rpc_server(clients));
             let rates = on_cores(0..clients, server, duration, rpc_client);
-            let answered = serving.join();
+            let answered = crate::app::join(serving);
             let rates = rates?;
-            if answered == 0 {
+            if answered? == 0 {
                 return Err(AppError("scale: the RPC server answered no call"));
             }
             Ok(rates)

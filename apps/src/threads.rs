@@ -49,7 +49,8 @@ fn main() -> Result<(), AppError> {
                     // A thread that itself waits for a thread on the next core.
                     let next = (percore::current_core() + 1) % percore::core_count();
                     let inner = percore::spawn_on(next, move || (percore::current_core(), work(i)));
-                    let (ran_on, value) = inner.join();
+                    // A wrong core (none here) fails the check below.
+                    let (ran_on, value) = inner.join().unwrap_or((usize::MAX, 0));
                     return (
                         percore::current_core(),
                         if ran_on == next { value } else { 0 },
@@ -61,7 +62,7 @@ fn main() -> Result<(), AppError> {
         .collect();
     for (i, handle) in handles.into_iter().enumerate() {
         let placed = handle.core();
-        let (ran_on, value) = handle.join();
+        let (ran_on, value) = crate::app::join(handle)?;
         if ran_on != placed || ran_on != i % cores {
             return Err(AppError(
                 "a thread ran on another core than the one it was placed on",

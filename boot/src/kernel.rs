@@ -4,7 +4,8 @@
 //! (`plan`) -> own stack -> wake the others -> placement of the services -> publish
 //! `BootInfo` -> go. Every core: own GDT/TSS/IDT -> online -> wait for go -> mailbox,
 //! heap, `CoreLocal` -> its scheduler; core 0 also starts the services (`services`) and
-//! runs the application's main thread.
+//! runs the application's main thread, whose outcome (with what failed during the run)
+//! ends the run.
 
 use crate::cpu::{halt_forever, rdtsc};
 use crate::exit::{exit, Outcome};
@@ -140,6 +141,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         }
     }
     let command_line = percore::cmdline::CommandLine::new(&plan.cmdline);
+    crate::selftest::check(&plan.cmdline, cores.len());
     let placement = services::decide(cores.len(), &command_line);
     let info = bootinfo::publish(BootInfo {
         cores,
@@ -181,6 +183,8 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
                 "guard page {address:#x} is not in 4 KiB-mapped core memory"
             );
         },
+        raise: crate::selftest::raise,
+        core_failed: main_core_failed,
     });
     publish_owner_map(info);
     services::prepare(info);
@@ -305,31 +309,83 @@ fn run_core(slot: &Slot) -> ! {
     percore::global::enable_remote_frees();
     apic::enable_timer(interrupts::TIMER_VECTOR);
 
-    crate::selftest::maybe_fault(index, info.cores.len());
-    if index == 0 {
+    crate::selftest::start_core(index, info.cores.len());
+    if index == MAIN_CORE {
         let app = PLAN.get().expect("plan published").app;
         percore::spawn(move || {
+            // This thread ends the run: if it faults, its core fails, and another core
+            // ends the run (`main_core_failed`).
+            let _critical = percore::fault::critical();
             // The services start before the application, each on its core.
             services::start_all();
-            let outcome = (app.main)();
-            // What returned Ok is on the disk when the run ends (also after a failure).
-            if let Err(error) = services::finish() {
-                println!("manada: {error}");
-                exit(Outcome::Failure)
-            }
-            match outcome {
-                Ok(()) => {
-                    println!("manada: app {} finished: success", app.name);
-                    exit(Outcome::Success)
-                }
-                Err(error) => {
-                    println!("manada: app {} failed: {error}", app.name);
-                    exit(Outcome::Failure)
-                }
-            }
+            let outcome = percore::spawn(app.main).join();
+            end_run(app, outcome)
         });
     }
     percore::sched::run()
+}
+
+/// The core that runs the application's main thread.
+const MAIN_CORE: usize = 0;
+
+/// Ends the run with the outcome of the application's main thread: success only when
+/// it returned `Ok` and nothing failed during the run (what failed is counted first).
+fn end_run(app: &apps::App, outcome: Result<Result<(), apps::AppError>, percore::JoinError>) -> ! {
+    // What returned Ok is on the disk when the run ends (also after a failure).
+    let written = services::finish();
+    if let Err(error) = &written {
+        println!("manada: {error}");
+    }
+    let failures = percore::fault::failures();
+    if failures.any() {
+        println!("manada: {failures}");
+    }
+    if written.is_err() {
+        exit(Outcome::Failure)
+    }
+    match outcome {
+        Ok(Ok(())) if !failures.any() => {
+            println!("manada: app {} finished: success", app.name);
+            exit(Outcome::Success)
+        }
+        Ok(Ok(())) => println!(
+            "manada: app {} failed: its main returned success, but part of the run failed",
+            app.name
+        ),
+        Ok(Err(error)) => println!("manada: app {} failed: {error}", app.name),
+        Err(error) => println!(
+            "manada: app {} failed: its main thread gave no result: {error}",
+            app.name
+        ),
+    }
+    exit(Outcome::Failure)
+}
+
+/// Told on every core that goes on that core `core` failed: when that is the main
+/// thread's core, nobody is left to decide the run, so the lowest core still running
+/// ends it with failure.
+fn main_core_failed(core: usize) {
+    if core != MAIN_CORE {
+        return;
+    }
+    let lowest_running = (0..percore::core_count()).find(|&other| !percore::core_failed(other));
+    if lowest_running != Some(percore::current_core()) {
+        return;
+    }
+    let app = PLAN.get().expect("plan published").app;
+    println!(
+        "manada: core {MAIN_CORE}, which ran the main thread of app {}, failed; the run ends",
+        app.name
+    );
+    // In a thread: ending the run syncs the volume, which waits for the fs core.
+    let ending = percore::try_spawn_on(percore::current_core(), move || {
+        let _critical = percore::fault::critical();
+        end_run(app, Err(percore::JoinError::CoreFailed(MAIN_CORE)))
+    });
+    if let Err(error) = ending {
+        println!("manada: the run ends without syncing the volume: {error}");
+        exit(Outcome::Failure)
+    }
 }
 
 /// Reports a start-up failure and ends the run.

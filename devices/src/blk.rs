@@ -272,13 +272,18 @@ impl Disk {
     }
 
     /// Runs `submit` on the service core and waits for the request's completion. The
-    /// caller's buffer stays borrowed (and alive) until `join` returns.
+    /// caller's buffer stays borrowed (and alive) until `join` returns. When the service
+    /// core failed (or fails before it answers), the result is `ServiceFailed`.
     fn run(
         &self,
         submit: impl Fn(&mut BlkQueue) -> Result<RequestId, BlkError> + Send + 'static,
     ) -> Result<usize, BlkError> {
         let index = self.index;
-        percore::spawn_on(self.core, move || serve(index, submit)).join()
+        match percore::try_spawn_on(self.core, move || serve(index, submit)) {
+            Ok(request) => request.join().unwrap_or(Err(BlkError::ServiceFailed)),
+            Err(percore::SpawnError::CoreFailed(_)) => Err(BlkError::ServiceFailed),
+            Err(error) => panic!("blk: cannot run a request on core {}: {error}", self.core),
+        }
     }
 }
 

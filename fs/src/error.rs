@@ -71,7 +71,8 @@ pub enum Error {
     ReadOnly,
     /// The file behind a handle was removed or renamed.
     StaleHandle,
-    /// No file service runs (no share or disk was given to the kernel).
+    /// No file service runs (no share or disk was given to the kernel), or its core
+    /// failed.
     NoService,
 }
 

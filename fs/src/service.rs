@@ -80,27 +80,34 @@ pub fn service_core() -> Option<usize> {
     CORE.get().copied()
 }
 
-/// Runs `operation` on the fs core with the volume and returns its result.
+/// Runs `operation` on the fs core with the volume and returns its result. When the fs
+/// core failed (or fails before it answers), the result is `NoService`.
 pub(crate) fn call<R: Send + 'static>(
     operation: impl FnOnce(&mut SharedVolume) -> Result<R> + Send + 'static,
 ) -> Result<R> {
     let core = service_core().ok_or(Error::NoService)?;
-    percore::try_spawn_on(core, move || with_volume(operation))
-        .map_err(|_| Error::NoMemory)?
-        .join()
+    match percore::try_spawn_on(core, move || with_volume(operation)) {
+        // The fs core failed before it answered: its volume is gone with it.
+        Ok(operation) => operation.join().unwrap_or(Err(Error::NoService)),
+        Err(percore::SpawnError::CoreFailed(_)) => Err(Error::NoService),
+        Err(_) => Err(Error::NoMemory),
+    }
 }
 
 /// Writes every cached change of the mounted volume to the disk and flushes the device,
 /// waiting at most `timeout`; the kernel calls it (on core 0) when the application's
 /// `main` has returned, Ok or not, before the run ends. Operations already in line run
 /// first. Returns Ok when no volume is mounted, `TimedOut` when the volume did not come
-/// back in time (an operation stuck on the disk).
+/// back in time (an operation stuck on the disk), `NoService` when the fs core failed.
 pub fn sync_before_exit(timeout: Duration) -> Result<()> {
     let Some(core) = service_core() else {
         return Ok(());
     };
-    let handle = percore::try_spawn_on(core, || with_volume(|volume| volume.flush()))
-        .map_err(|_| Error::NoMemory)?;
+    let handle = match percore::try_spawn_on(core, || with_volume(|volume| volume.flush())) {
+        Ok(handle) => handle,
+        Err(percore::SpawnError::CoreFailed(_)) => return Err(Error::NoService),
+        Err(_) => return Err(Error::NoMemory),
+    };
     let start = percore::Instant::now();
     let finished = writeback::wait_bounded(
         timeout,
@@ -109,7 +116,7 @@ pub fn sync_before_exit(timeout: Duration) -> Result<()> {
         || percore::sleep(Duration::from_millis(1)),
     );
     if finished {
-        handle.join()
+        handle.join().unwrap_or(Err(Error::NoService))
     } else {
         Err(Error::TimedOut)
     }
@@ -152,6 +159,10 @@ fn with_volume<R>(operation: impl FnOnce(&mut SharedVolume) -> Result<R>) -> Res
                 chosen = true;
             }
             Some(Some(mut volume)) => {
+                // The volume is out of the service state until it is put back: a fault
+                // in between would lose it, so it fails the fs core instead of this
+                // thread alone (callers then get `NoService`, not a wait for good).
+                let _critical = percore::fault::critical();
                 let result = operation(&mut volume);
                 let unwritten = volume.has_unwritten_changes();
                 let handed = percore::cpu::with_service(|state: &mut State| {

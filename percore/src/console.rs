@@ -5,9 +5,11 @@
 //! directly; it is for people, not a data path. A core that fails (panic, exception)
 //! prints through [`Console::print_fatal`], which waits a bounded time for the lock and
 //! then falls back to the emergency writer, so a core that died holding the lock cannot
-//! silence the report.
+//! silence the report. A core that faults while it holds the lock itself (a panic while
+//! formatting a line) releases it there, so the other cores, which go on, can print.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Where console output goes; the boot core installs the serial port here.
 pub type Sink = &'static mut (dyn Write + Send);
@@ -16,6 +18,9 @@ pub type Sink = &'static mut (dyn Write + Send);
 pub struct Console {
     sink: spin::Mutex<Option<Sink>>,
     emergency: spin::Once<fn(fmt::Arguments<'_>)>,
+    /// The index + 1 of the core that holds the lock (0: none, or not known); written
+    /// only by the holder, while it holds the lock.
+    holder: AtomicUsize,
 }
 
 impl fmt::Debug for Console {
@@ -33,6 +38,7 @@ impl Console {
         Self {
             sink: spin::Mutex::new(None),
             emergency: spin::Once::new(),
+            holder: AtomicUsize::new(0),
         }
     }
 
@@ -44,17 +50,25 @@ impl Console {
 
     /// Writes `args` as one unit.
     pub fn print(&self, args: fmt::Arguments<'_>) {
-        if let Some(sink) = self.sink.lock().as_mut() {
+        let mut sink = self.sink.lock();
+        self.holder.store(running_core(), Ordering::Relaxed);
+        if let Some(sink) = sink.as_mut() {
             let _ = sink.write_fmt(args);
         }
+        self.holder.store(0, Ordering::Relaxed);
     }
 
     /// Writes `args` even if the lock is never released (its holder may have died).
     pub fn print_fatal(&self, args: fmt::Arguments<'_>) {
+        self.release_if_held_here();
         for _ in 0..FATAL_LOCK_ATTEMPTS {
             if let Some(mut guard) = self.sink.try_lock() {
+                self.holder.store(running_core(), Ordering::Relaxed);
                 if let Some(sink) = guard.as_mut() {
                     let _ = sink.write_fmt(args);
+                }
+                self.holder.store(0, Ordering::Relaxed);
+                if guard.is_some() {
                     return;
                 }
                 break;
@@ -65,12 +79,30 @@ impl Console {
             emergency(args);
         }
     }
+
+    /// Releases the lock if the running core holds it: it faulted in the middle of a
+    /// line, and the code that took the lock will never run again (the fault ends it
+    /// without unwinding), so nothing else would ever release it.
+    pub fn release_if_held_here(&self) {
+        let me = running_core();
+        if me != 0 && self.holder.load(Ordering::Relaxed) == me {
+            self.holder.store(0, Ordering::Relaxed);
+            // SAFETY: this core holds the lock (only the holder writes `holder`, and it
+            // clears it before unlocking), and the code that held it never runs again.
+            unsafe { self.sink.force_unlock() };
+        }
+    }
 }
 
 impl Default for Console {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Returns the running core's index + 1, or 0 before it has one.
+fn running_core() -> usize {
+    crate::cpu::current().map_or(0, |local| local.index() + 1)
 }
 
 /// The kernel's console.
@@ -164,6 +196,28 @@ mod tests {
         console.print_fatal(format_args!("core 1 panicked"));
         drop(held);
         assert!(USED.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_core_that_faults_holding_the_lock_releases_it() {
+        std::thread::spawn(|| {
+            let local = Box::leak(Box::new(crate::CoreLocal::new(2, 2, None, None)));
+            // SAFETY: host stand-in, always safe.
+            unsafe { crate::cpu::install(local) };
+            let text = Arc::new(Mutex::new(String::new()));
+            let console: &'static Console = Box::leak(Box::new(Console::new()));
+            let sink: Sink = Box::leak(Box::new(Recorder(text.clone())));
+            console.install(sink, |_| panic!("the lock should have been released"));
+            // As if core 2 faulted inside `print`: the lock stays held by it.
+            let held = console.sink.lock();
+            console.holder.store(running_core(), Ordering::Relaxed);
+            core::mem::forget(held);
+            console.print_fatal(format_args!("PANIC on core 2\n"));
+            console.print(format_args!("the others go on\n"));
+            assert_eq!(*text.lock().unwrap(), "PANIC on core 2\nthe others go on\n");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub struct CoreLocal {
     /// The guard page below the running thread's stack (0 in the core's loop), read by
     /// the page-fault handler to name a stack overflow.
     guard_page: Cell<usize>,
+    /// Faults the core is handling now, one inside the other (a second one fails the
+    /// core; a third, while it fails, halts it at once).
+    pub(crate) faults_handled: Cell<u8>,
+    /// The fault the injector armed on this core, until it is raised.
+    pub(crate) injection: Cell<Option<crate::fault::Armed>>,
 }
 
 impl CoreLocal {
@@ -72,6 +77,29 @@ impl CoreLocal {
             remote: RefCell::new(None),
             guard_page: Cell::new(0),
             services: [const { ServiceSlot::new() }; MAX_SERVICES],
+            faults_handled: Cell::new(0),
+            injection: Cell::new(None),
+        }
+    }
+
+    /// Returns the kernel state of this core that is in use (borrowed) right now, if any:
+    /// a fault then struck it half-changed, and only failing the core is safe. (The
+    /// scheduler is checked by the scheduler itself.)
+    pub fn busy_state(&self) -> Option<&'static str> {
+        if self.heap.try_borrow_mut().is_err() {
+            Some("heap")
+        } else if self.remote.try_borrow_mut().is_err() {
+            Some("remote-free outbox")
+        } else if self.mailbox.try_borrow_mut().is_err() {
+            Some("mailbox")
+        } else if self
+            .services
+            .iter()
+            .any(|slot| slot.state.try_borrow_mut().is_err())
+        {
+            Some("service state")
+        } else {
+            None
         }
     }
 

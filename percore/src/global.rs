@@ -134,6 +134,15 @@ impl RemoteState {
         }
     }
 
+    /// Forgets `owner`'s pending blocks: its core failed, and nobody frees memory into
+    /// a failed core (the blocks are leaked). Returns how many there were.
+    fn discard(&mut self, owner: usize) -> usize {
+        let count = self.pending[owner].len;
+        self.pending[owner] = BlockList::EMPTY;
+        self.owners_pending &= !(1 << owner);
+        count
+    }
+
     fn pending_blocks(&self) -> usize {
         self.pending.iter().map(|list| list.len).sum()
     }
@@ -257,7 +266,7 @@ pub(crate) fn remote_frees_pending() -> bool {
 }
 
 /// Sends pending blocks home, three to a message, while rings have room. Never waits.
-/// Returns true when it sent anything.
+/// Blocks of a core that failed are dropped (leaked). Returns true when it sent anything.
 pub(crate) fn send_remote_frees() -> bool {
     let local = local();
     let owners = local
@@ -267,6 +276,12 @@ pub(crate) fn send_remote_frees() -> bool {
         .map_or(0, |remote| remote.owners_pending);
     let mut sent_any = false;
     for owner in (0..MAX_CORES).filter(|&owner| owners & (1 << owner) != 0) {
+        if mailbox::is_fenced(owner) {
+            if let Some(remote) = local.remote.borrow_mut().as_mut() {
+                remote.discard(owner);
+            }
+            continue;
+        }
         let mut sent = false;
         loop {
             let chunk = match local.remote.borrow_mut().as_mut() {

@@ -17,9 +17,11 @@ extern crate std;
 pub mod arch;
 pub mod bootinfo;
 pub mod cmdline;
+#[allow(unsafe_code)]
 pub mod console;
 #[allow(unsafe_code)]
 pub mod cpu;
+pub mod fault;
 #[allow(unsafe_code)]
 pub mod global;
 pub mod heap;
@@ -31,10 +33,12 @@ pub mod time;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
 pub use cpu::{current_core, with_mailbox, CoreLocal};
+pub use mailbox::is_fenced as core_failed;
 pub use mailbox::{Mailbox, MailboxLocation};
 pub use memory::{CoreMemory, PhysRange};
 pub use sched::{
-    park, run_on, sleep, spawn, spawn_on, try_spawn_on, yield_now, JoinHandle, Parked, SpawnError,
+    park, park_on, run_on, sleep, spawn, spawn_on, try_spawn_on, yield_now, CoreFailed, JoinError,
+    JoinHandle, Parked, SpawnError,
 };
 pub use time::Instant;
 

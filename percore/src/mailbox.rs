@@ -12,14 +12,72 @@
 //! (after ringing, so a halted receiver wakes to drain it) and rings afterwards.
 //! Waiting: [`Mailbox::wait`] halts this core until a message arrives, never missing one.
 //! A kernel thread reaches its core's mailbox through `crate::cpu::with_mailbox`.
+//!
+//! A core that failed is fenced ([`FENCED`]): it set its bit there before it halted for
+//! good, and from then on nobody sends to it; a send to it is an error instead of a wait
+//! on a ring that nobody drains.
 
 use alloc::collections::VecDeque;
+use core::sync::atomic::{fence, AtomicU64, Ordering};
 use ipc::doorbell::WakeMemo;
 use ipc::{Doorbell, Endpoint, Full, Message, Receiver, Sender};
 
 /// Message kinds from this value up belong to the kernel (thread start-up, wake-ups,
 /// remote frees); applications use the kinds below it.
 pub const KERNEL_KINDS: u16 = 0x3000;
+
+/// The cores that failed: bit `c` for core `c`.
+///
+/// Each bit is set once, by the failing core itself, and never cleared; every core reads
+/// the word on each turn of its loop. It is one word for all cores (not a flag in each
+/// doorbell) because a doorbell's line is written by its owner every idle period, while
+/// this line is written at most once per core per run, so reading it costs no cache
+/// traffic.
+#[derive(Debug)]
+pub struct FenceSet(AtomicU64);
+
+// One bit per core.
+const _: () = assert!(crate::MAX_CORES <= 64);
+
+impl FenceSet {
+    /// Returns a set with no core fenced.
+    pub const fn new() -> Self {
+        Self(AtomicU64::new(0))
+    }
+
+    /// Fences `core`. Only that core calls it, as it fails, after its last message was
+    /// published: a core that sees the bit (Acquire) then sees every message it sent.
+    pub fn fence(&self, core: usize) {
+        self.0.fetch_or(1 << core, Ordering::Release);
+        // Orders the bit before the wake-up interrupts that follow (pairs with the
+        // doorbell's fences on the halting side).
+        fence(Ordering::SeqCst);
+    }
+
+    /// Returns true when `core` failed.
+    pub fn contains(&self, core: usize) -> bool {
+        core < 64 && self.0.load(Ordering::Acquire) & (1 << core) != 0
+    }
+
+    /// Returns the set as a bit mask.
+    pub fn bits(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Default for FenceSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The run's fenced cores.
+pub static FENCED: FenceSet = FenceSet::new();
+
+/// Returns true when core `core` failed and was fenced.
+pub fn is_fenced(core: usize) -> bool {
+    FENCED.contains(core)
+}
 
 /// Slots per ring: 64 cache lines, 4 KiB.
 pub const RING_SLOTS: usize = 64;
@@ -52,6 +110,11 @@ pub struct Hooks {
     /// Unmaps (`true`) or maps again (`false`) the page at this address: a thread
     /// stack's guard page.
     pub protect: fn(usize, bool),
+    /// Raises the deliberate fault the fault injector asks for (`selftest=fault:...`).
+    pub raise: fn(crate::fault::FaultKind),
+    /// Told, on every core that goes on, that this core failed (after the core's waiters
+    /// on it were failed).
+    pub core_failed: fn(usize),
 }
 
 static HOOKS: spin::Once<Hooks> = spin::Once::new();
@@ -68,6 +131,8 @@ pub(crate) fn hooks() -> Hooks {
         halt: core::hint::spin_loop,
         arm_timer: |_| {},
         protect: |_, _| {},
+        raise: |kind| panic!("injected fault {kind:?}"),
+        core_failed: |_| {},
     })
 }
 
@@ -93,6 +158,18 @@ pub enum MailboxError {
     NoSuchCore(usize),
     /// A ring end this core needs was already taken (a second mailbox for one core).
     AlreadyOpen,
+    /// The destination core failed: nobody will read the message.
+    CoreFailed(usize),
+}
+
+impl core::fmt::Display for MailboxError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            MailboxError::NoSuchCore(core) => write!(f, "no mailbox to core {core}"),
+            MailboxError::AlreadyOpen => f.write_str("the mailbox is open already"),
+            MailboxError::CoreFailed(core) => write!(f, "core {core} failed"),
+        }
+    }
 }
 
 /// This core's mailbox.
@@ -215,13 +292,22 @@ impl Mailbox {
     /// Sends `message` to core `to`, waiting while its ring is full (the receiver is
     /// woken first, so it drains the ring), then wakes the receiver if it is halted.
     /// `wait` runs while the ring is full: spin now, a scheduler yield later. Messages
-    /// are never dropped.
+    /// are never dropped, except to a core that failed: then the message is dropped and
+    /// the error says so, at once or as soon as the core fails while the sender waits.
     ///
     /// # Panics
     /// Panics if `to` is this core or not a core of this run.
-    pub fn send(&mut self, to: usize, message: Message, mut wait: impl FnMut()) {
+    pub fn send(
+        &mut self,
+        to: usize,
+        message: Message,
+        mut wait: impl FnMut(),
+    ) -> Result<(), MailboxError> {
         let mut message = message;
         loop {
+            if is_fenced(to) {
+                return Err(MailboxError::CoreFailed(to));
+            }
             match self.try_send(to, message) {
                 Ok(()) => break,
                 Err(Full(back)) => {
@@ -232,6 +318,7 @@ impl Mailbox {
             }
         }
         self.notify(to);
+        Ok(())
     }
 
     /// Hands the application messages that are waiting to `handle` with their source
@@ -253,6 +340,23 @@ impl Mailbox {
         let inbox = &mut self.inbox;
         receive_round(&mut self.endpoint, |source, message| {
             inbox.push_back((source, message))
+        })
+    }
+
+    /// Serves every message core `source` has sent that is still in its ring, for the
+    /// kernel as [`Mailbox::poll_for_kernel`] does: after `source` failed, what it sent
+    /// before is all it will ever send. Returns how many messages it took.
+    pub(crate) fn drain_for_kernel(&mut self, source: usize) -> usize {
+        let inbox = &mut self.inbox;
+        let Ok(source) = u16::try_from(source) else {
+            return 0;
+        };
+        self.endpoint.drain(source, |source, message| {
+            if message.header().kind().value() >= KERNEL_KINDS {
+                crate::sched::on_kernel_message(usize::from(source), message);
+            } else {
+                inbox.push_back((usize::from(source), message));
+            }
         })
     }
 
@@ -364,8 +468,56 @@ mod tests {
             }
         });
         for i in 0..10_000u64 {
-            a.send(1, message(i), std::thread::yield_now);
+            a.send(1, message(i), std::thread::yield_now).unwrap();
         }
         receiver.join().unwrap();
+    }
+
+    #[test]
+    fn a_fence_stays_set_and_names_only_its_core() {
+        let set = FenceSet::new();
+        assert!(!set.contains(3));
+        set.fence(3);
+        set.fence(63);
+        assert!(set.contains(3) && set.contains(63));
+        assert!(!set.contains(2) && !set.contains(64));
+        assert_eq!(set.bits(), 1 << 3 | 1 << 63);
+        set.fence(3);
+        assert_eq!(
+            set.bits(),
+            1 << 3 | 1 << 63,
+            "fencing twice changes nothing"
+        );
+    }
+
+    #[test]
+    fn draining_a_source_takes_all_its_messages_and_no_others() {
+        let locations = locations(3);
+        let mut a = Mailbox::open(0, &locations).unwrap();
+        let mut b = Mailbox::open(1, &locations).unwrap();
+        let mut c = Mailbox::open(2, &locations).unwrap();
+        for i in 0..40 {
+            a.try_send(2, message(i)).unwrap();
+            b.try_send(2, message(100 + i)).unwrap();
+        }
+        // More than one endpoint batch: a drain empties the ring, not one round.
+        assert_eq!(c.drain_for_kernel(0), 40);
+        assert_eq!(c.drain_for_kernel(0), 0);
+        let mut from_a = Vec::new();
+        let mut from_b = 0;
+        while c.poll(|source, m| {
+            if source == 0 {
+                from_a.push(m.inline_word(0));
+            } else {
+                from_b += 1;
+            }
+        }) > 0
+        {}
+        assert_eq!(
+            from_a,
+            (0..40).collect::<Vec<_>>(),
+            "kept in order for the app"
+        );
+        assert_eq!(from_b, 40);
     }
 }

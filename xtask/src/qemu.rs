@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,9 +19,6 @@ pub const QEMU: &str = "qemu-system-x86_64";
 
 /// The longest kernel command line the kernel takes (`percore::bootinfo::CMDLINE_MAX`).
 pub const KERNEL_COMMAND_LINE_MAX: usize = 4096;
-
-/// How long QEMU may keep running after the kernel printed a panic or exception line.
-const FATAL_GRACE: Duration = Duration::from_secs(5);
 
 /// The QEMU machine type to boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -451,10 +448,8 @@ pub enum Status {
     Other(i32),
     /// QEMU was killed by a signal xtask did not send.
     Signal,
-    /// xtask killed QEMU at the timeout.
+    /// xtask killed QEMU at the timeout (or when the client beside it was done).
     TimedOut,
-    /// xtask killed QEMU because it kept running after a panic or exception line.
-    KilledAfterCrash,
     /// xtask killed QEMU on purpose, as a crash test asked (`kill_after_line`).
     Killed,
 }
@@ -556,9 +551,6 @@ impl Outcome {
                 Err(format!("QEMU exited with status {code}{last}"))
             }
             Status::Signal => Err("QEMU was killed by a signal".into()),
-            Status::KilledAfterCrash => {
-                Err("kernel kept running after a crash; QEMU killed".into())
-            }
             Status::Killed => Err("QEMU was killed on purpose by the test".into()),
             Status::TimedOut => Err(format!(
                 "timed out after {} s; QEMU killed",
@@ -643,15 +635,73 @@ pub fn serve_while<T: Send>(
     limit: Duration,
     client: impl FnOnce(&std::sync::atomic::AtomicBool) -> Result<T, String> + Send,
 ) -> (Result<Outcome, String>, Result<T, String>) {
+    serve_watching(config, limit, |guest| client(guest.ended))
+}
+
+/// What a host client running beside a guest sees of it: whether it ended, and its
+/// console so far.
+#[derive(Debug)]
+pub struct Guest<'a> {
+    ended: &'a std::sync::atomic::AtomicBool,
+    console: &'a Mutex<Vec<String>>,
+}
+
+impl Guest<'_> {
+    /// Returns true once the guest ended (on its own or at the limit).
+    pub fn ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Returns the console lines the guest printed so far.
+    pub fn console(&self) -> Vec<String> {
+        self.console
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Returns the first console line for which `wanted` is true, waiting for it up to
+    /// `limit` (or until the guest ended); `None` if it did not come.
+    pub fn wait_for_line(&self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.console().into_iter().find(|line| wanted(line)) {
+                return Some(line);
+            }
+            if self.ended() || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Like [`serve_while`], with the client watching the guest's console as it comes.
+pub fn serve_watching<T: Send>(
+    config: &QemuConfig,
+    limit: Duration,
+    client: impl FnOnce(&Guest<'_>) -> Result<T, String> + Send,
+) -> (Result<Outcome, String>, Result<T, String>) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (stop, ended) = (AtomicBool::new(false), AtomicBool::new(false));
+    let console = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         let handle = scope.spawn(|| {
-            let result = client(&ended);
+            let result = client(&Guest {
+                ended: &ended,
+                console: &console,
+            });
             stop.store(true, Ordering::Release);
             result
         });
-        let outcome = run_until(config, Some(limit), false, Some(&stop));
+        let outcome = run_with(
+            config,
+            Some(limit),
+            false,
+            Some(&stop),
+            None,
+            Some(&console),
+        );
         ended.store(true, Ordering::Release);
         let result = handle
             .join()
@@ -668,7 +718,7 @@ pub fn run_until(
     echo: bool,
     stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Outcome, String> {
-    run_with(config, timeout, echo, stop, None)
+    run_with(config, timeout, echo, stop, None, None)
 }
 
 /// Runs QEMU like [`run`] and kills it (SIGKILL, status `Killed`) `delay` after the first
@@ -679,16 +729,29 @@ pub fn kill_after_line(
     prefix: &str,
     delay: Duration,
 ) -> Result<Outcome, String> {
-    run_with(config, Some(limit), false, None, Some((prefix, delay)))
+    run_with(
+        config,
+        Some(limit),
+        false,
+        None,
+        Some((prefix, delay)),
+        None,
+    )
 }
 
-/// The loop behind [`run_until`] and [`kill_after_line`].
+/// The loop behind [`run_until`], [`kill_after_line`] and [`serve_watching`] (which
+/// gets each console line in `mirror` as it arrives).
+///
+/// A panic or exception line does not end the run: the kernel contains faults (a
+/// thread or a core fails, the others go on) and ends the run itself when its main is
+/// done; the first such line is kept in the outcome, so the verdict is still failure.
 fn run_with(
     config: &QemuConfig,
     timeout: Option<Duration>,
     echo: bool,
     stop: Option<&std::sync::atomic::AtomicBool>,
     kill: Option<(&str, Duration)>,
+    mirror: Option<&Mutex<Vec<String>>>,
 ) -> Result<Outcome, String> {
     let timeout = if config.gdb { None } else { timeout };
     let mut kill_at: Option<Instant> = None;
@@ -723,7 +786,6 @@ fn run_with(
 
     let mut outcome = Outcome::new(Status::TimedOut, Vec::new(), timeout);
     let deadline = timeout.map(|timeout| start + timeout);
-    let mut fatal_deadline: Option<Instant> = None;
     let mut console_open = true;
     let status = loop {
         if !console_open {
@@ -732,7 +794,7 @@ fn run_with(
             }
         }
         let now = Instant::now();
-        let limit = [deadline, fatal_deadline].into_iter().flatten().min();
+        let limit = deadline;
         let stopped = stop.is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Acquire));
         if stopped || limit.is_some_and(|limit| now >= limit) {
             break None;
@@ -757,7 +819,6 @@ fn run_with(
                     }
                     Some(marker) if marker.is_fatal() && outcome.fatal.is_none() => {
                         outcome.fatal = Some(line.clone());
-                        fatal_deadline = Some(arrived + FATAL_GRACE);
                     }
                     Some(Marker::UnknownApp { app, available })
                         if outcome.unknown_app.is_none() =>
@@ -772,6 +833,12 @@ fn run_with(
                     if kill_at.is_none() && line.starts_with(prefix) {
                         kill_at = Some(arrived + delay);
                     }
+                }
+                if let Some(mirror) = mirror {
+                    mirror
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push(line.clone());
                 }
                 outcome.console.push(line);
             }
@@ -791,11 +858,7 @@ fn run_with(
     }
     outcome.status = match status {
         Some(status) => Status::from_exit(status),
-        // A panic's grace period ran out: the kernel did not exit by itself.
         None if outcome.killed => Status::Killed,
-        None if fatal_deadline.is_some_and(|limit| Instant::now() >= limit) => {
-            Status::KilledAfterCrash
-        }
         None => Status::TimedOut,
     };
     drop(guard);

@@ -2,6 +2,7 @@
 //! driven from the blk core.
 
 use devices::blk;
+use percore::println;
 
 use super::reserve::ReserveCursor;
 
@@ -29,9 +30,12 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
 /// Starts the blk service on its core and returns once its disks are published.
 pub fn start() {
     if let Some((core, setups)) = SETUP.lock().take() {
-        percore::spawn_on(core, move || {
+        let started = percore::spawn_on(core, move || {
             blk::start(setups);
         })
         .join();
+        if let Err(error) = started {
+            println!("manada: blk: the service did not start on core {core}: {error}");
+        }
     }
 }

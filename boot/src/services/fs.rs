@@ -40,8 +40,9 @@ pub fn start(core: usize, name: &str) {
     })
     .join();
     match mounted {
-        Ok(volume) => println!("manada: fs: mounted FAT16 on {name}: {volume:?}"),
-        Err(error) => println!("manada: fs: cannot mount {name}: {error}"),
+        Ok(Ok(volume)) => println!("manada: fs: mounted FAT16 on {name}: {volume:?}"),
+        Ok(Err(error)) => println!("manada: fs: cannot mount {name}: {error}"),
+        Err(error) => println!("manada: fs: the service did not start on core {core}: {error}"),
     }
 }
 

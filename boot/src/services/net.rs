@@ -32,9 +32,20 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
 /// polling loop running there.
 pub fn start() {
     if let Some((core, setup)) = SETUP.lock().take() {
-        if percore::spawn_on(core, move || start_here(setup)).join() {
-            // The service loop never ends; nobody joins it.
-            let _ = percore::spawn_on(core, || net::service::run());
+        match percore::spawn_on(core, move || start_here(setup)).join() {
+            Ok(true) => {
+                // The service loop never ends; nobody joins it. A fault in it fails its
+                // core (the socket calls would wait for good otherwise): callers then
+                // get `NoService`.
+                let _ = percore::spawn_on(core, || {
+                    let _critical = percore::fault::critical();
+                    net::service::run()
+                });
+            }
+            Ok(false) => {}
+            Err(error) => {
+                println!("manada: net: the service did not start on core {core}: {error}")
+            }
         }
     }
 }

@@ -2,25 +2,56 @@
 //!
 //! `spawn` starts a thread on this core; `spawn_on` starts one on any core by sending
 //! its job there as a message; `JoinHandle::join` blocks the caller (its core runs other
-//! threads meanwhile) until the result is there, from any core. A thread runs until it
-//! yields, sleeps, blocks in `join`, or ends; nothing preempts it.
+//! threads meanwhile) until the result is there, or until it is known that there will
+//! be none (the thread faulted, or its core failed), from any core. A thread runs until
+//! it yields, sleeps, blocks in `join`, or ends; nothing preempts it.
 
 #[allow(unsafe_code)]
 mod join;
+#[allow(unsafe_code)]
+mod messages;
 mod queue;
 #[allow(unsafe_code)]
 mod scheduler;
+mod state;
+#[allow(unsafe_code)]
+mod wait;
 
-pub use join::JoinHandle;
+pub use join::{JoinError, JoinHandle};
+pub(crate) use messages::on_kernel_message;
 pub use queue::{RunQueue, SleepQueue};
-pub use scheduler::{in_thread, run, stats, yield_now, SchedulerStats, SpawnError, STACK_SIZE};
-pub(crate) use scheduler::{on_kernel_message, send_kernel, words, Scheduler};
+pub(crate) use scheduler::{adjust_critical, running_thread, Scheduler};
+pub use scheduler::{
+    end_failed_thread, in_thread, run, stats, yield_now, SchedulerStats, SpawnError, ThreadView,
+    STACK_SIZE,
+};
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
+use core::fmt;
 use core::time::Duration;
 
-use join::Packet;
+use join::{Abandon, Packet};
+
+/// The core a thread waited on failed and was fenced; it will never answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreFailed(pub usize);
+
+impl fmt::Display for CoreFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "core {} failed", self.0)
+    }
+}
+
+/// Returns a job that runs `f` and completes `packet`, and the packet to fail instead.
+fn job_for<T: 'static>(
+    f: impl FnOnce() -> T + 'static,
+    packet: &Arc<Packet<T>>,
+) -> (Box<dyn FnOnce()>, Arc<dyn Abandon>) {
+    let finished = packet.clone();
+    let abandon: Arc<dyn Abandon> = packet.clone();
+    (Box::new(move || finished.complete(f())), abandon)
+}
 
 /// Starts `f` in a new thread on this core.
 ///
@@ -29,8 +60,8 @@ use join::Packet;
 pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> JoinHandle<T> {
     let core = crate::current_core();
     let packet = Arc::new(Packet::new());
-    let finished = packet.clone();
-    if let Err(error) = scheduler::spawn_local(Box::new(move || finished.complete(f()))) {
+    let (job, abandon) = job_for(f, &packet);
+    if let Err(error) = scheduler::spawn_local(job, Some(&abandon)) {
         panic!("spawn on core {core}: {error}");
     }
     JoinHandle::new(packet, core)
@@ -39,7 +70,8 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> JoinHandle<T> {
 /// Starts `f` in a new thread on core `core` (this one or any other).
 ///
 /// # Panics
-/// Panics when `core` is not a core of this run or has no memory for the thread.
+/// Panics when `core` is not a core of this run, failed, or has no memory for the
+/// thread.
 pub fn spawn_on<T: Send + 'static>(
     core: usize,
     f: impl FnOnce() -> T + Send + 'static,
@@ -55,8 +87,10 @@ pub fn spawn_on<T: Send + 'static>(
 
 /// Starts `f` in a new thread on core `core`, or says why it could not.
 ///
-/// A thread for another core is sent there as a message; that core creates it, and
-/// if it runs out of memory it panics with its core and the size.
+/// A thread for another core is sent there as a message; that core creates it, and if
+/// it has no memory for it the join returns [`JoinError::OutOfMemory`]. A core that
+/// failed is refused at once ([`SpawnError::CoreFailed`]); one that fails after the
+/// message left makes the join return [`JoinError::CoreFailed`].
 pub fn try_spawn_on<T: Send + 'static>(
     core: usize,
     f: impl FnOnce() -> T + Send + 'static,
@@ -65,20 +99,21 @@ pub fn try_spawn_on<T: Send + 'static>(
     if core >= cores {
         return Err(SpawnError::NoSuchCore(core));
     }
+    if crate::mailbox::is_fenced(core) {
+        return Err(SpawnError::CoreFailed(core));
+    }
     let packet = Arc::new(Packet::new());
-    let finished = packet.clone();
-    let job: Box<dyn FnOnce() + Send> = Box::new(move || finished.complete(f()));
+    let (job, abandon) = job_for(f, &packet);
     if core == crate::current_core() {
-        scheduler::spawn_local(job)?;
+        scheduler::spawn_local(job, Some(&abandon))?;
     } else {
-        // A thin pointer to the boxed job travels; ownership moves with the message.
-        let raw = Box::into_raw(Box::new(job as Box<dyn FnOnce()>));
-        let message = ipc::Message::new(
-            scheduler::SPAWN,
-            crate::current_core() as u16,
-            words([raw as u64]),
-        );
-        send_kernel(core, message);
+        messages::send_start(
+            core,
+            messages::Start {
+                job,
+                packet: Some(abandon),
+            },
+        )?;
     }
     Ok(JoinHandle::new(packet, core))
 }
@@ -90,8 +125,9 @@ pub fn try_spawn_on<T: Send + 'static>(
 /// runs when that core serves its mailbox; on this core it runs at once. It must not
 /// block, yield or sleep. The loop runs jobs after it released the mailbox, so a job may
 /// send messages and wake threads; it should not hold a borrow of the core's service
-/// state while it does (a send that waits for room serves the mailbox meanwhile). Services use it with [`park`]: the caller parks,
-/// the job answers and unparks it.
+/// state while it does (a send that waits for room serves the mailbox meanwhile).
+/// Services use it with [`park_on`]: the caller parks, the job answers and unparks it.
+/// A core that failed is refused ([`SpawnError::CoreFailed`]) and the job dropped.
 pub fn run_on(core: usize, job: impl FnOnce() + Send + 'static) -> Result<(), SpawnError> {
     if core >= crate::core_count() {
         return Err(SpawnError::NoSuchCore(core));
@@ -100,16 +136,7 @@ pub fn run_on(core: usize, job: impl FnOnce() + Send + 'static) -> Result<(), Sp
         job();
         return Ok(());
     }
-    let job: scheduler::RunJob = Box::new(job);
-    // A thin pointer to the boxed job travels; ownership moves with the message.
-    let raw = Box::into_raw(Box::new(job));
-    let message = ipc::Message::new(
-        scheduler::RUN,
-        crate::current_core() as u16,
-        words([raw as u64]),
-    );
-    send_kernel(core, message);
-    Ok(())
+    messages::send_job(core, Box::new(job))
 }
 
 /// A thread blocked in [`park`], and the one right to make it ready again.
@@ -117,12 +144,18 @@ pub fn run_on(core: usize, job: impl FnOnce() + Send + 'static) -> Result<(), Sp
 /// It is not `Clone`: `unpark` consumes it, so a thread is made ready at most once per
 /// `park`. Dropping it without `unpark` leaves the thread blocked for good.
 #[derive(Debug)]
-pub struct Parked(scheduler::WaiterToken);
+pub struct Parked(wait::WaiterToken);
 
 impl Parked {
-    /// Makes the parked thread ready again, on whichever core it lives.
+    /// Makes the parked thread ready again, on whichever core it lives. A thread on a
+    /// core that failed is gone: then nothing happens.
     pub fn unpark(self) {
-        scheduler::wake(self.0);
+        wait::wake(self.0);
+    }
+
+    /// Returns the core of the parked thread.
+    pub fn core(&self) -> usize {
+        self.0.core()
     }
 }
 
@@ -130,13 +163,34 @@ impl Parked {
 ///
 /// `register` runs before the thread blocks and should store the handle where the
 /// waker finds it; unparking it at once (even from `register`) is allowed and simply
-/// makes the thread ready again after it blocked.
+/// makes the thread ready again after it blocked. For a wait on another core, use
+/// [`park_on`], which also ends when that core fails.
 ///
 /// # Panics
 /// Panics when called outside a thread.
 pub fn park(register: impl FnOnce(Parked)) {
-    register(Parked(scheduler::current_waiter_token()));
-    scheduler::block_until_woken();
+    register(Parked(wait::begin_wait()));
+    wait::block_until_woken();
+}
+
+/// Like [`park`] for a thread that waits for core `core` to unpark it: returns `Err`
+/// at once if that core failed, or as soon as this core learns that it failed before
+/// unparking (within one turn of this core's loop). Give the [`Parked`] to `core` alone:
+/// after a failure, this core takes the last messages `core` sent and then ends the
+/// wait, which is only safe if no other core can still unpark it.
+///
+/// # Panics
+/// Panics when called outside a thread.
+pub fn park_on(core: usize, register: impl FnOnce(Parked)) -> Result<(), CoreFailed> {
+    if core == crate::current_core() {
+        park(register);
+        return Ok(());
+    }
+    if crate::mailbox::is_fenced(core) {
+        return Err(CoreFailed(core));
+    }
+    register(Parked(wait::begin_wait()));
+    wait::block_on_remote(core, None)
 }
 
 /// Sleeps for at least `duration`; the core runs its other threads, or halts.

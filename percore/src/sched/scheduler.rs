@@ -6,17 +6,26 @@
 //! and resumes the loop, which picks the next ready thread. The scheduler lives in the
 //! core's `CoreLocal`; it takes no lock (only this core touches it) and no `RefCell`
 //! borrow is held across a switch.
+//!
+//! A thread that faults is ended from the fault handler ([`end_failed_thread`]), which
+//! switches to the home context for good; its record and stack are leaked (what it owned
+//! may still be in use by a device, and a late wake-up must still find its record).
+//! Waits and wake-ups are in `wait`, kernel messages in `messages`.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use ipc::{Kind, Message};
-
+use super::join::{Abandon, JoinError};
 use super::queue::{RunQueue, SleepQueue};
+use super::state::{RunState, Wakeup};
+use super::wait::{self, notice_failures, RemoteWait};
 use crate::arch::{self, Context};
 use crate::cpu;
-use crate::mailbox::{self, hooks};
+use crate::fault::{self, Place};
+use crate::mailbox::hooks;
 use crate::time;
 
 /// Usable stack of every thread.
@@ -24,24 +33,30 @@ pub const STACK_SIZE: usize = 64 * 1024;
 /// The unmapped page below each stack: an overflow faults instead of corrupting.
 pub const GUARD_SIZE: usize = 4096;
 
-/// Kernel message: run the boxed job (word 0: `Box<Box<dyn FnOnce() + Send>>`) here.
-pub(crate) const SPAWN: Kind = Kind::new(mailbox::KERNEL_KINDS + 1);
-/// Kernel message: make the blocked thread of the token in word 0 ready.
-pub(crate) const WAKE: Kind = Kind::new(mailbox::KERNEL_KINDS + 2);
-/// Run this job in the core's loop, outside any thread (`run_on`).
-pub(crate) const RUN: Kind = Kind::new(mailbox::KERNEL_KINDS + 4);
-
-type Job = Box<dyn FnOnce()>;
+pub(crate) type Job = Box<dyn FnOnce()>;
 
 /// A thread: its saved context, its stack and, until it starts, its job.
+///
+/// Aligned to 16 bytes so that waiter tokens (which hold its address) keep their low
+/// bits free for the join packet's tags.
+#[repr(C, align(16))]
 pub(crate) struct Thread {
     context: Context,
     /// Start of the allocation: the guard page, then the stack.
     stack: usize,
     job: Option<Job>,
+    /// The packet of its join handle, failed if the thread faults.
+    packet: Option<Arc<dyn Abandon>>,
+    /// Its number on this core, for fault reports.
+    id: u64,
+    pub(super) wakeup: Wakeup,
+    /// Open `fault::critical` sections: a fault inside one fails the core.
+    critical: u32,
+    /// The core this thread waited on failed before answering (`park_on`).
+    pub(super) lost_core: bool,
 }
 
-type ThreadRef = NonNull<Thread>;
+pub(super) type ThreadRef = NonNull<Thread>;
 
 /// Counters of one core's scheduler.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -50,22 +65,37 @@ pub struct SchedulerStats {
     pub spawned: u64,
     /// Threads that ended.
     pub finished: u64,
+    /// Threads ended by a fault (not counted in `finished`).
+    pub failed: u64,
     /// Switches into a thread.
     pub switches: u64,
     /// Threads alive now (ready, running, sleeping or blocked).
     pub live: u64,
 }
 
+/// Packets to fail from the loop, with why (at most this many per turn of the loop).
+const ABANDONED: usize = 32;
+
 /// One core's scheduler state.
 pub struct Scheduler {
-    ready: RunQueue<ThreadRef>,
+    pub(super) ready: RunQueue<ThreadRef>,
     sleeping: SleepQueue<ThreadRef>,
-    current: Option<ThreadRef>,
+    pub(super) current: Option<ThreadRef>,
     home: Context,
     /// A thread that ended and whose stack the loop frees (it could not free its own).
     dead: Option<ThreadRef>,
     /// Jobs other cores sent with `run_on`, run by the loop outside any borrow.
-    jobs: alloc::collections::VecDeque<RunJob>,
+    pub(super) jobs: alloc::collections::VecDeque<RunJob>,
+    /// Join packets of threads that failed or could not start, failed by the loop (the
+    /// wake-up it may send cannot go out from a fault handler or with the mailbox held).
+    pub(super) abandoned: heapless::Deque<(Arc<dyn Abandon>, JoinError), ABANDONED>,
+    /// Threads blocked on another core, failed if it fails. Its capacity is kept at
+    /// least the number of live threads (each has one wait at most), so registering a
+    /// wait never allocates.
+    pub(super) remote_waits: Vec<RemoteWait>,
+    /// The fenced cores whose waiters this core has failed already.
+    pub(super) known_fenced: u64,
+    next_id: u64,
     stats: SchedulerStats,
 }
 
@@ -92,9 +122,14 @@ impl Scheduler {
             home: Context::empty(),
             dead: None,
             jobs: alloc::collections::VecDeque::new(),
+            abandoned: heapless::Deque::new(),
+            remote_waits: Vec::new(),
+            known_fenced: 0,
+            next_id: 1,
             stats: SchedulerStats {
                 spawned: 0,
                 finished: 0,
+                failed: 0,
                 switches: 0,
                 live: 0,
             },
@@ -108,7 +143,7 @@ impl Default for Scheduler {
     }
 }
 
-fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
+pub(super) fn with<R>(f: impl FnOnce(&mut Scheduler) -> R) -> R {
     let local = cpu::current().expect("the scheduler runs on a numbered core");
     let mut scheduler = local.scheduler.borrow_mut();
     f(&mut scheduler)
@@ -126,6 +161,8 @@ pub enum SpawnError {
     OutOfMemory(usize),
     /// The core does not exist in this run.
     NoSuchCore(usize),
+    /// The core failed and was fenced.
+    CoreFailed(usize),
 }
 
 impl core::fmt::Display for SpawnError {
@@ -135,6 +172,7 @@ impl core::fmt::Display for SpawnError {
                 write!(f, "out of memory for a {size}-byte thread stack")
             }
             SpawnError::NoSuchCore(core) => write!(f, "no core {core} in this run"),
+            SpawnError::CoreFailed(core) => write!(f, "core {core} failed"),
         }
     }
 }
@@ -143,17 +181,33 @@ fn stack_layout() -> Layout {
     Layout::from_size_align(STACK_SIZE + GUARD_SIZE, GUARD_SIZE).expect("constant layout")
 }
 
-/// Creates a thread running `job` on this core and makes it ready.
-pub(crate) fn spawn_local(job: Job) -> Result<(), SpawnError> {
+/// Creates a thread running `job` on this core and makes it ready; `packet` is failed if
+/// the thread faults.
+pub(crate) fn spawn_local(job: Job, packet: Option<&Arc<dyn Abandon>>) -> Result<(), SpawnError> {
     let layout = stack_layout();
     let stack = crate::global::try_alloc(layout).ok_or(SpawnError::OutOfMemory(layout.size()))?;
-    (hooks().protect)(stack, true);
-    let thread = Box::new(Thread {
-        context: Context::empty(),
-        stack,
-        job: Some(job),
+    let record = Layout::new::<Thread>();
+    // Room for this thread's remote wait, so registering one never allocates.
+    let (reserved, id) = with(|s| {
+        let live = usize::try_from(s.stats.live).unwrap_or(usize::MAX);
+        let reserved = s
+            .remote_waits
+            .try_reserve(live.saturating_add(1).saturating_sub(s.remote_waits.len()))
+            .is_ok();
+        s.next_id += 1;
+        (reserved, s.next_id - 1)
     });
-    let thread = NonNull::from(Box::leak(thread));
+    let thread = if reserved {
+        crate::global::try_alloc(record).and_then(|address| NonNull::new(address as *mut Thread))
+    } else {
+        None
+    };
+    let Some(thread) = thread else {
+        // SAFETY: allocated above with this layout and never used.
+        unsafe { crate::global::dealloc(stack, layout) };
+        return Err(SpawnError::OutOfMemory(layout.size()));
+    };
+    (hooks().protect)(stack, true);
     // SAFETY: the stack was just allocated for this thread alone; `thread_entry` never
     // returns; the thread pointer stays valid until the loop reclaims the thread.
     let context = unsafe {
@@ -163,14 +217,37 @@ pub(crate) fn spawn_local(job: Job) -> Result<(), SpawnError> {
             thread.as_ptr() as usize,
         )
     };
-    // SAFETY: the thread is not running and nothing else refers to it yet.
-    unsafe { (*thread.as_ptr()).context = context };
+    // SAFETY: `thread` is a fresh block of `Thread`'s layout; nothing refers to it yet.
+    unsafe {
+        thread.as_ptr().write(Thread {
+            context,
+            stack,
+            job: Some(job),
+            packet: packet.cloned(),
+            id,
+            wakeup: Wakeup::new(),
+            critical: 0,
+            lost_core: false,
+        })
+    };
     with(|s| {
         s.ready.push(thread);
         s.stats.spawned += 1;
         s.stats.live += 1;
     });
     Ok(())
+}
+
+/// Frees a thread record made by `spawn_local`.
+///
+/// # Safety
+/// `thread` came from `spawn_local`, ended, and nothing refers to it any more.
+unsafe fn free_record(thread: ThreadRef) {
+    // SAFETY: the caller's contract; the record was written in place by `spawn_local`.
+    unsafe {
+        core::ptr::drop_in_place(thread.as_ptr());
+        crate::global::dealloc(thread.as_ptr() as usize, Layout::new::<Thread>());
+    }
 }
 
 extern "C" fn thread_entry(thread: usize) -> ! {
@@ -184,7 +261,7 @@ extern "C" fn thread_entry(thread: usize) -> ! {
 }
 
 /// How the running thread leaves the CPU.
-enum Leave {
+pub(super) enum Leave {
     Yield,
     Sleep(u64),
     Block,
@@ -193,32 +270,81 @@ enum Leave {
 
 /// Saves the running thread and resumes the core's loop; returns when the thread runs
 /// again (never, for `Exit`).
-fn leave(how: Leave) {
+pub(super) fn leave(how: Leave) {
     let (save, load) = with(|s| {
         let me = s
             .current
             .take()
             .expect("only a thread can yield, sleep, block or exit");
+        // SAFETY: `me` is alive (it is running this code) and only this core touches it.
+        let thread = unsafe { &mut *me.as_ptr() };
         match how {
-            Leave::Yield => s.ready.push(me),
-            Leave::Sleep(deadline) => s.sleeping.sleep(me, deadline),
-            Leave::Block => {}
+            Leave::Yield => {
+                thread.wakeup.set(RunState::Ready);
+                s.ready.push(me);
+            }
+            Leave::Sleep(deadline) => {
+                thread.wakeup.set(RunState::Sleeping);
+                s.sleeping.sleep(me, deadline);
+            }
+            Leave::Block => {
+                if thread.wakeup.block() {
+                    s.ready.push(me);
+                }
+            }
             Leave::Exit => {
+                thread.wakeup.set(RunState::Exited);
                 s.dead = Some(me);
                 s.stats.finished += 1;
                 s.stats.live -= 1;
             }
         }
-        // SAFETY: `me` is alive (it is running this code); the home context lives in
-        // the core's CoreLocal, which never moves.
-        (
-            unsafe { &raw mut (*me.as_ptr()).context },
-            &raw const s.home,
-        )
+        // The home context lives in the core's CoreLocal, which never moves.
+        (&raw mut thread.context, &raw const s.home)
     });
     cpu::set_guard_page(0);
     // SAFETY: the home context was saved by the loop when it switched to this thread.
     unsafe { arch::switch(save, load) };
+    fault::maybe_inject(Place::Thread);
+}
+
+/// Ends the running thread, which faulted, and resumes the core's loop for good: no
+/// unwinding, so its stack and what it owned stay as they were (leaked). Its join
+/// packet fails with `error`. Called from the fault handler, which checked that no
+/// kernel state of this core was in use.
+///
+/// # Panics
+/// Panics outside a thread.
+pub fn end_failed_thread(error: JoinError) -> ! {
+    let (save, load) = with(|s| {
+        let me = s.current.take().expect("only a thread fails alone");
+        // SAFETY: `me` ran until the fault; only this core touches it. Its record is
+        // never freed: a late wake-up for it must still find it (and ignore it).
+        let thread = unsafe { &mut *me.as_ptr() };
+        thread.wakeup.fail();
+        // It may have faulted after registering a wait (in `park_on`'s `register`).
+        s.remote_waits.retain(|wait| wait.thread != me);
+        if let Some(packet) = thread.packet.take() {
+            // Failed by the loop: waking the joiner may mean a message, not from here.
+            if s.abandoned.push_back((packet, error)).is_err() {
+                crate::println!(
+                    "manada: core {}: too many failed threads at once; a join of thread {} waits",
+                    crate::current_core(),
+                    thread.id
+                );
+            }
+        }
+        s.stats.failed += 1;
+        s.stats.live -= 1;
+        (&raw mut thread.context, &raw const s.home)
+    });
+    fault::count_failed_thread();
+    fault::fault_handled();
+    cpu::set_guard_page(0);
+    // SAFETY: the home context was saved by the loop when it switched to this thread,
+    // and nothing switches back to a failed thread.
+    unsafe { arch::switch(save, load) };
+    unreachable!("a failed thread is never switched to again")
 }
 
 /// Lets the other ready threads of this core run, then continues.
@@ -244,115 +370,48 @@ pub fn in_thread() -> bool {
     cpu::current().is_some_and(|local| local.scheduler.borrow().current.is_some())
 }
 
-/// Identifies a blocked thread and its core, for the one who wakes it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WaiterToken(usize);
-
-const CORE_SHIFT: u32 = 48;
-
-impl WaiterToken {
-    pub(crate) fn from_raw(raw: usize) -> Self {
-        Self(raw)
-    }
-
-    pub(crate) fn into_raw(self) -> usize {
-        self.0
-    }
-
-    fn core(self) -> usize {
-        self.0 >> CORE_SHIFT
-    }
-
-    fn thread(self) -> ThreadRef {
-        NonNull::new((self.0 & ((1 << CORE_SHIFT) - 1)) as *mut Thread)
-            .expect("a token names a thread")
-    }
-}
-
-/// Returns the running thread's token.
-pub(crate) fn current_waiter_token() -> WaiterToken {
-    let thread = with(|s| s.current.expect("only a thread can wait"));
-    let core = crate::current_core();
-    WaiterToken(core << CORE_SHIFT | thread.as_ptr() as usize)
-}
-
-/// Blocks the running thread until someone calls [`wake`] with its token.
-pub(crate) fn block_until_woken() {
-    leave(Leave::Block);
-}
-
-/// Makes the thread of `token` ready, on whichever core it lives.
-pub(crate) fn wake(token: WaiterToken) {
-    if token.core() == crate::current_core() {
-        with(|s| s.ready.push(token.thread()));
-    } else {
-        let message = Message::new(
-            WAKE,
-            crate::current_core() as u16,
-            words([token.into_raw() as u64]),
-        );
-        send_kernel(token.core(), message);
-    }
-}
-
-/// Returns 48 inline bytes holding `values` (the rest zero).
-pub(crate) fn words<const N: usize>(values: [u64; N]) -> [u8; 48] {
-    let mut all = [0u64; 6];
-    all[..N].copy_from_slice(&values);
-    ipc::message::bytes_from_words(&all)
-}
-
-/// Sends a kernel message to `to`, never dropping it: while the ring is full, a thread
-/// yields (its core's loop keeps serving the mailbox) and the loop serves it directly.
-pub(crate) fn send_kernel(to: usize, message: Message) {
-    let mut message = message;
-    loop {
-        match cpu::with_mailbox(|mailbox| mailbox.try_send_kernel(to, message)) {
-            Ok(()) => break,
-            Err(back) => {
-                message = back.into_inner();
-                cpu::with_mailbox(|mailbox| mailbox.notify(to));
-                if in_thread() {
-                    yield_now();
-                } else {
-                    serve_mailbox();
-                    core::hint::spin_loop();
-                }
-            }
+/// Adds `delta` to the running thread's open critical sections (nothing outside a
+/// thread).
+pub(crate) fn adjust_critical(delta: i32) {
+    if let Some(local) = cpu::current() {
+        if let Some(me) = local.scheduler.borrow().current {
+            // SAFETY: the running thread is alive and only this core touches it.
+            let thread = unsafe { &mut *me.as_ptr() };
+            thread.critical = thread.critical.saturating_add_signed(delta);
         }
     }
-    cpu::with_mailbox(|mailbox| mailbox.notify(to));
 }
 
-/// Handles a kernel message that arrived in this core's mailbox.
-pub(crate) fn on_kernel_message(_source: usize, message: Message) {
-    let kind = message.header().kind();
-    if kind == SPAWN {
-        let raw = message.inline_word(0) as usize as *mut Job;
-        // SAFETY: the spawning core boxed the job and sent its pointer once
-        // (`spawn_on`); ownership moved with the message.
-        let job = unsafe { Box::from_raw(raw) };
-        if let Err(error) = spawn_local(*job) {
-            panic!("cannot start a thread sent by another core: {error}");
+/// What the fault handler needs to know about the running thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadView {
+    /// Its number on this core.
+    pub id: u64,
+    /// Its stack, guard page included.
+    pub stack: core::ops::Range<usize>,
+    /// It was inside a `fault::critical` section.
+    pub critical: bool,
+}
+
+/// Returns the running thread (`Ok(None)` in the core's loop), or `Err` when the
+/// scheduler's state is in use (the fault hit the scheduler itself).
+pub(crate) fn running_thread() -> Result<Option<ThreadView>, ()> {
+    let local = cpu::current().ok_or(())?;
+    let scheduler = local.scheduler.try_borrow_mut().map_err(|_| ())?;
+    Ok(scheduler.current.map(|me| {
+        // SAFETY: the running thread is alive; this is a read on its own core.
+        let thread = unsafe { &*me.as_ptr() };
+        ThreadView {
+            id: thread.id,
+            stack: thread.stack..thread.stack + stack_layout().size(),
+            critical: thread.critical > 0,
         }
-    } else if kind == RUN {
-        let raw = message.inline_word(0) as usize as *mut RunJob;
-        // SAFETY: `run_on` boxed the job and sent its pointer once; ownership moved with
-        // the message.
-        let job = unsafe { Box::from_raw(raw) };
-        // Run by the loop after the mailbox is released: the job may send messages.
-        with(|s| s.jobs.push_back(*job));
-    } else if kind == WAKE {
-        let token = WaiterToken::from_raw(message.inline_word(0) as usize);
-        with(|s| s.ready.push(token.thread()));
-    } else if kind == crate::global::REMOTE_FREE {
-        crate::global::receive_remote_frees(&message);
-    }
+    }))
 }
 
 /// Serves the mailbox from the core's loop: kernel messages now, the others are kept
 /// for the application.
-fn serve_mailbox() -> usize {
+pub(super) fn serve_mailbox() -> usize {
     cpu::with_mailbox(|mailbox| mailbox.poll_for_kernel())
 }
 
@@ -364,21 +423,32 @@ fn run_jobs() {
     }
 }
 
-/// Frees the stack of the thread that ended last.
+/// Frees the stack of the thread that ended last, and fails the join packets of threads
+/// that failed or could not start.
 fn reclaim() {
     if let Some(thread) = with(|s| s.dead.take()) {
-        // SAFETY: the thread ended and was switched away from for good; it was leaked
-        // from a Box in `spawn_local`.
-        let thread = unsafe { Box::from_raw(thread.as_ptr()) };
-        (hooks().protect)(thread.stack, false);
-        // SAFETY: allocated in `spawn_local` with this layout, no longer in use.
-        unsafe { crate::global::dealloc(thread.stack, stack_layout()) };
+        // SAFETY: the thread ended and was switched away from for good.
+        let stack = unsafe { (*thread.as_ptr()).stack };
+        (hooks().protect)(stack, false);
+        // SAFETY: allocated in `spawn_local` with this layout, no longer in use; the
+        // record likewise, and no wake-up can name it (its waits all ended).
+        unsafe {
+            crate::global::dealloc(stack, stack_layout());
+            free_record(thread);
+        }
+    }
+    while let Some((packet, error)) = with(|s| s.abandoned.pop_front()) {
+        if let Some(token) = packet.abandon(error) {
+            wait::wake(token);
+        }
     }
 }
 
 /// Runs the core: threads, mailbox, sleepers, remote frees; halts when idle.
 pub fn run() -> ! {
     loop {
+        notice_failures();
+        fault::maybe_inject(Place::Loop);
         reclaim();
         serve_mailbox();
         run_jobs();
@@ -386,9 +456,13 @@ pub fn run() -> ! {
         let now = time::ticks();
         let next = with(|s| {
             while let Some(thread) = s.sleeping.wake_one(now) {
+                // SAFETY: sleeping threads are alive; only this core touches them.
+                unsafe { (*thread.as_ptr()).wakeup.set(RunState::Ready) };
                 s.ready.push(thread);
             }
             let next = s.ready.pop()?;
+            // SAFETY: ready threads are alive; only this core touches them.
+            unsafe { (*next.as_ptr()).wakeup.set(RunState::Running) };
             s.current = Some(next);
             s.stats.switches += 1;
             // SAFETY: `next` is alive (ready threads are); the home context is in the
@@ -411,20 +485,21 @@ pub fn run() -> ! {
 }
 
 /// Nothing is ready: hand partial remote-free batches home, then halt until a message,
-/// the next sleeper's deadline or a retry of blocked remote frees.
+/// the next sleeper's deadline, a retry of blocked remote frees or an injected fault.
 fn idle() {
     crate::global::flush_outbox();
     // Sending may have served the mailbox and queued jobs: run them before halting.
-    if crate::global::send_remote_frees() || with(|s| !s.jobs.is_empty()) {
+    if crate::global::send_remote_frees() || with(|s| !s.jobs.is_empty() || !s.abandoned.is_empty())
+    {
         return;
     }
     let deadline = with(|s| s.sleeping.next_deadline());
     let retry = crate::global::remote_frees_pending()
         .then(|| time::ticks() + time::ticks_per_micro() * 100);
-    let wake_at = match (deadline, retry) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let wake_at = [deadline, retry, fault::injection_deadline(Place::Loop)]
+        .into_iter()
+        .flatten()
+        .min();
     (hooks().arm_timer)(wake_at);
     cpu::with_mailbox(|mailbox| mailbox.wait());
 }

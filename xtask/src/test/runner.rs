@@ -156,6 +156,7 @@ pub fn catalogue() -> Vec<Case> {
         super::fs_crash::cases(),
         super::net::cases(),
         super::httpd::cases(),
+        super::faults::cases(),
         super::bench::cases(),
     ]
     .into_iter()
