@@ -1,4 +1,7 @@
 //! The applications linked into the Manada image; the kernel command line picks one.
+//!
+//! The applications a user runs or reads as examples sit at the top; `fixtures` holds
+//! the apps that exist for the integration tests, `benches` those that measure.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -6,22 +9,14 @@
 extern crate alloc;
 
 mod app;
-mod blk_bench;
-mod blk_errors;
-mod blk_test;
+mod benches;
 mod echo;
-mod exchange;
 mod files;
-mod free_storm;
-mod fs_bench;
+mod fixtures;
 mod hello;
 mod httpd;
-mod ipc_bench;
-mod oom;
-mod overflow;
-mod panic;
-mod percore_bench;
-mod scale;
-mod threads;
+
+use benches::{blk_bench, fs_bench, ipc_bench, percore_bench, scale};
+use fixtures::{blk_errors, blk_test, exchange, free_storm, oom, overflow, panic, threads};
 
 pub use app::{app_cores, find, names, on_every_core, App, AppError, APPS};
