@@ -33,7 +33,8 @@ pub fn kernel_path(workspace: &Workspace, release: bool) -> PathBuf {
         .join("manada")
 }
 
-/// Builds the kernel (`boot`'s `manada` binary) and returns the image path.
+/// Builds the kernel image (the `apps` crate's `manada` binary: the kernel library
+/// with the applications) and returns its path.
 pub fn build_kernel(workspace: &Workspace, release: bool) -> Result<PathBuf, String> {
     tools::ensure_kernel_target(workspace)?;
     let mut command = Command::new(tools::cargo());
@@ -41,7 +42,7 @@ pub fn build_kernel(workspace: &Workspace, release: bool) -> Result<PathBuf, Str
         .args([
             "build",
             "-p",
-            "boot",
+            "apps",
             "--bin",
             "manada",
             "--target",
