@@ -16,6 +16,7 @@ extern crate std;
 #[allow(unsafe_code)]
 pub mod arch;
 pub mod bootinfo;
+pub mod channel;
 pub mod cmdline;
 pub mod console;
 #[allow(unsafe_code)]
@@ -23,6 +24,9 @@ pub mod cpu;
 #[allow(unsafe_code)]
 pub mod global;
 pub mod heap;
+#[cfg(not(target_os = "none"))]
+#[allow(unsafe_code)]
+pub mod host;
 pub mod mailbox;
 pub mod memory;
 pub mod placement;
@@ -30,6 +34,7 @@ pub mod sched;
 pub mod time;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
+pub use channel::{channel, Receiver, RecvError, SendError, Sender, TryRecvError};
 pub use cpu::{current_core, with_mailbox, CoreLocal};
 pub use mailbox::{Mailbox, MailboxLocation};
 pub use memory::{CoreMemory, PhysRange};
