@@ -10,6 +10,8 @@ pub static APPS: &[App] = &[
     crate::files::APP,
     crate::echo::APP,
     crate::httpd::APP,
+    crate::primes::APP,
+    crate::pipeline::APP,
     // Test fixtures (`fixtures/`).
     crate::exchange::APP,
     crate::threads::APP,

@@ -15,8 +15,14 @@ mod files;
 mod fixtures;
 mod hello;
 mod httpd;
+mod pipeline;
+mod primes;
 
 use benches::{blk_bench, fs_bench, ipc_bench, percore_bench, scale};
 use fixtures::{blk_errors, blk_test, exchange, free_storm, oom, overflow, panic, threads};
 
 pub use app::{app_cores, find, names, on_every_core, App, AppError, APPS};
+
+/// The cores of the host machine (`percore::host`) the apps' tests run on.
+#[cfg(test)]
+const HOST_CORES: usize = 4;

@@ -57,6 +57,7 @@ mod tsc;
 
 pub use app::{app_cores, command_line, find, on_every_core, App, AppError};
 pub use core::time::Duration;
+pub use percore::channel::{channel, Receiver, RecvError, SendError, Sender, TryRecvError};
 pub use percore::cmdline::CommandLine;
 pub use percore::{
     core_count, current_core, park, println, run_on, sleep, spawn, spawn_on, try_spawn_on,

@@ -5,7 +5,8 @@
 //! kernel runs an application's `main`, then returns what it returned. Threads, `join`,
 //! `sleep`, `park`, `run_on` and channels work as in the kernel; what differs is below
 //! the hooks: halting parks the host thread, the wake-up interrupt unparks it, and the
-//! timer is the park's timeout. Guard pages are not mapped out.
+//! timer is the park's timeout, and the console is standard output. Guard pages are not
+//! mapped out.
 //!
 //! The boot information (the core count, the TSC rate) is published once per process,
 //! so every machine of one process has the same number of cores. A machine's cores
@@ -40,6 +41,8 @@ const LONGEST_HALT: Duration = Duration::from_millis(50);
 static THREADS: Mutex<Option<HashMap<u32, Thread>>> = Mutex::new(None);
 /// The next free APIC id.
 static NEXT_APIC_ID: AtomicU32 = AtomicU32::new(0x1000);
+/// Installs the console's sink once for the process.
+static CONSOLE_ONCE: std::sync::Once = std::sync::Once::new();
 /// The TSC rate measured once for the process.
 static TSC_HZ: OnceLock<u64> = OnceLock::new();
 
@@ -79,6 +82,11 @@ pub fn run<T: Send + 'static>(cores: usize, main: impl FnOnce() -> T + Send + 's
             .into_boxed_slice(),
     );
     publish_machine(cores, locations);
+    CONSOLE_ONCE.call_once(|| {
+        crate::console::CONSOLE.install(Box::leak(Box::new(StandardOutput)), |args| {
+            std::eprint!("{args}")
+        });
+    });
     mailbox::install_hooks(Hooks {
         wake,
         halt,
@@ -172,6 +180,18 @@ fn leak_memory(bytes: usize) -> Range<usize> {
     assert!(!base.is_null(), "no host memory for a core's heap");
     let start = base.expose_provenance();
     start..start + bytes
+}
+
+/// The console of a host machine: the process's standard output.
+struct StandardOutput;
+
+impl core::fmt::Write for StandardOutput {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        use std::io::Write;
+        std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(|_| core::fmt::Error)
+    }
 }
 
 fn threads() -> std::sync::MutexGuard<'static, Option<HashMap<u32, Thread>>> {
