@@ -5,6 +5,7 @@
 //! commands work.
 
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
 
 manada::applications!(apps::APPS);
 

@@ -13,12 +13,18 @@ pub struct BuildArgs {
     /// Build with the release profile.
     #[arg(long)]
     pub release: bool,
+    /// Build the image of the application crate in this folder (see `cargo xtask new`).
+    #[arg(long, value_name = "PATH")]
+    pub app_crate: Option<PathBuf>,
 }
 
 /// Builds the kernel and prints the image path.
 pub fn main(args: &BuildArgs) -> Result<(), String> {
     let workspace = tools::workspace()?;
-    let image = build_kernel(&workspace, args.release)?;
+    let image = match &args.app_crate {
+        Some(dir) => crate::app_crate::build(&workspace, dir, args.release)?.image,
+        None => build_kernel(&workspace, args.release)?,
+    };
     println!("{}", image.display());
     Ok(())
 }
