@@ -29,6 +29,13 @@ impl fmt::Display for AppError {
 
 /// Runs `work` in a thread on every core at once, and returns each core's result in
 /// core order.
+///
+/// ```
+/// # manada::percore::host::run(2, || {
+/// let cores = manada::on_every_core(manada::current_core);
+/// assert_eq!(cores, [0, 1]);
+/// # });
+/// ```
 pub fn on_every_core<T: Send + 'static>(work: fn() -> T) -> Vec<T> {
     let handles: Vec<_> = (0..percore::core_count())
         .map(|core| percore::spawn_on(core, work))

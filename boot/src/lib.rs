@@ -6,7 +6,27 @@
 //! `x86_64-unknown-none` only; on the host this crate is the API alone, so that
 //! applications' logic and these docs build and test with plain `cargo`.
 //!
-//! The guide to writing an application is `apps/README.md` in the repository.
+//! What an application uses, by task (the guide, `apps/README.md` in the repository,
+//! says how and why):
+//! - threads on cores: [`spawn_on`], [`JoinHandle::join`], [`on_every_core`],
+//!   [`app_cores`], [`current_core`], [`core_count`], [`yield_now`];
+//! - time: [`sleep`], [`Instant`], [`Duration`];
+//! - waiting for an event: [`park`] and [`Parked::unpark`], [`run_on`];
+//! - values between threads on any cores: [`channel`], [`Sender`], [`Receiver`];
+//! - sockets: [`net`]; files: [`fs`]; the command line: [`command_line`];
+//! - printing: [`println!`]; failing: [`AppError`].
+//!
+//! On the host, `percore::host::run` runs code on a machine of cores made of host
+//! threads, which is how the examples here run as tests:
+//!
+//! ```
+//! # manada::percore::host::run(2, || {
+//! let (sender, receiver) = manada::channel::<&str>(1, 4);
+//! let echo = manada::spawn_on(1, move || receiver.recv());
+//! sender.send("hello from core 0").unwrap();
+//! assert_eq!(echo.join(), Ok("hello from core 0"));
+//! # });
+//! ```
 
 #![cfg_attr(not(test), no_std)]
 

@@ -38,6 +38,19 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> JoinHandle<T> {
 
 /// Starts `f` in a new thread on core `core` (this one or any other).
 ///
+/// The closure moves to that core with what it owns; the result comes back through the
+/// [`JoinHandle`], which any thread on any core may join.
+///
+/// ```
+/// # percore::host::run(4, || {
+/// let handles: Vec<_> = (0..percore::core_count())
+///     .map(|core| percore::spawn_on(core, move || core * core))
+///     .collect();
+/// let squares: Vec<usize> = handles.into_iter().map(|handle| handle.join()).collect();
+/// assert_eq!(squares, [0, 1, 4, 9]);
+/// # });
+/// ```
+///
 /// # Panics
 /// Panics when `core` is not a core of this run or has no memory for the thread.
 pub fn spawn_on<T: Send + 'static>(
@@ -132,6 +145,20 @@ impl Parked {
 /// waker finds it; unparking it at once (even from `register`) is allowed and simply
 /// makes the thread ready again after it blocked.
 ///
+/// ```
+/// # percore::host::run(2, || {
+/// // Ask core 1 to do something and wake us when it is done; meanwhile this core runs
+/// // its other threads, or halts.
+/// percore::park(|parked| {
+///     percore::run_on(1, move || {
+///         assert_eq!(percore::current_core(), 1);
+///         parked.unpark();
+///     })
+///     .expect("core 1 exists");
+/// });
+/// # });
+/// ```
+///
 /// # Panics
 /// Panics when called outside a thread.
 pub fn park(register: impl FnOnce(Parked)) {
@@ -140,6 +167,15 @@ pub fn park(register: impl FnOnce(Parked)) {
 }
 
 /// Sleeps for at least `duration`; the core runs its other threads, or halts.
+///
+/// ```
+/// # percore::host::run(1, || {
+/// use core::time::Duration;
+/// let start = percore::Instant::now();
+/// percore::sleep(Duration::from_millis(5));
+/// assert!(start.elapsed() >= Duration::from_millis(5));
+/// # });
+/// ```
 pub fn sleep(duration: Duration) {
     let ticks = crate::time::ticks_per_micro()
         .saturating_mul(duration.as_micros().min(u64::MAX as u128) as u64);
