@@ -1,8 +1,10 @@
 //! The applications linked into the Manada image; the kernel command line picks one.
 //!
 //! The applications a user runs or reads as examples sit at the top; `fixtures` holds
-//! the apps that exist for the integration tests, `benches` those that measure.
-
+//! the apps that exist for the integration tests, `benches` those that measure. The
+//! crate's page is the guide to writing an application (apps/README.md), whose Rust
+//! examples compile as this crate's doc tests.
+#![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
