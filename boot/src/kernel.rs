@@ -21,7 +21,6 @@ use percore::memory::{self, PhysRange};
 use percore::{println, CoreLocal, Mailbox, MAX_CORES};
 
 const AP_START_TIMEOUT_US: u64 = 3_000_000;
-const DEFAULT_APP: &str = "hello";
 const MIB: u64 = 1 << 20;
 
 /// Set by the boot core once `BootInfo` is published: every core may run the app.
@@ -38,7 +37,12 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         Err(error) => fatal(format_args!("cannot read PVH start_info: {error}")),
     };
     let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
-    let app_name = command_line.get("app").unwrap_or(DEFAULT_APP);
+    // Without `app=`, the image's first application runs.
+    let applications = crate::app::registered();
+    let app_name = command_line
+        .get("app")
+        .or(applications.first().map(|app| app.name))
+        .unwrap_or("(none)");
     let ram_total: u64 = params.ram.iter().map(PhysRange::len).sum();
     println!(
         "manada: PVH boot, command line '{}', {} MiB RAM in {} ranges",
@@ -47,9 +51,9 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         params.ram.len()
     );
     crate::mmio::read_command_line(&params.cmdline);
-    let Some(app) = apps::find(app_name) else {
+    let Some(app) = crate::find(applications, app_name) else {
         let mut names = heapless::String::<256>::new();
-        for (i, name) in apps::names().enumerate() {
+        for (i, name) in applications.iter().map(|app| app.name).enumerate() {
             let _ = names.push_str(if i == 0 { "" } else { ", " });
             let _ = names.push_str(name);
         }
@@ -330,7 +334,10 @@ const MAIN_CORE: usize = 0;
 
 /// Ends the run with the outcome of the application's main thread: success only when
 /// it returned `Ok` and nothing failed during the run (what failed is counted first).
-fn end_run(app: &apps::App, outcome: Result<Result<(), apps::AppError>, percore::JoinError>) -> ! {
+fn end_run(
+    app: &crate::App,
+    outcome: Result<Result<(), crate::AppError>, percore::JoinError>,
+) -> ! {
     // What returned Ok is on the disk when the run ends (also after a failure).
     let written = services::finish();
     if let Err(error) = &written {

@@ -37,7 +37,7 @@ pub struct Plan {
     /// Slot 0 is the boot core.
     pub slots: heapless::Vec<Slot, MAX_CORES>,
     pub cmdline: heapless::String<{ bootinfo::CMDLINE_MAX }>,
-    pub app: &'static apps::App,
+    pub app: &'static crate::App,
     pub service_reserve: Option<PhysRange>,
 }
 

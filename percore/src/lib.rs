@@ -16,6 +16,7 @@ extern crate std;
 #[allow(unsafe_code)]
 pub mod arch;
 pub mod bootinfo;
+pub mod channel;
 pub mod cmdline;
 #[allow(unsafe_code)]
 pub mod console;
@@ -25,6 +26,9 @@ pub mod fault;
 #[allow(unsafe_code)]
 pub mod global;
 pub mod heap;
+#[cfg(not(target_os = "none"))]
+#[allow(unsafe_code)]
+pub mod host;
 pub mod mailbox;
 pub mod memory;
 pub mod placement;
@@ -32,6 +36,7 @@ pub mod sched;
 pub mod time;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
+pub use channel::{channel, Receiver, RecvError, SendError, Sender, TryRecvError};
 pub use cpu::{current_core, with_mailbox, CoreLocal};
 pub use mailbox::is_fenced as core_failed;
 pub use mailbox::{Mailbox, MailboxLocation};

@@ -69,6 +69,19 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> JoinHandle<T> {
 
 /// Starts `f` in a new thread on core `core` (this one or any other).
 ///
+/// The closure moves to that core with what it owns; the result comes back through the
+/// [`JoinHandle`], which any thread on any core may join.
+///
+/// ```
+/// # percore::host::run(4, || {
+/// let handles: Vec<_> = (0..percore::core_count())
+///     .map(|core| percore::spawn_on(core, move || core * core))
+///     .collect();
+/// let squares: Vec<usize> = handles.into_iter().map(|handle| handle.join()).collect();
+/// assert_eq!(squares, [0, 1, 4, 9]);
+/// # });
+/// ```
+///
 /// # Panics
 /// Panics when `core` is not a core of this run, failed, or has no memory for the
 /// thread.
@@ -166,6 +179,20 @@ impl Parked {
 /// makes the thread ready again after it blocked. For a wait on another core, use
 /// [`park_on`], which also ends when that core fails.
 ///
+/// ```
+/// # percore::host::run(2, || {
+/// // Ask core 1 to do something and wake us when it is done; meanwhile this core runs
+/// // its other threads, or halts.
+/// percore::park(|parked| {
+///     percore::run_on(1, move || {
+///         assert_eq!(percore::current_core(), 1);
+///         parked.unpark();
+///     })
+///     .expect("core 1 exists");
+/// });
+/// # });
+/// ```
+///
 /// # Panics
 /// Panics when called outside a thread.
 pub fn park(register: impl FnOnce(Parked)) {
@@ -194,6 +221,15 @@ pub fn park_on(core: usize, register: impl FnOnce(Parked)) -> Result<(), CoreFai
 }
 
 /// Sleeps for at least `duration`; the core runs its other threads, or halts.
+///
+/// ```
+/// # percore::host::run(1, || {
+/// use core::time::Duration;
+/// let start = percore::Instant::now();
+/// percore::sleep(Duration::from_millis(5));
+/// assert!(start.elapsed() >= Duration::from_millis(5));
+/// # });
+/// ```
 pub fn sleep(duration: Duration) {
     let ticks = crate::time::ticks_per_micro()
         .saturating_mul(duration.as_micros().min(u64::MAX as u128) as u64);

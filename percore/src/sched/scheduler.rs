@@ -348,6 +348,23 @@ pub fn end_failed_thread(error: JoinError) -> ! {
 }
 
 /// Lets the other ready threads of this core run, then continues.
+///
+/// Threads are cooperative: one that computes without yielding, blocking or sleeping
+/// keeps its core, and no other thread of that core (a device service among them) runs
+/// meanwhile. A long loop yields now and then:
+///
+/// ```
+/// # percore::host::run(1, || {
+/// let mut sum = 0u64;
+/// for i in 0..1_000_000u64 {
+///     sum = sum.wrapping_add(i * i);
+///     if i % 10_000 == 0 {
+///         percore::yield_now();
+///     }
+/// }
+/// # assert_eq!(sum, 333_332_833_333_500_000);
+/// # });
+/// ```
 pub fn yield_now() {
     if in_thread() {
         leave(Leave::Yield);
