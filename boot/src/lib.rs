@@ -24,7 +24,7 @@
 //! let (sender, receiver) = manada::channel::<&str>(1, 4);
 //! let echo = manada::spawn_on(1, move || receiver.recv());
 //! sender.send("hello from core 0").unwrap();
-//! assert_eq!(echo.join(), Ok("hello from core 0"));
+//! assert_eq!(echo.join().unwrap(), Ok("hello from core 0"));
 //! # });
 //! ```
 

@@ -24,7 +24,7 @@
 //!     sender.send(value).expect("the receiver is alive");
 //! }
 //! drop(sender);
-//! assert_eq!(worker.join(), 5050);
+//! assert_eq!(worker.join(), Ok(5050));
 //! # });
 //! ```
 

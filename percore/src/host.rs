@@ -57,7 +57,7 @@ std::thread_local! {
 /// ```
 /// let sum = percore::host::run(2, || {
 ///     let other = percore::spawn_on(1, || percore::current_core() * 10);
-///     percore::current_core() + other.join()
+///     percore::current_core() + other.join().unwrap()
 /// });
 /// assert_eq!(sum, 10);
 /// ```

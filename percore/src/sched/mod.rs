@@ -77,7 +77,7 @@ pub fn spawn<T: 'static>(f: impl FnOnce() -> T + 'static) -> JoinHandle<T> {
 /// let handles: Vec<_> = (0..percore::core_count())
 ///     .map(|core| percore::spawn_on(core, move || core * core))
 ///     .collect();
-/// let squares: Vec<usize> = handles.into_iter().map(|handle| handle.join()).collect();
+/// let squares: Vec<usize> = handles.into_iter().map(|handle| handle.join().unwrap()).collect();
 /// assert_eq!(squares, [0, 1, 4, 9]);
 /// # });
 /// ```
