@@ -16,6 +16,7 @@ extern crate std;
 #[allow(unsafe_code)]
 pub mod arch;
 pub mod bootinfo;
+pub mod calibration;
 pub mod cmdline;
 pub mod console;
 #[allow(unsafe_code)]
@@ -28,6 +29,7 @@ pub mod memory;
 pub mod placement;
 pub mod sched;
 pub mod time;
+pub mod timeline;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
 pub use cpu::{current_core, with_mailbox, CoreLocal};
