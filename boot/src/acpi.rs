@@ -1,8 +1,12 @@
-//! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT.
+//! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT,
+//! and the timers the TSC can be measured against (FADT's PM timer, the HPET table).
 
+use acpi::address::AddressSpace;
+use acpi::fadt::Fadt;
+use acpi::hpet::HpetTable;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::mcfg::Mcfg;
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use core::ptr::NonNull;
 
 /// The most processors the MADT walk records (more are counted, not kept).
@@ -50,6 +54,11 @@ pub struct Topology {
     pub rsdp_source: &'static str,
     /// PCI Express configuration space (segment 0), from the MCFG table if there is one.
     pub ecam: Option<Ecam>,
+    /// The ACPI PM timer's I/O port and whether it is 32 bits wide (else 24), from the
+    /// FADT; `None` on hardware-reduced ACPI (microvm) or without a FADT.
+    pub pm_timer: Option<(u16, bool)>,
+    /// The HPET's register block (physical address), from the HPET table.
+    pub hpet: Option<u64>,
 }
 
 /// A memory-mapped PCI configuration window: base address (for bus 0) and bus range.
@@ -107,6 +116,24 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
                 last_bus: entry.bus_number_end,
             })
     });
+    let pm_timer = tables.find_table::<Fadt>().ok().and_then(|fadt| {
+        let block = fadt.pm_timer_block().ok().flatten()?;
+        let port = u16::try_from(block.address).ok()?;
+        let is_32_bit = { fadt.flags }.pm_timer_is_32_bit();
+        (block.address_space == AddressSpace::SystemIo && port != 0).then_some((port, is_32_bit))
+    });
+    let hpet = tables.find_table::<HpetTable>().ok().and_then(|table| {
+        let length = table.header().length as usize;
+        // The table's fields are private: read the base address (a generic address at
+        // offset 40: address space byte, then the 64-bit address at 44) from its bytes.
+        // SAFETY: the acpi crate mapped and checksummed all `length` bytes of the table.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(table.virtual_start().as_ptr().cast::<u8>(), length)
+        };
+        let address = u64::from_le_bytes(bytes.get(44..52)?.try_into().ok()?);
+        // Address space 0 is system memory, the only one an HPET may be in.
+        (bytes[40] == 0 && address != 0).then_some(address)
+    });
     let madt = tables.find_table::<Madt>().map_err(AcpiError::NoMadt)?;
     let madt = madt.get();
 
@@ -118,6 +145,8 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         io_apics: heapless::Vec::new(),
         rsdp_source,
         ecam,
+        pm_timer,
+        hpet,
     };
     const ENABLED: u32 = 1;
     for entry in madt.entries() {

@@ -11,12 +11,13 @@ use crate::exit::{exit, Outcome};
 use crate::gdt::CoreTables;
 use crate::plan::{self, LocalPage, Plan, Slot, PLAN};
 use crate::{acpi, apic, console, entry, interrupts, paging, pvh, services, smp, tsc};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
 use percore::heap::{Heap, OwnerMap};
 use percore::mailbox::{self, Hooks, MailboxLocation, Ring};
 use percore::memory::{self, PhysRange};
+use percore::timeline::{Phase, Timeline};
 use percore::{println, CoreLocal, Mailbox, MAX_CORES};
 
 const AP_START_TIMEOUT_US: u64 = 3_000_000;
@@ -26,10 +27,17 @@ const MIB: u64 = 1 << 20;
 /// Set by the boot core once `BootInfo` is published: every core may run the app.
 static GO: AtomicBool = AtomicBool::new(false);
 
+/// The TSC value at which the boot core had written the start-up report out.
+static REPORTED_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC value at which each core (by index) finished its own set-up; 0 before. Each
+/// core writes only its own entry, once; core 0 reads them for the boot timeline.
+static READY_TSC: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+
 #[unsafe(no_mangle)]
 extern "C" fn boot_core_main(start_info: u32) -> ! {
     percore::cpu::install_none();
-    console::init();
+    console::hold();
     // SAFETY: `start_info` is the ebx value of the PVH entry, passed through unchanged,
     // and nothing has written low memory yet.
     let params = match unsafe { pvh::read(u64::from(start_info)) } {
@@ -61,30 +69,45 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         x86::io::outb(0x21, 0xFF);
         x86::io::outb(0xA1, 0xFF);
     }
-    let (hz, source) = tsc::calibrate();
-    println!(
-        "manada: TSC {}.{:02} GHz ({source:?})",
-        hz / 1_000_000_000,
-        hz / 10_000_000 % 100
-    );
-
+    let mut timeline = Timeline::new(entry::boot_tsc());
     let topology = match acpi::read_topology(params.rsdp) {
         Ok(topology) => topology,
         Err(error) => fatal(format_args!("cannot read ACPI: {error}")),
     };
+    timeline.end(Phase::Acpi, rdtsc());
+
+    let (usable, mut frames) = plan::usable_memory(&params.ram);
+    plan::map_memory(&params.ram, &topology, &mut frames);
     let x2apic = apic::choose_mode(topology.local_apic_address);
     apic::enable();
     let boot_apic_id = apic::id();
+    timeline.end(Phase::Paging, rdtsc());
+
+    let (hz, found) = tsc::establish(&topology);
+    timeline.end(Phase::Tsc, rdtsc());
+    println!(
+        "manada: TSC {}.{:03} GHz ({found})",
+        hz / 1_000_000_000,
+        hz / 1_000_000 % 1000
+    );
     plan::report_topology(&topology, x2apic);
 
+    crate::pci::discover(&topology, &mut || frames.take());
+    timeline.end(Phase::Pci, rdtsc());
+
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
-    let (slots, service_reserve) = plan::build_plan(&params.ram, &topology, &apic_ids);
+    let (slots, service_reserve) = plan::carve(usable, &apic_ids);
     interrupts::init();
+    timeline.end(Phase::Plan, rdtsc());
     let plan = PLAN.call_once(|| Plan {
         service_reserve,
         slots,
         cmdline: params.cmdline.clone(),
         app,
+        timeline,
+        every_processor_planned: topology.processors_disabled == 0
+            && topology.processors_dropped == 0
+            && apic_ids.len() == topology.processors.len(),
     });
     // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
     unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
@@ -108,8 +131,17 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
             println!("manada: selftest: leaving the core with APIC id {left_asleep:?} asleep");
         }
     }
-    smp::start_application_processors(&others, left_asleep, AP_START_TIMEOUT_US);
-    let online_tsc = rdtsc();
+    let init_delay = tsc::cpuid_facts().needs_init_delay();
+    // The shorthand that wakes all at once reaches every processor there is: only when
+    // each one the firmware lists is in the plan and none is to stay asleep.
+    let wake = if plan.every_processor_planned && left_asleep.is_none() {
+        smp::Wake::All
+    } else {
+        smp::Wake::Each
+    };
+    smp::start_application_processors(&others, wake, left_asleep, AP_START_TIMEOUT_US, init_delay);
+    let mut timeline = plan.timeline;
+    timeline.end(Phase::Aps, rdtsc());
 
     let online_count = (0..plan.slots.len())
         .filter(|&slot| smp::is_online(slot))
@@ -137,18 +169,40 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         cores,
         cmdline: plan.cmdline.clone(),
         tsc_hz: tsc::hz(),
-        boot_tsc: entry::boot_tsc(),
-        online_tsc,
+        timeline,
         x2apic: apic::is_x2apic(),
         service_reserve: plan.service_reserve,
         services: placement,
     });
+    mailbox::install_hooks(Hooks {
+        wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
+        halt: interrupts::halt_until_interrupt,
+        arm_timer: apic::arm_timer,
+        protect: protect_guard_page,
+    });
+    publish_owner_map(info);
+    GO.store(true, Ordering::Release);
+    // The others halt until this wake-up (a core that is not in the run, woken too,
+    // halts again for good), then set their own instances up while this core reports.
+    if info.cores.len() > 1 {
+        apic::send_interrupt_to_others(interrupts::WAKEUP_VECTOR);
+    }
+    report(info, plan);
+    services::prepare(info);
+    REPORTED_TSC.store(rdtsc(), Ordering::Release);
+    run_core(&plan.slots[0])
+}
+
+/// Writes out the start-up report held so far, then the cores online, the app and the
+/// memory; the services line follows from `services::prepare`.
+fn report(info: &BootInfo, plan: &Plan) {
+    console::release();
     let micros = info.online_micros();
     println!(
-        "manada: {} cores online in {}.{} ms",
+        "manada: {} cores online in {}.{:02} ms",
         info.cores.len(),
         micros / 1000,
-        micros / 100 % 10
+        micros / 10 % 100
     );
     let per_core = info
         .cores
@@ -163,22 +217,28 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         per_core / MIB,
         info.service_reserve.map_or(0, |r| r.len() / MIB)
     );
-    mailbox::install_hooks(Hooks {
-        wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
-        halt: interrupts::halt_until_interrupt,
-        arm_timer: apic::arm_timer,
-        protect: |address, guard| {
-            assert!(
-                paging::set_present(address as u64, !guard),
-                "guard page {address:#x} is not in 4 KiB-mapped core memory"
-            );
-        },
-    });
-    publish_owner_map(info);
-    services::prepare(info);
-    apic::calibrate_timer();
-    GO.store(true, Ordering::Release);
-    run_core(&plan.slots[0])
+}
+
+/// Each core's page-table frames (by core index), for splitting its 2 MiB pages.
+static TABLE_POOLS: [paging::TablePool; MAX_CORES] =
+    [const { paging::TablePool::new() }; MAX_CORES];
+
+/// Unmaps (`guard`) or maps again the guard page at `address`, a page of this core's
+/// memory. Its 2 MiB page is split first if it is still whole, with a frame from this
+/// core's table pool. Returns false when the pool is empty (it never should be).
+fn protect_guard_page(address: usize, guard: bool) -> bool {
+    let address = address as u64;
+    if guard && paging::is_split(address) == Some(false) {
+        let pool = &TABLE_POOLS[percore::current_core()];
+        let Some(frame) = pool.take() else {
+            return false;
+        };
+        if let Err(frame) = paging::split_at(address, frame) {
+            // Another core split this 2 MiB page (it holds memory of both) first.
+            pool.give_back(frame);
+        }
+    }
+    paging::set_present(address, !guard)
 }
 
 /// Records which core owns which memory, for frees that cross cores.
@@ -219,8 +279,10 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
     let slot = &plan.slots[slot_index];
     enter_own_tables(slot);
     smp::mark_online(slot_index);
+    // Halted, not spinning: under TCG a spinning vCPU takes a host CPU from those
+    // still starting. The boot core's wake-up follows `GO`, so none is missed.
     while !GO.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+        interrupts::halt_until_interrupt();
     }
     if percore::bootinfo::boot_info()
         .core_index(slot.apic_id)
@@ -282,6 +344,7 @@ fn run_core(slot: &Slot) -> ! {
     // SAFETY: these extents are this core's share minus what was carved for its stacks,
     // tables and rings; nothing else uses them, and the core owns them for good.
     let heap = unsafe { Heap::new(&extents) };
+    TABLE_POOLS[index].fill(slot.table_frames);
     let page = slot.local_page as *mut LocalPage;
     // SAFETY: same page as in `enter_own_tables`; `local` is a separate field, written
     // once here before being installed, never written again.
@@ -296,6 +359,7 @@ fn run_core(slot: &Slot) -> ! {
     unsafe { percore::cpu::install(local) };
     percore::global::enable_remote_frees();
     apic::enable_timer(interrupts::TIMER_VECTOR);
+    READY_TSC[index].store(rdtsc(), Ordering::Release);
 
     crate::selftest::maybe_fault(index, info.cores.len());
     if index == 0 {
@@ -303,6 +367,7 @@ fn run_core(slot: &Slot) -> ! {
         percore::spawn(move || {
             // The services start before the application, each on its core.
             services::start_all();
+            report_timeline();
             let outcome = (app.main)();
             match outcome {
                 Ok(()) => {
@@ -319,8 +384,29 @@ fn run_core(slot: &Slot) -> ! {
     percore::sched::run()
 }
 
+/// Prints the boot timeline, once every core finished its own set-up.
+fn report_timeline() {
+    let info = percore::boot_info();
+    let mut timeline = info.timeline;
+    let ready = loop {
+        let ready = READY_TSC[..info.cores.len()]
+            .iter()
+            .map(|tsc| tsc.load(Ordering::Acquire))
+            .collect::<heapless::Vec<u64, MAX_CORES>>();
+        if ready.iter().all(|&tsc| tsc != 0) {
+            break ready.iter().copied().max().unwrap_or(0);
+        }
+        percore::yield_now();
+    };
+    timeline.end(Phase::Report, REPORTED_TSC.load(Ordering::Acquire));
+    timeline.end(Phase::Cores, ready);
+    timeline.end(Phase::Services, rdtsc());
+    println!("manada: {}", timeline.display(info.tsc_hz));
+}
+
 /// Reports a start-up failure and ends the run.
 pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    console::init();
     percore::console::CONSOLE.print_fatal(format_args!("manada: {args}\n"));
     exit(Outcome::Failure)
 }

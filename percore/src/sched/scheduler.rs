@@ -147,7 +147,11 @@ fn stack_layout() -> Layout {
 pub(crate) fn spawn_local(job: Job) -> Result<(), SpawnError> {
     let layout = stack_layout();
     let stack = crate::global::try_alloc(layout).ok_or(SpawnError::OutOfMemory(layout.size()))?;
-    (hooks().protect)(stack, true);
+    if !(hooks().protect)(stack, true) {
+        // SAFETY: allocated just above with this layout, never used.
+        unsafe { crate::global::dealloc(stack, layout) };
+        return Err(SpawnError::OutOfMemory(layout.size()));
+    }
     let thread = Box::new(Thread {
         context: Context::empty(),
         stack,
@@ -370,7 +374,8 @@ fn reclaim() {
         // SAFETY: the thread ended and was switched away from for good; it was leaked
         // from a Box in `spawn_local`.
         let thread = unsafe { Box::from_raw(thread.as_ptr()) };
-        (hooks().protect)(thread.stack, false);
+        // Mapping a page back never needs memory: it was split when it was unmapped.
+        let _ = (hooks().protect)(thread.stack, false);
         // SAFETY: allocated in `spawn_local` with this layout, no longer in use.
         unsafe { crate::global::dealloc(thread.stack, stack_layout()) };
     }
