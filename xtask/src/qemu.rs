@@ -469,6 +469,9 @@ pub struct Outcome {
     pub status: Status,
     /// The guest console (QEMU's stdout), line by line.
     pub console: Vec<String>,
+    /// When each console line arrived, as host time since QEMU's spawn (one per line
+    /// of `console` that came from QEMU).
+    pub arrivals: Vec<Duration>,
     /// QEMU's own stderr lines.
     pub stderr: Vec<String>,
     /// The `cores online` marker, if it appeared.
@@ -489,6 +492,7 @@ impl Outcome {
         Outcome {
             status,
             console,
+            arrivals: Vec::new(),
             stderr: Vec::new(),
             online: None,
             fatal: None,
@@ -717,6 +721,7 @@ pub fn run_until(
                     _ => {}
                 }
                 outcome.console.push(line);
+                outcome.arrivals.push(arrived - start);
             }
             Ok(Event::Stderr(line)) => {
                 if echo {
