@@ -1,8 +1,9 @@
 //! Connects COM1 to the kernel console.
 //!
 //! Start-up output is held ([`hold`]) and the UART set up only when the cores are online
-//! ([`init`]): under QEMU both cost milliseconds that the boot core would otherwise spend
-//! before it wakes the others. A fatal report before that goes out by the emergency path.
+//! ([`init`], before any core but the boot core runs past its start-up): under QEMU both
+//! cost milliseconds that the boot core would otherwise spend before it wakes the
+//! others. A fatal report before that goes out by the emergency path.
 
 use devices::serial::{self, Serial};
 use percore::console::CONSOLE;

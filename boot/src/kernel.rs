@@ -16,13 +16,12 @@ use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
 use percore::heap::{Heap, OwnerMap};
 use percore::mailbox::{self, Hooks, MailboxLocation, Ring};
-use percore::memory::{self, PhysRange};
+use percore::memory;
 use percore::timeline::{Phase, Timeline};
 use percore::{println, CoreLocal, Mailbox, MAX_CORES};
 
 const AP_START_TIMEOUT_US: u64 = 3_000_000;
 const DEFAULT_APP: &str = "hello";
-const MIB: u64 = 1 << 20;
 
 /// Set by the boot core once `BootInfo` is published: every core may run the app.
 static GO: AtomicBool = AtomicBool::new(false);
@@ -46,13 +45,6 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     };
     let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
     let app_name = command_line.get("app").unwrap_or(DEFAULT_APP);
-    let ram_total: u64 = params.ram.iter().map(PhysRange::len).sum();
-    println!(
-        "manada: PVH boot, command line '{}', {} MiB RAM in {} ranges",
-        params.cmdline,
-        ram_total / MIB,
-        params.ram.len()
-    );
     let Some(app) = apps::find(app_name) else {
         let mut names = heapless::String::<256>::new();
         for (i, name) in apps::names().enumerate() {
@@ -83,21 +75,15 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     let boot_apic_id = apic::id();
     timeline.end(Phase::Paging, rdtsc());
 
-    let (hz, found) = tsc::establish(&topology);
-    timeline.end(Phase::Tsc, rdtsc());
-    println!(
-        "manada: TSC {}.{:03} GHz ({found})",
-        hz / 1_000_000_000,
-        hz / 1_000_000 % 1000
-    );
-    plan::report_topology(&topology, x2apic);
-
-    crate::pci::discover(&topology, &mut || frames.take());
-    timeline.end(Phase::Pci, rdtsc());
-
+    // The TSC is measured while the boot core goes on, until the cores are online.
+    tsc::begin(&topology);
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
     let (slots, service_reserve) = plan::carve(usable, &apic_ids);
     interrupts::init();
+    let every_processor_planned = topology.processors_disabled == 0
+        && topology.processors_dropped == 0
+        && apic_ids.len() == topology.processors.len();
+    let machine = crate::report::Machine::new(&params.ram, &topology, x2apic);
     timeline.end(Phase::Plan, rdtsc());
     let plan = PLAN.call_once(|| Plan {
         service_reserve,
@@ -105,33 +91,50 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         cmdline: params.cmdline.clone(),
         app,
         timeline,
-        every_processor_planned: topology.processors_disabled == 0
-            && topology.processors_dropped == 0
-            && apic_ids.len() == topology.processors.len(),
+        every_processor_planned,
+        machine,
     });
+    STARTING.call_once(|| spin::Mutex::new(Some(Starting { topology, frames })));
     // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
     unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
+    tsc::poll();
     // SAFETY: slot 0's stack was carved from the boot core's own memory just now and is
     // used by nothing else; nothing on the boot stack is needed afterwards.
     unsafe { smp::switch_stack(plan.slots[0].stack_top, boot_core_continue, 0) }
 }
 
+/// What the boot core carries over its stack switch for the steps after it.
+struct Starting {
+    topology: acpi::Topology,
+    frames: plan::TableFrames,
+}
+
+/// Set once before the boot core's stack switch; taken right after it.
+static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
+
 extern "C" fn boot_core_continue(_: usize) -> ! {
     let plan = PLAN.get().expect("plan published before the switch");
+    let Starting {
+        topology,
+        mut frames,
+    } = STARTING
+        .get()
+        .and_then(|starting| starting.lock().take())
+        .expect("set before the switch");
+    let mut timeline = plan.timeline;
     enter_own_tables(&plan.slots[0]);
     smp::mark_online(0);
 
+    // The others start in parallel, while this core halts (under QEMU's TCG anything
+    // else it did would compete with them for the emulator's lock).
+    tsc::provisional();
     let others: heapless::Vec<u32, MAX_CORES> =
         plan.slots.iter().skip(1).map(|slot| slot.apic_id).collect();
-    let mut left_asleep = None;
-    if !others.is_empty() {
-        println!("manada: starting {} application processors", others.len());
-        if crate::selftest::simulate_dead_core(&plan.cmdline) {
-            left_asleep = others.last().copied();
-            println!("manada: selftest: leaving the core with APIC id {left_asleep:?} asleep");
-        }
-    }
-    let init_delay = tsc::cpuid_facts().needs_init_delay();
+    let left_asleep = if crate::selftest::simulate_dead_core(&plan.cmdline) {
+        others.last().copied()
+    } else {
+        None
+    };
     // The shorthand that wakes all at once reaches every processor there is: only when
     // each one the firmware lists is in the plan and none is to stay asleep.
     let wake = if plan.every_processor_planned && left_asleep.is_none() {
@@ -139,9 +142,20 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     } else {
         smp::Wake::Each
     };
-    smp::start_application_processors(&others, wake, left_asleep, AP_START_TIMEOUT_US, init_delay);
-    let mut timeline = plan.timeline;
-    timeline.end(Phase::Aps, rdtsc());
+    let init_delay = tsc::cpuid_facts().needs_init_delay();
+    smp::wake_application_processors(&others, wake, left_asleep, init_delay);
+    let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
+    timeline.end(Phase::Aps, online);
+    // The UART is set up (it holds no output yet) before any other core may print a
+    // fatal report: its self-test loops output back and would swallow one.
+    console::init();
+
+    // Devices next (the placement of the services depends on them), then the TSC's
+    // window closes: it spanned all of the above.
+    crate::pci::discover(&topology, &mut || frames.take());
+    timeline.end(Phase::Pci, rdtsc());
+    tsc::finish();
+    timeline.end(Phase::Tsc, rdtsc());
 
     let online_count = (0..plan.slots.len())
         .filter(|&slot| smp::is_online(slot))
@@ -155,12 +169,6 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
                 memory,
                 mailbox: plan::mailbox_location(slot, online_count),
             });
-        } else {
-            println!(
-                "manada: core with APIC id {} did not come up within {} ms; going on without it",
-                slot.apic_id,
-                AP_START_TIMEOUT_US / 1000
-            );
         }
     }
     let command_line = percore::cmdline::CommandLine::new(&plan.cmdline);
@@ -187,36 +195,10 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     if info.cores.len() > 1 {
         apic::send_interrupt_to_others(interrupts::WAKEUP_VECTOR);
     }
-    report(info, plan);
+    crate::report::print(plan, info, AP_START_TIMEOUT_US / 1000);
     services::prepare(info);
     REPORTED_TSC.store(rdtsc(), Ordering::Release);
     run_core(&plan.slots[0])
-}
-
-/// Writes out the start-up report held so far, then the cores online, the app and the
-/// memory; the services line follows from `services::prepare`.
-fn report(info: &BootInfo, plan: &Plan) {
-    console::release();
-    let micros = info.online_micros();
-    println!(
-        "manada: {} cores online in {}.{:02} ms",
-        info.cores.len(),
-        micros / 1000,
-        micros / 10 % 100
-    );
-    let per_core = info
-        .cores
-        .iter()
-        .map(|c| c.memory.iter().map(PhysRange::len).sum::<u64>())
-        .min()
-        .unwrap_or(0);
-    println!(
-        "manada: running app {} on {} cores ({} MiB of memory each, {} MiB reserved for device services)",
-        plan.app.name,
-        info.cores.len(),
-        per_core / MIB,
-        info.service_reserve.map_or(0, |r| r.len() / MIB)
-    );
 }
 
 /// Each core's page-table frames (by core index), for splitting its 2 MiB pages.

@@ -90,16 +90,27 @@ fn flush() {
 pub fn init(ram: &[PhysRange], frames: FrameSource<'_>) -> Result<(), MapError> {
     let low = table(page_table_root());
     let pdpt = table(low[0] & ADDRESS_MASK);
-    for (gib, &pd_entry) in pdpt.iter().take(4).enumerate() {
-        let pd = table(pd_entry & ADDRESS_MASK);
-        for (i, entry) in pd.iter_mut().enumerate() {
-            let start = (gib as u64) << 30 | (i as u64) << 21;
-            let page = PhysRange::new(start, start + PAGE_2M);
-            if !ram.iter().any(|r| r.overlaps(&page)) {
-                *entry |= CACHE_DISABLE | WRITE_THROUGH;
-            }
-        }
+    // The entry code's four directories map 0..4 GiB in order: 2048 entries in a row.
+    let mut directory = [0u64; 4];
+    for (gib, entry) in directory.iter_mut().enumerate() {
+        *entry = pdpt[gib] & ADDRESS_MASK;
     }
+    // Every 2 MiB page that holds no byte of RAM gets uncached: walk the gaps between
+    // the (sorted) RAM ranges rather than test each of the 2048 pages against them.
+    let mut from = 0;
+    let mark = |start: u64, end: u64| {
+        let first = start.div_ceil(PAGE_2M);
+        let last = (end / PAGE_2M).min(FOUR_GIB / PAGE_2M);
+        for page in first..last {
+            let pd = table(directory[(page / 512) as usize]);
+            pd[(page % 512) as usize] |= CACHE_DISABLE | WRITE_THROUGH;
+        }
+    };
+    for range in ram.iter().filter(|r| r.start < FOUR_GIB) {
+        mark(from, range.start);
+        from = from.max(range.end);
+    }
+    mark(from, FOUR_GIB);
     for range in ram.iter().filter(|r| r.end > FOUR_GIB) {
         let mut page = range.start.max(FOUR_GIB) & !(PAGE_2M - 1);
         while page < range.end {

@@ -93,7 +93,6 @@ pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
         found
     });
     for device in devices {
-        println!("manada: pci {device}");
         for bar in &device.bars {
             if let Bar::Memory { address, size, .. } = *bar {
                 if let Err(error) = paging::map_mmio(address, size, frames) {
@@ -143,7 +142,16 @@ fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut D
             }
         }
     }
-    if found.is_empty() {
-        println!("manada: pci: no devices");
+}
+
+/// Prints one line per device found at boot (for the start-up report).
+pub fn report() {
+    match DEVICES.get() {
+        Some(devices) if !devices.is_empty() => {
+            for device in devices {
+                println!("manada: pci {device}");
+            }
+        }
+        _ => println!("manada: pci: no devices"),
     }
 }

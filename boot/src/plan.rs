@@ -47,6 +47,8 @@ pub struct Plan {
     /// True when every processor the firmware lists (enabled or not) has a slot, so
     /// waking "all but self" wakes exactly the planned cores.
     pub every_processor_planned: bool,
+    /// What the start-up report says about the machine.
+    pub machine: crate::report::Machine,
 }
 
 pub static PLAN: spin::Once<Plan> = spin::Once::new();
@@ -80,19 +82,6 @@ pub fn mailbox_location(slot: &Slot, cores: usize) -> MailboxLocation {
         doorbell,
         apic_id: slot.apic_id,
     }
-}
-
-/// Prints what ACPI said about the processors and interrupt controllers.
-pub fn report_topology(topology: &Topology, x2apic: bool) {
-    println!(
-        "manada: ACPI (RSDP from {}): {} processors enabled, {} disabled, {} IOAPICs; {} at {:#x}",
-        topology.rsdp_source,
-        topology.processors.len() + topology.processors_dropped,
-        topology.processors_disabled,
-        topology.io_apics.len(),
-        if x2apic { "x2APIC" } else { "xAPIC" },
-        topology.local_apic_address,
-    );
 }
 
 /// Returns the APIC ids that get a start-up slot, boot core first.

@@ -12,7 +12,7 @@
 use crate::cpu::rdtsc;
 use crate::{apic, interrupts, tsc};
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use percore::MAX_CORES;
 
 /// Physical page the trampoline runs from (below 1 MiB, clear of PVH's start_info).
@@ -145,12 +145,18 @@ static ONLINE_COUNT: AtomicUsize = AtomicUsize::new(0);
 /// How many online slots the boot core waits for; the core that completes the count
 /// wakes it. Zero until the boot core starts the others.
 static AWAITED: AtomicUsize = AtomicUsize::new(0);
+/// The TSC value at which the latest core came online.
+static LAST_ONLINE_TSC: AtomicU64 = AtomicU64::new(0);
+/// The longest the boot core halts between two polls while it waits for the others
+/// (the PIT, which the TSC may be measured against, wraps every 55 ms).
+pub const POLL_US: u64 = 2_000;
 /// The boot core's APIC id, for that wake-up.
 static BOOT_APIC_ID: AtomicU32 = AtomicU32::new(0);
 
 /// Marks start-up slot `slot` online (called by that core); the last one the boot core
 /// waits for wakes it.
 pub fn mark_online(slot: usize) {
+    LAST_ONLINE_TSC.fetch_max(rdtsc(), Ordering::AcqRel);
     ONLINE[slot].store(true, Ordering::Release);
     let count = ONLINE_COUNT.fetch_add(1, Ordering::AcqRel) + 1;
     if slot != 0 && count == AWAITED.load(Ordering::Acquire) {
@@ -216,58 +222,73 @@ pub enum Wake {
     Each,
 }
 
-/// Wakes the cores with APIC ids `apic_ids` (start-up slots 1..) and waits, halted,
-/// until each is online or `timeout_us` passed. Returns how many came online.
-/// `left_asleep` (a self test; only with [`Wake::Each`]) is waited for but never woken,
-/// as a core that does not answer would be. `init_delay`: the processor needs the
-/// MultiProcessor Specification's 10 ms between INIT and STARTUP (old ones only; see
+/// Wakes the cores with APIC ids `apic_ids` (start-up slots 1..) and returns at once:
+/// they start in parallel while the boot core goes on ([`wait_until_online`]).
+/// `left_asleep` (a self test; only with [`Wake::Each`]) is never woken, as a core that
+/// does not answer would not be. `init_delay`: the processor needs the MultiProcessor
+/// Specification's 10 ms between INIT and STARTUP (old ones only; see
 /// `percore::calibration::CpuidFacts::needs_init_delay`).
 ///
-/// Boot core, on its own tables (the IDT loaded), with the APIC timer's rate known.
-pub fn start_application_processors(
+/// Boot core, on its own tables (the IDT loaded), with a TSC rate set.
+pub fn wake_application_processors(
     apic_ids: &[u32],
     wake: Wake,
     left_asleep: Option<u32>,
-    timeout_us: u64,
     init_delay: bool,
-) -> usize {
+) {
     let vector = (TRAMPOLINE_PAGE >> 12) as u8;
     let woken = || apic_ids.iter().filter(|&&id| Some(id) != left_asleep);
     let woken_count = woken().count();
-    if woken_count > 0 {
-        BOOT_APIC_ID.store(apic::id(), Ordering::Relaxed);
-        // Slot 0, the boot core, is online already.
-        AWAITED.store(1 + woken_count, Ordering::Release);
-        let startup = || match wake {
-            Wake::All => apic::send_startup_to_others(vector),
-            Wake::Each => woken().for_each(|&id| apic::send_startup(id, vector)),
-        };
-        match wake {
-            Wake::All => apic::send_init_to_others(),
-            Wake::Each => woken().for_each(|&id| apic::send_init(id)),
-        }
-        if init_delay {
-            tsc::delay_us(10_000);
-        }
-        // Every core gets its STARTUP at once and starts in parallel.
+    if woken_count == 0 {
+        return;
+    }
+    BOOT_APIC_ID.store(apic::id(), Ordering::Relaxed);
+    // Slot 0, the boot core, is online already.
+    AWAITED.store(1 + woken_count, Ordering::Release);
+    let startup = || match wake {
+        Wake::All => apic::send_startup_to_others(vector),
+        Wake::Each => woken().for_each(|&id| apic::send_startup(id, vector)),
+    };
+    match wake {
+        Wake::All => apic::send_init_to_others(),
+        Wake::Each => woken().for_each(|&id| apic::send_init(id)),
+    }
+    if init_delay {
+        tsc::delay_us(10_000);
+    }
+    // Every core gets its STARTUP at once and starts in parallel.
+    startup();
+    tsc::delay_us(if init_delay { 200 } else { 10 });
+    // The specification's second STARTUP, for a core that missed the first; one that
+    // took it already ignores this one.
+    if (AP_TICKETS.load(Ordering::Acquire) as usize) < woken_count {
         startup();
-        tsc::delay_us(if init_delay { 200 } else { 10 });
-        // The specification's second STARTUP, for a core that missed the first; one
-        // that took it already ignores this one.
-        if (AP_TICKETS.load(Ordering::Acquire) as usize) < woken_count {
-            startup();
-        }
     }
+}
+
+/// Waits, halted, until the `planned` application processors are online or
+/// `timeout_us` passed, calling `poll` at least every [`POLL_US`]. Returns how many
+/// came online and the TSC value at which the wait ended: when the last of them came
+/// online, or when the boot core gave up on the others.
+pub fn wait_until_online(planned: usize, timeout_us: u64, mut poll: impl FnMut()) -> (usize, u64) {
     let deadline = tsc::deadline_us(timeout_us);
-    let wanted = 1 + apic_ids.len();
     apic::enable_timer(interrupts::TIMER_VECTOR);
-    // The last core to come online wakes this one; the timer ends the wait otherwise.
-    while ONLINE_COUNT.load(Ordering::Acquire) < wanted && rdtsc() < deadline {
-        apic::arm_timer(Some(deadline));
+    let ended = loop {
+        poll();
+        if ONLINE_COUNT.load(Ordering::Acquire) > planned {
+            break LAST_ONLINE_TSC.load(Ordering::Acquire);
+        }
+        let now = rdtsc();
+        if now >= deadline {
+            break now;
+        }
+        // The last core to come online wakes this one; the timer ends the wait otherwise.
+        apic::arm_timer(Some(deadline.min(tsc::deadline_us(POLL_US))));
         interrupts::halt_until_interrupt();
-    }
+    };
     apic::arm_timer(None);
-    (1..=apic_ids.len()).filter(|&slot| is_online(slot)).count()
+    let online = (1..=planned).filter(|&slot| is_online(slot)).count();
+    (online, ended)
 }
 
 /// Moves the running core onto the stack ending at `top` and calls `next(argument)`.

@@ -4,8 +4,9 @@
 //! leaves 0x15 and 0x16); else a short measurement against the best reference clock the
 //! machine has: the HPET (10 ns on QEMU), the ACPI PM timer (279 ns), or the PIT
 //! (838 ns; the only one on microvm), each read between two TSC reads so that the
-//! bound of the result is known. The local APIC timer is measured against the TSC over
-//! the same window, so its rate costs no wait of its own.
+//! bound of the result is known. The window stays open while the boot core plans, wakes
+//! the other cores and enumerates PCI (see [`Pending`]), so it costs no wait of its own.
+//! The local APIC timer is measured against the TSC over the first part of it.
 //!
 //! The PIT's channel 0 is read by latching, without its gate or speaker port, so the
 //! same code works on `pc`, `q35` and `microvm`.
@@ -25,20 +26,23 @@ const HPET_CONFIGURATION: u64 = 0x010;
 const HPET_COUNTER: u64 = 0x0F0;
 const HPET_ENABLE: u64 = 1;
 /// Reads of a clock per reading; the one with the tightest TSC bracket is kept.
-const TRIES_PER_READING: usize = 4;
+const TRIES_PER_READING: usize = 3;
 /// Windows tried before giving up on a clock (a window fails when the processor was
 /// away long enough to hide a wrap, or its bound is above [`ACCEPTED_ERROR_PPM`]).
 const WINDOWS_PER_CLOCK: usize = 3;
 /// A window whose error bound is above this is measured again (0.5 %).
 const ACCEPTED_ERROR_PPM: u64 = 5_000;
-/// Reads of a reference clock in one window before it is declared broken.
-const MOST_POLLS: u64 = 10_000_000;
+/// How long a window may wait for its clock to move, in TSC ticks (20 ms at 2.5 GHz,
+/// 100 ms at the slowest TSC): a clock that does not move by then is not there.
+const LONGEST_WAIT_TICKS: u64 = 50_000_000;
 /// The APIC timer is measured for at least this long when the TSC rate was stated.
+/// Under KVM, where the hypervisor states both rates, it is not measured at all.
 const APIC_WINDOW_US: u64 = 200;
 /// What the TSC is taken to run at when nothing states or measures it.
 const ASSUMED_HZ: u64 = 2_000_000_000;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static FOUND: spin::Once<Found> = spin::Once::new();
 
 /// A clock the TSC can be measured against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,17 +150,13 @@ impl core::fmt::Display for Found {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Found::Stated(by) => write!(formatter, "stated by {}", by.name()),
-            Found::Measured(clock, measured) => {
-                let micros = measured.micros(&clock.reference());
-                write!(
-                    formatter,
-                    "{} us against the {}, within {}.{:02}%",
-                    micros,
-                    clock.name(),
-                    measured.error_ppm / 10_000,
-                    measured.error_ppm / 100 % 100
-                )
-            }
+            Found::Measured(clock, measured) => write!(
+                formatter,
+                "{} us against the {}, within {} ppm",
+                measured.micros(&clock.reference()),
+                clock.name(),
+                measured.error_ppm
+            ),
             Found::Assumed => write!(formatter, "assumed: no clock to measure it against"),
         }
     }
@@ -192,8 +192,9 @@ pub fn cpuid_facts() -> CpuidFacts {
     facts
 }
 
-/// Returns the reference clocks this machine has, best first: the HPET (enabled here if
-/// firmware left it off), the PM timer, the PIT (if its counter moves).
+/// Returns the reference clocks this machine may have, best first: the HPET (enabled
+/// here if firmware left it off), the PM timer, the PIT (started here; a machine
+/// without one shows a counter that never moves, and the window on it fails).
 pub fn find_clocks(topology: &Topology) -> heapless::Vec<Clock, 3> {
     let mut clocks = heapless::Vec::new();
     if let Some(base) = topology.hpet {
@@ -224,15 +225,6 @@ pub fn find_clocks(topology: &Topology) -> heapless::Vec<Clock, 3> {
             reference: Reference::pm_timer(is_32_bit),
         });
     }
-    if pit_runs() {
-        let _ = clocks.push(Clock::Pit);
-    }
-    clocks
-}
-
-/// Starts the PIT's channel 0 and returns true when its counter moves (a machine
-/// without a PIT reads a constant).
-fn pit_runs() -> bool {
     // SAFETY: channel 0, lobyte/hibyte, mode 2 (rate generator), reload 65536. Its IRQ
     // is masked at the PIC and interrupts are off, so it only counts.
     unsafe {
@@ -240,77 +232,214 @@ fn pit_runs() -> bool {
         x86::io::outb(PIT_CHANNEL0, 0);
         x86::io::outb(PIT_CHANNEL0, 0);
     }
-    let first = Clock::Pit.reading().value;
-    (0..100_000).any(|_| Clock::Pit.reading().value != first)
+    let _ = clocks.push(Clock::Pit);
+    clocks
 }
 
-/// Measures the TSC against `clock` over one window, and the local APIC timer against
-/// the TSC over the same window. Returns the measurement and the APIC timer's ticks
-/// per 2^20 TSC ticks.
-pub fn measure(clock: &Clock) -> Result<(Measurement, u64), WindowError> {
-    let apic_start = apic::timer_reading();
-    let mut window = Window::open(clock.reference(), clock.best_reading());
-    let want = clock.window_counts();
-    let mut polls = 0;
-    loop {
-        let reading = clock.reading();
-        if window.poll(reading.value, reading.tsc_after) >= want {
-            break;
-        }
-        polls += 1;
-        if polls > MOST_POLLS {
-            return Err(WindowError::Stopped);
+/// Measures the TSC against `clock` over one window of its own.
+fn measure(clock: &Clock) -> Result<Measurement, WindowError> {
+    let mut running = Running::open(*clock);
+    running.wait_out()?;
+    running.close()
+}
+
+/// A window in progress on a clock.
+#[derive(Debug)]
+struct Running {
+    clock: Clock,
+    window: Window,
+}
+
+impl Running {
+    fn open(clock: Clock) -> Running {
+        Running {
+            clock,
+            window: Window::open(clock.reference(), clock.best_reading()),
         }
     }
-    let measured = window.close(clock.best_reading())?;
-    let apic_end = apic::timer_reading();
-    Ok((measured, apic::rate_between(apic_start, apic_end)))
+
+    /// Reads the clock once; returns the counts since the window opened.
+    fn poll(&mut self) -> u64 {
+        let reading = self.clock.reading();
+        self.window.poll(reading.value, reading.tsc_after)
+    }
+
+    /// Polls until the window holds `want` counts of the clock; fails when the clock
+    /// has not moved for [`LONGEST_WAIT_TICKS`].
+    fn wait_for(&mut self, want: u64) -> Result<(), WindowError> {
+        let mut counts = self.poll();
+        let mut moved = rdtsc();
+        while counts < want {
+            let now = self.poll();
+            if now != counts {
+                counts = now;
+                moved = rdtsc();
+            } else if rdtsc().saturating_sub(moved) > LONGEST_WAIT_TICKS {
+                return Err(WindowError::Stopped);
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls until the window is as long as the clock needs.
+    fn wait_out(&mut self) -> Result<(), WindowError> {
+        self.wait_for(self.clock.window_counts())
+    }
+
+    /// Returns the rate the window shows so far, if the clock moved.
+    fn rate_so_far(&self) -> Option<u64> {
+        let last = self.clock.reading();
+        self.window
+            .clone()
+            .close(last)
+            .ok()
+            .map(|measured| measured.hz)
+    }
+
+    fn close(self) -> Result<Measurement, WindowError> {
+        self.window.close(self.clock.best_reading())
+    }
 }
 
-/// Finds the TSC rate (stated, else measured; see the module documentation), remembers
-/// it with the APIC timer's, and returns it with how it was found.
-pub fn establish(topology: &Topology) -> (u64, Found) {
+/// The TSC rate being found while the boot core does other work: stated (nothing to
+/// wait for), or a window open on the best clock since [`begin`], which the boot core
+/// [`poll`]s between its steps (so that it sees every wrap of the clock) and closes in
+/// [`finish`] once the cores are online. Meanwhile [`provisional`] gives a rate good to
+/// a fraction of a percent for the start-up's own delays and time-outs. The window is
+/// as long as all that work took, so the measurement costs no waiting of its own.
+#[derive(Debug)]
+struct Pending {
+    facts: CpuidFacts,
+    stated: Option<(u64, Stated)>,
+    running: Option<Running>,
+    clocks: heapless::Vec<Clock, 3>,
+    apic_start: Reading,
+}
+
+/// The measurement in progress; the boot core's alone, between [`begin`] and [`finish`].
+static PENDING: spin::Mutex<Option<Pending>> = spin::Mutex::new(None);
+
+/// Starts finding the TSC rate (see [`Pending`]). Boot core, with its APIC enabled and
+/// the clocks' registers mapped.
+pub fn begin(topology: &Topology) {
     let facts = cpuid_facts();
     apic::start_counting();
+    let apic_start = apic::timer_reading();
     let stated = facts.stated_tsc_hz();
-    let mut found = None;
-    if stated.is_none() {
-        found = find_clocks(topology).iter().find_map(|clock| {
-            let mut best: Option<(Measurement, u64)> = None;
-            for _ in 0..WINDOWS_PER_CLOCK {
-                if let Ok((measured, apic_rate)) = measure(clock) {
-                    if best.is_none_or(|(b, _)| measured.error_ppm < b.error_ppm) {
-                        best = Some((measured, apic_rate));
-                    }
-                    if measured.error_ppm <= ACCEPTED_ERROR_PPM {
-                        break;
-                    }
+    let clocks = if stated.is_none() {
+        find_clocks(topology)
+    } else {
+        heapless::Vec::new()
+    };
+    let running = clocks.first().map(|&clock| Running::open(clock));
+    *PENDING.lock() = Some(Pending {
+        facts,
+        stated,
+        running,
+        clocks,
+        apic_start,
+    });
+}
+
+/// Reads the clock once, so that the window sees every wrap of it. The boot core calls
+/// this between steps that take under a few milliseconds.
+pub fn poll() {
+    if let Some(running) = PENDING.lock().as_mut().and_then(|p| p.running.as_mut()) {
+        running.poll();
+    }
+}
+
+/// Sets a provisional TSC rate from the window so far (at least 100 µs of it) and the
+/// APIC timer's rate for good (measured against the TSC since [`begin`], at least
+/// 200 µs), and stops the APIC timer's count so the timer can be used.
+pub fn provisional() {
+    let mut guard = PENDING.lock();
+    let Some(pending) = guard.as_mut() else {
+        return;
+    };
+    let hz = match (pending.stated, pending.running.as_mut()) {
+        (Some((hz, _)), _) => hz,
+        (None, Some(running)) => {
+            let want = running.clock.reference().hz / 10_000;
+            match running
+                .wait_for(want)
+                .ok()
+                .and_then(|()| running.rate_so_far())
+            {
+                Some(hz) => hz,
+                None => {
+                    // This clock does not run: `finish` tries the others on their own.
+                    let broken = running.clock;
+                    pending.running = None;
+                    pending.clocks.retain(|clock| *clock != broken);
+                    ASSUMED_HZ
                 }
             }
-            best.map(|(measured, apic_rate)| (*clock, measured, apic_rate))
-        });
-    }
-    let (hz, how) = match (stated, found) {
-        (Some((hz, by)), _) => (hz, Found::Stated(by)),
-        (None, Some((clock, measured, apic_rate))) => {
-            apic::set_timer_rate(apic_rate);
-            (measured.hz, Found::Measured(clock, measured))
         }
-        (None, None) => (ASSUMED_HZ, Found::Assumed),
+        (None, None) => ASSUMED_HZ,
     };
     TSC_HZ.store(hz, Ordering::Relaxed);
-    if !matches!(how, Found::Measured(..)) {
-        match facts.stated_apic_hz() {
-            Some(apic_hz) => apic::set_timer_rate_from_hz(apic_hz, hz),
-            None => {
-                let start = apic::timer_reading();
-                delay_us(APIC_WINDOW_US);
-                apic::set_timer_rate(apic::rate_between(start, apic::timer_reading()));
+    match pending.facts.stated_apic_hz() {
+        Some(apic_hz) => apic::set_timer_rate_from_hz(apic_hz, hz),
+        None => {
+            let ready = pending.apic_start.tsc_after + APIC_WINDOW_US * hz / 1_000_000;
+            while rdtsc() < ready {
+                core::hint::spin_loop();
             }
+            apic::set_timer_rate(apic::rate_between(
+                pending.apic_start,
+                apic::timer_reading(),
+            ));
         }
     }
     apic::stop_counting();
+}
+
+/// Closes the window and returns the TSC rate and how it was found (after windows of
+/// their own on the clocks if this one failed: the processor was away too long).
+pub fn finish() -> (u64, Found) {
+    let Some(mut pending) = PENDING.lock().take() else {
+        return (hz(), found().unwrap_or(Found::Assumed));
+    };
+    let first = pending.running.take().and_then(|mut running| {
+        let clock = running.clock;
+        let measured = running.wait_out().and_then(|()| running.close()).ok()?;
+        (measured.error_ppm <= ACCEPTED_ERROR_PPM).then_some((clock, measured))
+    });
+    let found = match (pending.stated, first) {
+        (None, None) => pending.clocks.iter().find_map(measure_again),
+        (_, first) => first,
+    };
+    let (hz, how) = match (pending.stated, found) {
+        (Some((hz, by)), _) => (hz, Found::Stated(by)),
+        (None, Some((clock, measured))) => (measured.hz, Found::Measured(clock, measured)),
+        (None, None) => (ASSUMED_HZ, Found::Assumed),
+    };
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    FOUND.call_once(|| how);
     (hz, how)
+}
+
+/// Measures against `clock` in windows of their own until one is within
+/// [`ACCEPTED_ERROR_PPM`], keeping the best; `None` when every window failed.
+fn measure_again(clock: &Clock) -> Option<(Clock, Measurement)> {
+    let mut best: Option<Measurement> = None;
+    for _ in 0..WINDOWS_PER_CLOCK {
+        if let Ok(measured) = measure(clock) {
+            if best.is_none_or(|b| measured.error_ppm < b.error_ppm) {
+                best = Some(measured);
+            }
+            if measured.error_ppm <= ACCEPTED_ERROR_PPM {
+                break;
+            }
+        }
+    }
+    best.map(|measured| (*clock, measured))
+}
+
+/// Returns how the TSC rate was found, once [`finish`] ran.
+pub fn found() -> Option<Found> {
+    FOUND.get().copied()
 }
 
 /// Returns the TSC frequency in Hz.

@@ -6,10 +6,11 @@
 //! Pure logic: `boot` reads CPUID and the clocks and passes the values in, so every
 //! decision and every sum is tested on the host with made-up processors and clocks.
 
-/// The slowest TSC this kernel expects (100 MHz; x86-64 processors run far faster). A
-/// pause between two reads of a reference clock longer than its wrap at this rate could
-/// hide a wrap, so a window with such a pause is refused.
-pub const SLOWEST_TSC_HZ: u64 = 100_000_000;
+/// The slowest TSC this kernel expects: 500 MHz (every x86-64 processor's TSC runs at
+/// its base clock, above 1 GHz). A pause between two reads of a reference clock longer
+/// than half its wrap at this rate could hide a wrap, so a window with such a pause is
+/// refused; the PIT, which wraps every 55 ms, may be left 27 ms between reads.
+pub const SLOWEST_TSC_HZ: u64 = 500_000_000;
 
 /// The processor's maker, from CPUID leaf 0's signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -559,8 +560,8 @@ mod tests {
         assert_eq!(hpet.hz, 100_000_000);
         assert_eq!(Reference::hpet(0), None);
         assert_eq!(Reference::hpet(100_000_001), None);
-        // The PIT wraps every 55 ms: reads more than ~27 ms apart at 100 MHz are suspect.
-        assert_eq!(Reference::PIT.longest_pause(), 2_746_270);
+        // The PIT wraps every 55 ms: reads more than ~27 ms apart at 500 MHz are suspect.
+        assert_eq!(Reference::PIT.longest_pause(), 13_731_350);
     }
 
     #[test]
