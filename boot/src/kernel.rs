@@ -350,6 +350,7 @@ fn run_core(slot: &Slot) -> ! {
             // The services start before the application, each on its core.
             services::start_all();
             report_timeline();
+            crate::selftest::before_app();
             let outcome = (app.main)();
             match outcome {
                 Ok(()) => {

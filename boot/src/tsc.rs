@@ -65,7 +65,8 @@ impl Clock {
         }
     }
 
-    fn reference(&self) -> Reference {
+    /// Returns what the clock counts.
+    pub fn reference(&self) -> Reference {
         match *self {
             Clock::Hpet { reference, .. } | Clock::PmTimer { reference, .. } => reference,
             Clock::Pit => Reference::PIT,
@@ -234,6 +235,13 @@ pub fn find_clocks(topology: &Topology) -> heapless::Vec<Clock, 3> {
     }
     let _ = clocks.push(Clock::Pit);
     clocks
+}
+
+/// Measures the TSC against `clock` over a window of its own of `micros`.
+pub fn measure_for(clock: &Clock, micros: u64) -> Result<Measurement, WindowError> {
+    let mut running = Running::open(*clock);
+    running.wait_for(clock.reference().hz * micros / 1_000_000)?;
+    running.close()
 }
 
 /// Measures the TSC against `clock` over one window of its own.

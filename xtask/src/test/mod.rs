@@ -2,11 +2,12 @@
 //! tests with markers and timeouts. Ends with `N passed, N failed`.
 //!
 //! `host` runs the cargo test steps; `runner` runs the integration cases, which each area
-//! module (`boot`, `blk`, `fs`, `net`, `httpd`, `bench`) lists in its own `cases()`.
+//! module (`boot`, `clock`, `blk`, `fs`, `net`, `httpd`, `bench`) lists in its own `cases()`.
 
 mod bench;
 mod blk;
 mod boot;
+mod clock;
 mod fs;
 mod host;
 mod httpd;

@@ -151,6 +151,7 @@ impl std::fmt::Debug for Case {
 pub fn catalogue() -> Vec<Case> {
     let mut cases: Vec<Case> = [
         super::boot::cases(),
+        super::clock::cases(),
         super::blk::cases(),
         super::fs::cases(),
         super::net::cases(),
