@@ -146,12 +146,12 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     smp::wake_application_processors(&others, wake, left_asleep, init_delay);
     let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
     timeline.end(Phase::Aps, online);
-    // The UART is set up (it holds no output yet) before any other core may print a
-    // fatal report: its self-test loops output back and would swallow one.
-    console::init();
 
     // Devices next (the placement of the services depends on them), then the TSC's
-    // window closes: it spanned all of the above.
+    // window closes: it spanned all of the above. The UART is set up (it holds no
+    // output yet) before any other core may print a fatal report: its self-test loops
+    // output back and would swallow one.
+    console::init();
     crate::pci::discover(&topology, &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
     tsc::finish();
@@ -242,7 +242,9 @@ fn publish_owner_map(info: &BootInfo) {
 extern "C" fn ap_entry(_ticket: u32) -> ! {
     percore::cpu::install_none();
     apic::enable();
-    let apic_id = apic::id();
+    // From CPUID rather than the APIC's register: under QEMU every register access
+    // takes the emulator's lock, which all the starting cores want at once.
+    let apic_id = apic::id_from_cpuid();
     let plan = PLAN
         .get()
         .expect("APs are woken after the plan is published");

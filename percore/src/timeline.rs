@@ -4,28 +4,31 @@
 //! The boot core records the end of each phase as it goes (a phase begins where the one
 //! recorded before it ended, the first one at kernel entry), then turns the ticks into
 //! milliseconds once the TSC rate is known and prints them on one line:
-//! `manada: boot 1.93 ms: acpi 0.21, paging 0.05, tsc 0.52, ...`. xtask reads that line
+//! `manada: boot 1.93 ms: acpi 0.21, paging 0.05, plan 0.52, ...`. xtask reads that line
 //! back (`cargo xtask bench boot`), so its shape is part of the console protocol.
 
 use core::fmt;
 
-/// A start-up phase.
+/// A start-up phase, in the order the boot core ends them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// From kernel entry: the console, PVH start_info, and the ACPI tables (RSDP, MADT,
-    /// FADT, HPET, MCFG).
+    /// From kernel entry: PVH start_info, the app's name, and the ACPI tables (RSDP,
+    /// MADT, FADT, HPET, MCFG).
     Acpi,
-    /// The page tables: device windows uncached, RAM above 4 GiB, the stack region in
-    /// 4 KiB pages.
+    /// The page tables (device windows uncached, RAM above 4 GiB; RAM stays in 2 MiB
+    /// pages) and the boot core's APIC.
     Paging,
-    /// The TSC rate: stated by CPUID, or measured against a reference clock.
-    Tsc,
-    /// PCI enumeration.
-    Pci,
-    /// The start-up plan: memory shares, stacks, local pages, rings; the IDT.
+    /// The start-up plan: the TSC's measurement window opened, memory shares, stacks,
+    /// local pages and rings carved, the IDT built, the boot core on its own stack.
     Plan,
-    /// Waking the application processors until each is online (own tables and rings).
+    /// Waking the application processors until the last is online (own tables and
+    /// rings); the boot core's own tables first.
     Aps,
+    /// Setting the UART up, and PCI enumeration.
+    Pci,
+    /// Closing the TSC's window (open since the plan, so this is what is left of it: a
+    /// read of the clock, or a window of its own if that one failed).
+    Tsc,
     /// Writing out the start-up report that the console held until the cores were
     /// online (the other cores set themselves up meanwhile).
     Report,
@@ -36,14 +39,14 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// Every phase, in the order the boot core goes through them.
+    /// Every phase, in the order the boot core ends them.
     pub const ALL: [Phase; 9] = [
         Phase::Acpi,
         Phase::Paging,
-        Phase::Tsc,
-        Phase::Pci,
         Phase::Plan,
         Phase::Aps,
+        Phase::Pci,
+        Phase::Tsc,
         Phase::Report,
         Phase::Cores,
         Phase::Services,
