@@ -271,9 +271,9 @@ impl Measurement {
 }
 
 /// Counts a window must hold before a long pause is unfolded with the rate so far
-/// (4096: the rate's own error, under 0.03 %, then keeps a 64-wrap pause within an
-/// eighth of a wrap).
-pub const UNFOLD_AFTER: u64 = 4096;
+/// (1024: the rate's own error, about 0.1 %, then keeps a 64-wrap pause within a
+/// sixteenth of a wrap).
+pub const UNFOLD_AFTER: u64 = 1024;
 /// The longest pause unfolded, in wraps of the counter (3.5 s on the PIT).
 pub const UNFOLD_WRAPS: u64 = 64;
 
@@ -638,7 +638,17 @@ mod tests {
     #[test]
     fn long_pauses_in_an_established_window_are_unfolded() {
         // 10 ms windows paused half-way (5 ms: 6,000 counts in) for 60 ms, 1.3 s and
-        // 3 s: 1, 23 and 54 wraps of the PIT, all added back.
+        // 3 s: 1, 23 and 54 wraps of the PIT, all added back; and 2 ms windows paused
+        // after 1 ms (1,193 counts).
+        for pause_ns in [60_000_000, 1_300_000_000] {
+            let mut pit = machine(Reference::PIT);
+            let measured = pit.measure(2_000_000, pause_ns).unwrap();
+            let off = difference_ppm(measured.hz, pit.tsc_hz);
+            assert!(
+                off <= measured.error_ppm,
+                "{pause_ns} ns: {off} ppm, {measured:?}"
+            );
+        }
         for pause_ns in [60_000_000, 1_300_000_000, 3_000_000_000] {
             let mut pit = machine(Reference::PIT);
             let measured = pit.measure(10_000_000, pause_ns).unwrap();
