@@ -149,6 +149,7 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         hpet,
     };
     const ENABLED: u32 = 1;
+    let mut seen = [0u64; 4];
     for entry in madt.entries() {
         let (apic_id, flags, x2apic_entry) = match entry {
             MadtEntry::LocalApic(e) => (u32::from(e.apic_id), e.flags, false),
@@ -165,16 +166,25 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         };
         if flags & ENABLED == 0 {
             topology.processors_disabled += 1;
-        } else if topology.processors.iter().any(|p| p.apic_id == apic_id) {
-            // Firmware may list a processor both as LocalApic and LocalX2Apic.
-        } else if topology
-            .processors
-            .push(Processor {
-                apic_id,
-                x2apic_entry,
-            })
-            .is_err()
-        {
+            continue;
+        }
+        // Firmware may list a processor both as LocalApic and LocalX2Apic. Ids below 256
+        // (every xAPIC id) are checked in a bitmap, so the walk stays linear in the
+        // processors; a larger id is looked for among the others.
+        let listed_before = match seen.get_mut(apic_id as usize / 64) {
+            Some(word) => {
+                let bit = 1u64 << (apic_id % 64);
+                let listed_before = *word & bit != 0;
+                *word |= bit;
+                listed_before
+            }
+            None => topology.processors.iter().any(|p| p.apic_id == apic_id),
+        };
+        let processor = Processor {
+            apic_id,
+            x2apic_entry,
+        };
+        if !listed_before && topology.processors.push(processor).is_err() {
             topology.processors_dropped += 1;
         }
     }
