@@ -279,6 +279,10 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
 }
 
 /// Loads this core's own GDT/TSS (in its local page) and the shared IDT.
+///
+/// Never inlined: the boot core runs it first, and under TCG the APs then find its code
+/// translated already (an inlined copy in `ap_continue` was translated again).
+#[inline(never)]
 fn enter_own_tables(slot: &Slot) {
     let page = slot.local_page as *mut LocalPage;
     // SAFETY: the local page was carved from this core's memory for this core alone;
