@@ -54,6 +54,7 @@ pub static APPS: &[App] = &[
     crate::blk_errors::APP,
     crate::blk_bench::APP,
     crate::fs_bench::APP,
+    crate::fs_writer::APP,
     crate::free_storm::APP,
     crate::overflow::APP,
     crate::oom::APP,

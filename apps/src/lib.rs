@@ -14,6 +14,7 @@ mod exchange;
 mod files;
 mod free_storm;
 mod fs_bench;
+mod fs_writer;
 mod hello;
 mod httpd;
 mod ipc_bench;

@@ -1,5 +1,6 @@
 //! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT,
-//! and the timers the TSC can be measured against (FADT's PM timer, the HPET table).
+//! the timers the TSC can be measured against (FADT's PM timer, the HPET table); note
+//! where the AML tables (DSDT, SSDTs) are, for the virtio-mmio scan.
 
 use acpi::address::AddressSpace;
 use acpi::fadt::Fadt;
@@ -59,6 +60,15 @@ pub struct Topology {
     pub pm_timer: Option<(u16, bool)>,
     /// The HPET's register block (physical address), from the HPET table.
     pub hpet: Option<u64>,
+    /// The AML of the DSDT and the SSDTs (checksums checked), in that order.
+    pub aml_tables: heapless::Vec<AmlBlock, 8>,
+}
+
+/// Where an AML table's code is: after its header, `length` bytes from `address`.
+#[derive(Debug, Clone, Copy)]
+pub struct AmlBlock {
+    pub address: u64,
+    pub length: usize,
 }
 
 /// A memory-mapped PCI configuration window: base address (for bus 0) and bus range.
@@ -134,6 +144,17 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         // Address space 0 is system memory, the only one an HPET may be in.
         (bytes[40] == 0 && address != 0).then_some(address)
     });
+    // The acpi crate validates each table's signature, length and checksum here.
+    let aml_tables = tables
+        .dsdt()
+        .into_iter()
+        .chain(tables.ssdts())
+        .map(|table| AmlBlock {
+            address: table.address as u64,
+            length: table.length as usize,
+        })
+        .take(8)
+        .collect();
     let madt = tables.find_table::<Madt>().map_err(AcpiError::NoMadt)?;
     let madt = madt.get();
 
@@ -147,6 +168,7 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         ecam,
         pm_timer,
         hpet,
+        aml_tables,
     };
     const ENABLED: u32 = 1;
     let mut seen = [0u64; 4];

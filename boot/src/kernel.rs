@@ -78,7 +78,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     // The TSC is measured while the boot core goes on, until the cores are online.
     tsc::begin(&topology);
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
-    let (slots, service_reserve) = plan::carve(usable, &apic_ids);
+    let (slots, service_reserve) = plan::carve(&params.ram, usable, &apic_ids);
     interrupts::init();
     let every_processor_planned = topology.processors_disabled == 0
         && topology.processors_dropped == 0
@@ -147,15 +147,19 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
     timeline.end(Phase::Aps, online);
 
-    // Devices next (the placement of the services depends on them), then the TSC's
-    // window closes: it spanned all of the above. The UART is set up (it holds no
-    // output yet) before any other core may print a fatal report: its self-test loops
-    // output back and would swallow one.
-    console::init();
-    crate::pci::discover(&topology, &mut || frames.take());
-    timeline.end(Phase::Pci, rdtsc());
+    // The TSC's window closes: it spanned the plan and the APs' start.
     tsc::finish();
     timeline.end(Phase::Tsc, rdtsc());
+
+    // What the start-up found so far goes to the (held) console, then the clock and the
+    // devices (the placement of the services depends on them). The UART is set up (it
+    // holds no output yet) before any other core may print a fatal report: its
+    // self-test loops output back and would swallow one.
+    crate::report::machine(plan, devices::rtc::publish_wall_clock());
+    console::init();
+    crate::mmio::read_command_line(&plan.cmdline);
+    crate::pci::discover(&topology, &mut || frames.take());
+    timeline.end(Phase::Pci, rdtsc());
 
     let online_count = (0..plan.slots.len())
         .filter(|&slot| smp::is_online(slot))
@@ -358,6 +362,11 @@ fn run_core(slot: &Slot) -> ! {
             report_timeline();
             crate::selftest::before_app();
             let outcome = (app.main)();
+            // What returned Ok is on the disk when the run ends (also after a failure).
+            if let Err(error) = services::finish() {
+                println!("manada: {error}");
+                exit(Outcome::Failure)
+            }
             match outcome {
                 Ok(()) => {
                     println!("manada: app {} finished: success", app.name);

@@ -27,6 +27,8 @@ mod interrupts;
 #[cfg(target_os = "none")]
 mod kernel;
 #[cfg(target_os = "none")]
+mod mmio;
+#[cfg(target_os = "none")]
 mod paging;
 #[cfg(target_os = "none")]
 mod panic;

@@ -187,13 +187,15 @@ pub fn map_memory(ram: &[PhysRange], topology: &Topology, frames: &mut TableFram
     }
 }
 
-/// Splits `usable` among the cores of `apic_ids` after setting the service reserve
-/// aside, and carves each core's stacks, local page and rings from its own share.
+/// Splits `usable` (of `ram`) among the cores of `apic_ids` after setting the service
+/// reserve aside, and carves each core's stacks, local page and rings from its own share.
 pub fn carve(
+    ram: &[PhysRange],
     mut usable: heapless::Vec<PhysRange, 64>,
     apic_ids: &[u32],
 ) -> (heapless::Vec<Slot, MAX_CORES>, Option<PhysRange>) {
     let total: u64 = usable.iter().map(PhysRange::len).sum();
+    crate::services::MEMORY_TOTALS.call_once(|| (ram.iter().map(PhysRange::len).sum(), total));
     let reserve = memory::take_reserve(&mut usable, memory::service_reserve_size(total), FOUR_GIB);
     let Some(shares) = memory::partition::<MAX_CORES>(&usable, apic_ids.len()) else {
         fatal(format_args!(

@@ -8,6 +8,7 @@
 use crate::acpi::Topology;
 use crate::plan::Plan;
 use crate::{console, selftest, smp, tsc};
+use percore::time::DateTime;
 use percore::{println, BootInfo, PhysRange};
 
 const MIB: u64 = 1 << 20;
@@ -41,11 +42,10 @@ impl Machine {
     }
 }
 
-/// Writes out what the console held, then the report: the machine, the TSC, ACPI, PCI,
-/// the application processors (and any that did not come up), the cores online, the
-/// app. Core 0, after `GO`.
-pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
-    console::release();
+/// Prints the machine, the TSC rate, the real-time clock's time (`now`; `None`: it had no
+/// valid time) and what ACPI said, into the held console. The boot core, once the cores
+/// are online.
+pub fn machine(plan: &Plan, now: Option<DateTime>) {
     let machine = &plan.machine;
     println!(
         "manada: PVH boot, command line '{}', {} MiB RAM in {} ranges",
@@ -53,7 +53,7 @@ pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
         machine.ram_bytes / MIB,
         machine.ram_ranges
     );
-    let hz = info.tsc_hz;
+    let hz = tsc::hz();
     match tsc::found() {
         Some(found) => println!(
             "manada: TSC {}.{:03} GHz ({found})",
@@ -61,6 +61,13 @@ pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
             hz / 1_000_000 % 1000
         ),
         None => println!("manada: TSC rate unknown"),
+    }
+    match now {
+        Some(now) => println!(
+            "manada: RTC {:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            now.year, now.month, now.day, now.hour, now.minute, now.second
+        ),
+        None => println!("manada: no real-time clock; files get a fixed date"),
     }
     println!(
         "manada: ACPI (RSDP from {}): {} processors enabled, {} disabled, {} IOAPICs; {} at {:#x}",
@@ -71,7 +78,13 @@ pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
         if machine.x2apic { "x2APIC" } else { "xAPIC" },
         machine.local_apic_address,
     );
-    crate::pci::report();
+}
+
+/// Writes out what the console held (the lines above, PCI's and any warnings), then the
+/// rest of the report: the application processors (and any that did not come up), the
+/// cores online, the app. Core 0, after `GO`.
+pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
+    console::release();
     if plan.slots.len() > 1 {
         println!(
             "manada: starting {} application processors",

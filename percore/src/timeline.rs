@@ -24,11 +24,12 @@ pub enum Phase {
     /// Waking the application processors until the last is online (own tables and
     /// rings); the boot core's own tables first.
     Aps,
-    /// Setting the UART up, and PCI enumeration.
-    Pci,
     /// Closing the TSC's window (open since the plan, so this is what is left of it: a
     /// read of the clock, or a window of its own if that one failed).
     Tsc,
+    /// The real-time clock, setting the UART up, PCI enumeration and the virtio-mmio
+    /// devices.
+    Pci,
     /// Writing out the start-up report that the console held until the cores were
     /// online (the other cores set themselves up meanwhile).
     Report,
@@ -45,8 +46,8 @@ impl Phase {
         Phase::Paging,
         Phase::Plan,
         Phase::Aps,
-        Phase::Pci,
         Phase::Tsc,
+        Phase::Pci,
         Phase::Report,
         Phase::Cores,
         Phase::Services,

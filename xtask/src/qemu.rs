@@ -49,8 +49,19 @@ impl Machine {
         match self {
             Machine::Q35 => "q35",
             Machine::Pc => "pc",
-            // The kernel finds its cores through the ACPI MADT.
+            // The kernel finds its cores through the ACPI MADT, and the virtio-mmio
+            // devices through the DSDT (QEMU adds no virtio_mmio.device= words then).
             Machine::Microvm => "microvm,acpi=on",
+        }
+    }
+
+    /// Returns the `-device` value of a virtio device of `kind` (`blk`, `net`) with its
+    /// `backend` option (`drive=ID`, `netdev=ID`) on this machine: virtio-pci (modern
+    /// only) on q35 and pc, virtio-mmio on microvm.
+    fn virtio_device(self, kind: &str, backend: &str) -> String {
+        match self {
+            Machine::Q35 | Machine::Pc => format!("virtio-{kind}-pci,{backend},disable-legacy=on"),
+            Machine::Microvm => format!("virtio-{kind}-device,{backend}"),
         }
     }
 }
@@ -334,6 +345,11 @@ impl QemuConfig {
             ]
             .map(String::from),
         );
+        if self.machine == Machine::Microvm {
+            // QEMU 7.2's virtio-mmio defaults to the legacy (version 1) registers; the
+            // kernel speaks version 2 only.
+            args.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
+        }
         for (index, disk) in self.disks.iter().enumerate() {
             // QEMU's option syntax doubles commas inside a value.
             let mut drive = format!(
@@ -349,7 +365,9 @@ impl QemuConfig {
                 "-device".into(),
                 // The serial is what the guest's get-id request returns.
                 format!(
-                    "virtio-blk-pci,drive=disk{index},disable-legacy=on,serial=manada-disk{index}"
+                    "{},serial=manada-disk{index}",
+                    self.machine
+                        .virtio_device("blk", &format!("drive=disk{index}"))
                 ),
             ]);
         }
@@ -378,7 +396,8 @@ impl QemuConfig {
             }
             args.extend([
                 "-device".into(),
-                format!("virtio-net-pci,netdev={device},disable-legacy=on"),
+                self.machine
+                    .virtio_device("net", &format!("netdev={device}")),
             ]);
             // Every frame to and from the guest, for Wireshark or tcpdump.
             if let Some(pcap) = std::env::var_os("MANADA_PCAP") {
@@ -436,6 +455,8 @@ pub enum Status {
     TimedOut,
     /// xtask killed QEMU because it kept running after a panic or exception line.
     KilledAfterCrash,
+    /// xtask killed QEMU on purpose, as a crash test asked (`kill_after_line`).
+    Killed,
 }
 
 impl Status {
@@ -484,6 +505,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The timeout the run had.
     pub timeout: Option<Duration>,
+    /// xtask killed QEMU on purpose (`kill_after_line`).
+    pub killed: bool,
 }
 
 impl Outcome {
@@ -499,6 +522,7 @@ impl Outcome {
             unknown_app: None,
             elapsed: Duration::ZERO,
             timeout,
+            killed: false,
         }
     }
 
@@ -539,6 +563,7 @@ impl Outcome {
             Status::KilledAfterCrash => {
                 Err("kernel kept running after a crash; QEMU killed".into())
             }
+            Status::Killed => Err("QEMU was killed on purpose by the test".into()),
             Status::TimedOut => Err(format!(
                 "timed out after {} s; QEMU killed",
                 self.timeout.map_or(0, |timeout| timeout.as_secs())
@@ -647,7 +672,30 @@ pub fn run_until(
     echo: bool,
     stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Outcome, String> {
+    run_with(config, timeout, echo, stop, None)
+}
+
+/// Runs QEMU like [`run`] and kills it (SIGKILL, status `Killed`) `delay` after the first
+/// console line that starts with `prefix`: a power cut at a chosen moment, for crash tests.
+pub fn kill_after_line(
+    config: &QemuConfig,
+    limit: Duration,
+    prefix: &str,
+    delay: Duration,
+) -> Result<Outcome, String> {
+    run_with(config, Some(limit), false, None, Some((prefix, delay)))
+}
+
+/// The loop behind [`run_until`] and [`kill_after_line`].
+fn run_with(
+    config: &QemuConfig,
+    timeout: Option<Duration>,
+    echo: bool,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+    kill: Option<(&str, Duration)>,
+) -> Result<Outcome, String> {
     let timeout = if config.gdb { None } else { timeout };
+    let mut kill_at: Option<Instant> = None;
     let start = Instant::now();
     let child = Command::new(QEMU)
         .args(config.args())
@@ -693,6 +741,10 @@ pub fn run_until(
         if stopped || limit.is_some_and(|limit| now >= limit) {
             break None;
         }
+        if kill_at.is_some_and(|at| now >= at) {
+            outcome.killed = true;
+            break None;
+        }
         let wait = limit.map_or(Duration::from_millis(100), |limit| limit - now);
         match receiver.recv_timeout(wait.min(Duration::from_millis(100))) {
             Ok(Event::Console(line, arrived)) => {
@@ -720,6 +772,11 @@ pub fn run_until(
                     }
                     _ => {}
                 }
+                if let Some((prefix, delay)) = kill {
+                    if kill_at.is_none() && line.starts_with(prefix) {
+                        kill_at = Some(arrived + delay);
+                    }
+                }
                 outcome.console.push(line);
                 outcome.arrivals.push(arrived - start);
             }
@@ -740,6 +797,7 @@ pub fn run_until(
     outcome.status = match status {
         Some(status) => Status::from_exit(status),
         // A panic's grace period ran out: the kernel did not exit by itself.
+        None if outcome.killed => Status::Killed,
         None if fatal_deadline.is_some_and(|limit| Instant::now() >= limit) => {
             Status::KilledAfterCrash
         }
@@ -816,11 +874,12 @@ mod tests {
         ];
         for (machine, accel, head) in cases {
             let args = config(machine, accel).args().join(" ");
-            assert_eq!(
-                args,
-                format!("{head} {COMMON_TAIL}"),
-                "{machine:?} {accel:?}"
-            );
+            let tail = if machine == Machine::Microvm {
+                format!("{COMMON_TAIL} -global virtio-mmio.force-legacy=false")
+            } else {
+                COMMON_TAIL.to_string()
+            };
+            assert_eq!(args, format!("{head} {tail}"), "{machine:?} {accel:?}");
         }
     }
 
@@ -961,5 +1020,36 @@ mod tests {
                 read_only: true
             }
         );
+    }
+
+    #[test]
+    fn microvm_gets_virtio_mmio_devices() {
+        let mut c = config(Machine::Microvm, Accel::Tcg);
+        c.disks = vec![DiskSpec {
+            path: "fat:rw:/tmp/share".into(),
+            read_only: false,
+        }];
+        c.net = Some(vec![(7777, 7)]);
+        let line = c.args().join(" ");
+        assert!(line.contains("-global virtio-mmio.force-legacy=false"));
+        assert!(line.contains(
+            "-drive file=fat:rw:/tmp/share,format=raw,if=none,id=disk0 \
+             -device virtio-blk-device,drive=disk0,serial=manada-disk0"
+        ));
+        assert!(line.contains("-device virtio-net-device,netdev=net0"));
+        assert!(line.contains("hostfwd=tcp:127.0.0.1:7777-:7"));
+        assert!(!line.contains("-pci"));
+        assert!(!line.contains("disable-legacy"));
+        // The hub for frame injection works the same way on microvm.
+        c.inject = Some((9000, 9001));
+        assert!(c
+            .args()
+            .join(" ")
+            .contains("-device virtio-net-device,netdev=hub0"));
+        // q35 and pc stay on modern-only virtio-pci, without the microvm switch.
+        c.machine = Machine::Pc;
+        let line = c.args().join(" ");
+        assert!(line.contains("-device virtio-net-pci,netdev=hub0,disable-legacy=on"));
+        assert!(!line.contains("virtio-mmio"));
     }
 }

@@ -296,13 +296,6 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             ));
         }
     }
-    let wants_disks =
-        !args.disks.is_empty() || args.share.is_some() || default_share(&args.app).is_some();
-    if wants_disks && args.machine == Machine::Microvm {
-        return Err(
-            "--disk needs PCI, which microvm does not have here; use --machine q35 or pc".into(),
-        );
-    }
     let workspace = tools::workspace()?;
     // The user's options are checked before anything is built or started.
     let (disks, share_args) = with_share(&workspace, args)?;
@@ -313,16 +306,14 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     config.mem = args.mem;
     config.kernel_args = kernel_words(args, share_args);
     config.disks = disks;
-    // microvm has no PCI here, so no virtio-net-pci either.
-    config.net = (args.net == NetChoice::User && args.machine != Machine::Microvm)
-        .then(|| args.forwards.clone());
+    config.net = (args.net == NetChoice::User).then(|| args.forwards.clone());
     config.gdb = args.gdb;
     config.check_command_line()?;
     for (host, guest) in &args.forwards {
         eprintln!("xtask: forwarding 127.0.0.1:{host} to guest port {guest} (tcp and udp)");
     }
     if !args.forwards.is_empty() && config.net.is_none() {
-        return Err("--forward needs --net user on q35 or pc".into());
+        return Err("--forward needs --net user".into());
     }
     if args.app == "httpd" {
         eprintln!(

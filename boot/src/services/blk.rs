@@ -2,7 +2,6 @@
 //! driven from the blk core.
 
 use devices::blk;
-use percore::println;
 
 use super::reserve::ReserveCursor;
 
@@ -15,7 +14,7 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
     let mut setups = heapless::Vec::new();
     for (transport, location) in crate::pci::take_blk_transports() {
         let Some(dma) = reserve.take(blk::dma_size()) else {
-            println!("manada: blk: no reserved memory left for virtio-blk {location}");
+            reserve.report_full("blk", "virtio-blk", &location, blk::dma_size());
             break;
         };
         let _ = setups.push(blk::DiskSetup {

@@ -44,3 +44,12 @@ pub fn start(core: usize, name: &str) {
         Err(error) => println!("manada: fs: cannot mount {name}: {error}"),
     }
 }
+
+/// How long the volume may take to be written back when the run ends.
+const SYNC_AT_EXIT: core::time::Duration = core::time::Duration::from_secs(10);
+
+/// Writes the mounted volume back (nothing when none is mounted), bounded in time.
+pub fn finish() -> Result<(), alloc::string::String> {
+    fs::service::sync_before_exit(SYNC_AT_EXIT)
+        .map_err(|error| alloc::format!("fs: the volume was not written back before exit: {error}"))
+}

@@ -15,7 +15,7 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
         return;
     };
     let Some(dma) = reserve.take(netdev::dma_size()) else {
-        println!("manada: net: no reserved memory left for virtio-net {location}");
+        reserve.report_full("net", "virtio-net", &location, netdev::dma_size());
         return;
     };
     *SETUP.lock() = Some((

@@ -9,6 +9,7 @@ mod blk;
 mod boot;
 mod clock;
 mod fs;
+mod fs_crash;
 mod host;
 mod httpd;
 mod net;

@@ -154,6 +154,7 @@ pub fn catalogue() -> Vec<Case> {
         super::clock::cases(),
         super::blk::cases(),
         super::fs::cases(),
+        super::fs_crash::cases(),
         super::net::cases(),
         super::httpd::cases(),
         super::bench::cases(),
