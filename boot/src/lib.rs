@@ -67,6 +67,8 @@ mod plan;
 #[cfg(target_os = "none")]
 mod pvh;
 #[cfg(target_os = "none")]
+mod report;
+#[cfg(target_os = "none")]
 mod selftest;
 #[cfg(target_os = "none")]
 mod services;

@@ -11,6 +11,10 @@
 //!   in the first of its threads that resumes from a yield, sleep or wait from then on,
 //!   which fails alone (its core, if the thread was in a critical section); `in=loop` in
 //!   its kernel loop, which fails the core.
+//! - `selftest=sleep`: sleeps 2 s between two console lines, whose arrival the host
+//!   times, so a wrong TSC or APIC timer rate cannot pass unseen.
+//! - `selftest=tsc`: measures the TSC for 200 ms against the clock it was measured
+//!   against at boot and prints both rates.
 
 use percore::cmdline::CommandLine;
 use percore::fault::{FaultKind, Injection, InjectionError};
@@ -27,6 +31,10 @@ pub enum Selftest {
     DeadCore,
     /// One core faults as the injection says.
     Fault(Injection),
+    /// Core 0 sleeps 2 s between two console lines before the app.
+    Sleep,
+    /// Core 0 measures the TSC for 200 ms before the app.
+    Tsc,
 }
 
 /// Returns the selftest the command line asks for; a `fault:` word that does not parse
@@ -37,6 +45,8 @@ pub fn parse(command_line: &str) -> Result<Selftest, InjectionError> {
         Some("invalid-opcode") => Selftest::EarlyFault(FaultKind::InvalidOpcode),
         Some("page-fault") => Selftest::EarlyFault(FaultKind::PageFault),
         Some("dead-core") => Selftest::DeadCore,
+        Some("sleep") => Selftest::Sleep,
+        Some("tsc") => Selftest::Tsc,
         Some(text) if text.starts_with("fault:") => Selftest::Fault(Injection::parse(text)?),
         Some(_) => Selftest::None,
     })
@@ -124,5 +134,45 @@ pub fn raise(kind: FaultKind) {
                 )
             };
         }
+    }
+}
+
+/// How long `selftest=sleep` sleeps.
+pub const SLEEP: core::time::Duration = core::time::Duration::from_secs(2);
+/// How long `selftest=tsc` measures.
+const LONG_WINDOW_US: u64 = 200_000;
+
+/// Runs the self test that runs on core 0's main thread before the app, if asked for.
+pub fn before_app() {
+    match current() {
+        Selftest::Sleep => {
+            percore::println!("manada: selftest: sleep {} ms begins", SLEEP.as_millis());
+            percore::sleep(SLEEP);
+            percore::println!("manada: selftest: sleep ends");
+        }
+        Selftest::Tsc => check_tsc(),
+        _ => {}
+    }
+}
+
+/// Measures the TSC for [`LONG_WINDOW_US`] against the boot's clock and prints both.
+fn check_tsc() {
+    let boot_hz = percore::boot_info().tsc_hz;
+    let Some(crate::tsc::Found::Measured(clock, at_boot)) = crate::tsc::found() else {
+        percore::println!("manada: selftest: tsc: the rate was not measured at boot");
+        return;
+    };
+    match crate::tsc::measure_for(&clock, LONG_WINDOW_US) {
+        Ok(long) => percore::println!(
+            "manada: selftest: tsc: boot {boot_hz} Hz within {} ppm over {} us; {} us against the {}: {} Hz within {} ppm; difference {} ppm",
+            at_boot.error_ppm,
+            at_boot.micros(&clock.reference()),
+            long.micros(&clock.reference()),
+            clock.name(),
+            long.hz,
+            long.error_ppm,
+            percore::calibration::difference_ppm(boot_hz, long.hz)
+        ),
+        Err(error) => percore::println!("manada: selftest: tsc: long window failed: {error:?}"),
     }
 }

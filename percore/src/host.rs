@@ -91,7 +91,7 @@ pub fn run<T: Send + 'static>(cores: usize, main: impl FnOnce() -> T + Send + 's
         wake,
         halt,
         arm_timer: |deadline| TIMER.with(|timer| timer.set(deadline)),
-        protect: |_, _| {},
+        protect: |_, _| true,
         raise: |kind| panic!("injected fault {kind:?}"),
         core_failed: |_| {},
     });
@@ -143,8 +143,7 @@ fn publish_machine(cores: usize, locations: &'static [MailboxLocation]) {
         cores: descriptions,
         cmdline: heapless::String::new(),
         tsc_hz: tsc_hz(),
-        boot_tsc: 0,
-        online_tsc: 0,
+        timeline: crate::timeline::Timeline::new(0),
         x2apic: false,
         service_reserve: None,
         services: crate::placement::Placement::decide(cores, &[], |_| None)

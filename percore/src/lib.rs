@@ -16,6 +16,7 @@ extern crate std;
 #[allow(unsafe_code)]
 pub mod arch;
 pub mod bootinfo;
+pub mod calibration;
 pub mod channel;
 pub mod cmdline;
 #[allow(unsafe_code)]
@@ -34,6 +35,7 @@ pub mod memory;
 pub mod placement;
 pub mod sched;
 pub mod time;
+pub mod timeline;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
 pub use channel::{channel, Receiver, RecvError, SendError, Sender, TryRecvError};

@@ -108,8 +108,9 @@ pub struct Hooks {
     /// Arms this core's timer to interrupt at this TSC value (`None`: disarm).
     pub arm_timer: fn(Option<u64>),
     /// Unmaps (`true`) or maps again (`false`) the page at this address: a thread
-    /// stack's guard page.
-    pub protect: fn(usize, bool),
+    /// stack's guard page. Returns false when it could not (no memory for a page
+    /// table): the thread is then not created.
+    pub protect: fn(usize, bool) -> bool,
     /// Raises the deliberate fault the fault injector asks for (`selftest=fault:...`).
     pub raise: fn(crate::fault::FaultKind),
     /// Told, on every core that goes on, that this core failed (after the core's waiters
@@ -130,7 +131,7 @@ pub(crate) fn hooks() -> Hooks {
         wake: |_| {},
         halt: core::hint::spin_loop,
         arm_timer: |_| {},
-        protect: |_, _| {},
+        protect: |_, _| true,
         raise: |kind| panic!("injected fault {kind:?}"),
         core_failed: |_| {},
     })

@@ -30,6 +30,12 @@ pub enum Marker {
     AppFinished { app: String, success: bool },
     /// `manada: unknown app 'X' (available: a, b)`.
     UnknownApp { app: String, available: String },
+    /// `manada: boot T ms: phase t, phase t, ...`: the kernel's start-up timeline, from
+    /// its first instruction to the application's `main`, in milliseconds.
+    Timeline {
+        total_ms: f64,
+        phases: Vec<(String, f64)>,
+    },
 }
 
 impl Marker {
@@ -86,6 +92,9 @@ fn parse_manada(rest: &str) -> Option<Marker> {
             kernel_ms,
         });
     }
+    if let Some(timeline) = rest.strip_prefix("boot ") {
+        return parse_timeline(timeline);
+    }
     if let Some(app) = rest.strip_prefix("app ") {
         let (app, result) = app.split_once(" finished: ")?;
         let success = match result {
@@ -139,6 +148,33 @@ fn parse_manada(rest: &str) -> Option<Marker> {
         });
     }
     None
+}
+
+/// Parses `T ms: name t, name t` (after `manada: boot `).
+fn parse_timeline(text: &str) -> Option<Marker> {
+    let (total, phases) = text.split_once(" ms:")?;
+    let millis = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|value| value.is_finite() && *value >= 0.0)
+    };
+    let total_ms = millis(total)?;
+    let mut parsed = Vec::new();
+    for phase in phases
+        .split(',')
+        .map(str::trim)
+        .filter(|phase| !phase.is_empty())
+    {
+        let (name, value) = phase.split_once(' ')?;
+        if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_lowercase()) {
+            return None;
+        }
+        parsed.push((name.to_string(), millis(value)?));
+    }
+    Some(Marker::Timeline {
+        total_ms,
+        phases: parsed,
+    })
 }
 
 /// Parses `K: text` or `K, thread T: text` into the core, the thread and the text.
@@ -330,6 +366,33 @@ mod tests {
             None
         );
         assert_eq!(parse_line("manada: core x failed: y"), None);
+    }
+
+    #[test]
+    fn parses_the_timeline() {
+        assert_eq!(
+            parse_line("manada: boot 1.93 ms: acpi 0.20, tsc 0.50, aps 1.23\r"),
+            Some(Marker::Timeline {
+                total_ms: 1.93,
+                phases: vec![
+                    ("acpi".into(), 0.2),
+                    ("tsc".into(), 0.5),
+                    ("aps".into(), 1.23)
+                ]
+            })
+        );
+        assert_eq!(
+            parse_line("manada: boot 0.00 ms:"),
+            Some(Marker::Timeline {
+                total_ms: 0.0,
+                phases: Vec::new()
+            })
+        );
+        assert_eq!(parse_line("manada: boot 1.9 ms: acpi x"), None);
+        assert_eq!(parse_line("manada: boot 1.9 ms: acpi -1"), None);
+        assert_eq!(parse_line("manada: boot 1.9 ms: Acpi 0.1"), None);
+        assert_eq!(parse_line("manada: boot 1.9: acpi 0.1"), None);
+        assert_eq!(parse_line("manada: boot NaN ms: acpi 0.1"), None);
     }
 
     #[test]

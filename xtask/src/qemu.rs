@@ -485,6 +485,9 @@ pub struct Outcome {
     pub status: Status,
     /// The guest console (QEMU's stdout), line by line.
     pub console: Vec<String>,
+    /// When each console line arrived, as host time since QEMU's spawn (one per line
+    /// of `console` that came from QEMU).
+    pub arrivals: Vec<Duration>,
     /// QEMU's own stderr lines.
     pub stderr: Vec<String>,
     /// The `cores online` marker, if it appeared.
@@ -507,6 +510,7 @@ impl Outcome {
         Outcome {
             status,
             console,
+            arrivals: Vec::new(),
             stderr: Vec::new(),
             online: None,
             fatal: None,
@@ -841,6 +845,7 @@ fn run_with(
                         .push(line.clone());
                 }
                 outcome.console.push(line);
+                outcome.arrivals.push(arrived - start);
             }
             Ok(Event::Stderr(line)) => {
                 if echo {

@@ -207,7 +207,16 @@ pub(crate) fn spawn_local(job: Job, packet: Option<&Arc<dyn Abandon>>) -> Result
         unsafe { crate::global::dealloc(stack, layout) };
         return Err(SpawnError::OutOfMemory(layout.size()));
     };
-    (hooks().protect)(stack, true);
+    // The guard page may need a page table of its own (RAM is mapped in 2 MiB pages):
+    // without memory for one, there is no thread.
+    if !(hooks().protect)(stack, true) {
+        // SAFETY: both allocated above with these layouts and never used.
+        unsafe {
+            crate::global::dealloc(stack, layout);
+            crate::global::dealloc(thread.as_ptr() as usize, record);
+        }
+        return Err(SpawnError::OutOfMemory(layout.size()));
+    }
     // SAFETY: the stack was just allocated for this thread alone; `thread_entry` never
     // returns; the thread pointer stays valid until the loop reclaims the thread.
     let context = unsafe {
@@ -446,7 +455,8 @@ fn reclaim() {
     if let Some(thread) = with(|s| s.dead.take()) {
         // SAFETY: the thread ended and was switched away from for good.
         let stack = unsafe { (*thread.as_ptr()).stack };
-        (hooks().protect)(stack, false);
+        // Mapping a page back never needs memory: it was split when it was unmapped.
+        let _ = (hooks().protect)(stack, false);
         // SAFETY: allocated in `spawn_local` with this layout, no longer in use; the
         // record likewise, and no wake-up can name it (its waits all ended).
         unsafe {

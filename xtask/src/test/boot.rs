@@ -51,6 +51,11 @@ fn success_with(
 /// Returns the boot tests.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
+    // The kernel's most cores (every core starts at once; nothing on the boot core may
+    // grow faster than the core count).
+    for machine in [Machine::Q35, Machine::Microvm] {
+        cases.push(boot_case("hello", machine, MAX_CORES, &[], hello).starting(Start::First));
+    }
     // The slowest (8-core) guests first, so the slots stay busy at the end.
     for cores in [8, 4, 2, 1] {
         for machine in [Machine::Q35, Machine::Pc] {
@@ -403,9 +408,10 @@ mod tests {
                 assert!(names.contains(&format!("hello {machine} x{cores}")));
             }
         }
-        for cores in [1, 4, 8] {
+        for cores in [1, 4, 8, MAX_CORES] {
             assert!(names.contains(&format!("hello microvm x{cores}")));
         }
+        assert!(names.contains(&format!("hello q35 x{MAX_CORES}")));
         for name in [
             "panic q35 x4",
             "run --cores 0 refused",

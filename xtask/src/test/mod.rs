@@ -2,13 +2,15 @@
 //! tests with markers and timeouts. Ends with `N passed, N failed`.
 //!
 //! `host` runs the cargo test steps; `runner` runs the integration cases, which each area
-//! module (`boot`, `apps`, `blk`, `fs`, `fs_crash`, `net`, `httpd`, `faults`, `bench`) lists in its own
-//! `cases()`. With `--app-crate PATH` it runs that crate's smoke tests instead.
+//! module (`boot`, `clock`, `apps`, `blk`, `fs`, `fs_crash`, `net`, `httpd`, `faults`,
+//! `bench`) lists in its own `cases()`. With `--app-crate PATH` it runs that crate's smoke
+//! tests instead.
 
 mod apps;
 mod bench;
 mod blk;
 mod boot;
+mod clock;
 mod faults;
 mod fs;
 mod fs_crash;

@@ -152,6 +152,7 @@ pub fn catalogue() -> Vec<Case> {
     let mut cases: Vec<Case> = [
         super::boot::cases(),
         super::apps::cases(),
+        super::clock::cases(),
         super::blk::cases(),
         super::fs::cases(),
         super::fs_crash::cases(),
