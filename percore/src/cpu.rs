@@ -55,7 +55,7 @@ pub struct CoreLocal {
     /// core; a third, while it fails, halts it at once).
     pub(crate) faults_handled: Cell<u8>,
     /// The fault the injector armed on this core, until it is raised.
-    pub(crate) injection: Cell<Option<crate::fault::Armed>>,
+    pub(crate) injection: Cell<Option<crate::injection::Armed>>,
 }
 
 impl CoreLocal {

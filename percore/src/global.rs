@@ -20,12 +20,12 @@ use core::ptr::{null_mut, NonNull};
 use ipc::{Kind, Message};
 
 use crate::cpu::{self, CoreLocal};
+use crate::fence;
 use crate::heap::{HeapStats, OwnerMap, RemoteFrees};
-use crate::mailbox;
 use crate::MAX_CORES;
 
 /// Kernel message: up to three `(address, size)` blocks going home (zero size: none).
-pub(crate) const REMOTE_FREE: Kind = Kind::new(mailbox::KERNEL_KINDS + 3);
+pub(crate) const REMOTE_FREE: Kind = Kind::new(crate::mailbox::KERNEL_KINDS + 3);
 const BLOCKS_PER_MESSAGE: usize = 3;
 
 /// A list of freed blocks of one owner, linked through the blocks.
@@ -276,7 +276,7 @@ pub(crate) fn send_remote_frees() -> bool {
         .map_or(0, |remote| remote.owners_pending);
     let mut sent_any = false;
     for owner in (0..MAX_CORES).filter(|&owner| owners & (1 << owner) != 0) {
-        if mailbox::is_fenced(owner) {
+        if fence::is_fenced(owner) {
             if let Some(remote) = local.remote.borrow_mut().as_mut() {
                 remote.discard(owner);
             }

@@ -28,7 +28,8 @@ use ipc::Doorbell;
 
 use crate::bootinfo::{self, BootInfo, CoreDesc};
 use crate::heap::Heap;
-use crate::mailbox::{self, Hooks, MailboxLocation, Ring};
+use crate::mailbox::{MailboxLocation, Ring};
+use crate::platform::{self, Hooks};
 use crate::{CoreLocal, Mailbox, MAX_CORES};
 
 /// Each core's heap on the host.
@@ -87,7 +88,7 @@ pub fn run<T: Send + 'static>(cores: usize, main: impl FnOnce() -> T + Send + 's
             std::eprint!("{args}")
         });
     });
-    mailbox::install_hooks(Hooks {
+    platform::install_hooks(Hooks {
         wake,
         halt,
         arm_timer: |deadline| TIMER.with(|timer| timer.set(deadline)),

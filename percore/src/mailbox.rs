@@ -13,71 +13,19 @@
 //! Waiting: [`Mailbox::wait`] halts this core until a message arrives, never missing one.
 //! A kernel thread reaches its core's mailbox through `crate::cpu::with_mailbox`.
 //!
-//! A core that failed is fenced ([`FENCED`]): it set its bit there before it halted for
+//! A core that failed is fenced (`crate::fence`): it set its bit before it halted for
 //! good, and from then on nobody sends to it; a send to it is an error instead of a wait
 //! on a ring that nobody drains.
 
 use alloc::collections::VecDeque;
-use core::sync::atomic::{fence, AtomicU64, Ordering};
 use ipc::doorbell::WakeMemo;
 use ipc::{Doorbell, Endpoint, Full, Message, Receiver, Sender};
+
+use crate::fence::is_fenced;
 
 /// Message kinds from this value up belong to the kernel (thread start-up, wake-ups,
 /// remote frees); applications use the kinds below it.
 pub const KERNEL_KINDS: u16 = 0x3000;
-
-/// The cores that failed: bit `c` for core `c`.
-///
-/// Each bit is set once, by the failing core itself, and never cleared; every core reads
-/// the word on each turn of its loop. It is one word for all cores (not a flag in each
-/// doorbell) because a doorbell's line is written by its owner every idle period, while
-/// this line is written at most once per core per run, so reading it costs no cache
-/// traffic.
-#[derive(Debug)]
-pub struct FenceSet(AtomicU64);
-
-// One bit per core.
-const _: () = assert!(crate::MAX_CORES <= 64);
-
-impl FenceSet {
-    /// Returns a set with no core fenced.
-    pub const fn new() -> Self {
-        Self(AtomicU64::new(0))
-    }
-
-    /// Fences `core`. Only that core calls it, as it fails, after its last message was
-    /// published: a core that sees the bit (Acquire) then sees every message it sent.
-    pub fn fence(&self, core: usize) {
-        self.0.fetch_or(1 << core, Ordering::Release);
-        // Orders the bit before the wake-up interrupts that follow (pairs with the
-        // doorbell's fences on the halting side).
-        fence(Ordering::SeqCst);
-    }
-
-    /// Returns true when `core` failed.
-    pub fn contains(&self, core: usize) -> bool {
-        core < 64 && self.0.load(Ordering::Acquire) & (1 << core) != 0
-    }
-
-    /// Returns the set as a bit mask.
-    pub fn bits(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-impl Default for FenceSet {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The run's fenced cores.
-pub static FENCED: FenceSet = FenceSet::new();
-
-/// Returns true when core `core` failed and was fenced.
-pub fn is_fenced(core: usize) -> bool {
-    FENCED.contains(core)
-}
 
 /// Slots per ring: 64 cache lines, 4 KiB.
 pub const RING_SLOTS: usize = 64;
@@ -96,45 +44,6 @@ pub struct MailboxLocation {
     pub doorbell: &'static Doorbell,
     /// The core's APIC id, for the wake-up interrupt.
     pub apic_id: u32,
-}
-
-/// What the hardware does for a core's kernel (installed by `boot`).
-#[derive(Debug, Clone, Copy)]
-pub struct Hooks {
-    /// Sends the wake-up interrupt to the core with this APIC id.
-    pub wake: fn(u32),
-    /// Halts until an interrupt arrives (interrupts masked before and after).
-    pub halt: fn(),
-    /// Arms this core's timer to interrupt at this TSC value (`None`: disarm).
-    pub arm_timer: fn(Option<u64>),
-    /// Unmaps (`true`) or maps again (`false`) the page at this address: a thread
-    /// stack's guard page. Returns false when it could not (no memory for a page
-    /// table): the thread is then not created.
-    pub protect: fn(usize, bool) -> bool,
-    /// Raises the deliberate fault the fault injector asks for (`selftest=fault:...`).
-    pub raise: fn(crate::fault::FaultKind),
-    /// Told, on every core that goes on, that this core failed (after the core's waiters
-    /// on it were failed).
-    pub core_failed: fn(usize),
-}
-
-static HOOKS: spin::Once<Hooks> = spin::Once::new();
-
-/// Installs the wake-up and halt hooks. Only the first call has an effect.
-pub fn install_hooks(hooks: Hooks) {
-    HOOKS.call_once(|| hooks);
-}
-
-pub(crate) fn hooks() -> Hooks {
-    // Without hooks (host tests), waking is a no-op and halting is a spin hint.
-    HOOKS.get().copied().unwrap_or(Hooks {
-        wake: |_| {},
-        halt: core::hint::spin_loop,
-        arm_timer: |_| {},
-        protect: |_, _| true,
-        raise: |kind| panic!("injected fault {kind:?}"),
-        core_failed: |_| {},
-    })
 }
 
 /// Receives one round from `endpoint`: kernel messages go to the kernel, the others to
@@ -284,9 +193,9 @@ impl Mailbox {
     pub fn notify(&mut self, to: usize) {
         if let Ok(outbound) = self.outbound(to) {
             let apic_id = outbound.apic_id;
-            outbound
-                .doorbell
-                .notify_once(&mut outbound.memo, || (hooks().wake)(apic_id));
+            outbound.doorbell.notify_once(&mut outbound.memo, || {
+                (crate::platform::hooks().wake)(apic_id)
+            });
         }
     }
 
@@ -367,7 +276,7 @@ impl Mailbox {
         if !self.inbox.is_empty() {
             return;
         }
-        let halt = hooks().halt;
+        let halt = crate::platform::hooks().halt;
         self.endpoint.halt_if_idle(self.doorbell, halt);
     }
 }
@@ -472,23 +381,6 @@ mod tests {
             a.send(1, message(i), std::thread::yield_now).unwrap();
         }
         receiver.join().unwrap();
-    }
-
-    #[test]
-    fn a_fence_stays_set_and_names_only_its_core() {
-        let set = FenceSet::new();
-        assert!(!set.contains(3));
-        set.fence(3);
-        set.fence(63);
-        assert!(set.contains(3) && set.contains(63));
-        assert!(!set.contains(2) && !set.contains(64));
-        assert_eq!(set.bits(), 1 << 3 | 1 << 63);
-        set.fence(3);
-        assert_eq!(
-            set.bits(),
-            1 << 3 | 1 << 63,
-            "fencing twice changes nothing"
-        );
     }
 
     #[test]

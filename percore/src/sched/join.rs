@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use alloc::sync::Arc;
 
 use super::wait::{self, WaiterToken};
-use crate::mailbox;
+use crate::fence;
 
 const RUNNING: usize = 0;
 const DONE: usize = 1;
@@ -178,7 +178,7 @@ impl<T> Packet<T> {
     /// and returns its result or why there is none.
     fn wait(&self, core: usize) -> Result<T, JoinError> {
         let here = crate::current_core();
-        if core != here && mailbox::is_fenced(core) {
+        if core != here && fence::is_fenced(core) {
             // What the thread finished before its core failed still counts; nobody waits
             // in the packet yet, so there is nobody to wake.
             let _ = fail(&self.state, JoinError::CoreFailed(core));
@@ -257,7 +257,7 @@ impl<T> JoinHandle<T> {
         matches!(
             seen(self.packet.state.load(Ordering::Acquire)),
             Seen::Done | Seen::Failed(_)
-        ) || mailbox::is_fenced(self.core)
+        ) || fence::is_fenced(self.core)
     }
 
     /// Blocks the calling thread (its core runs others meanwhile) until the thread

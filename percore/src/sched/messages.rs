@@ -14,6 +14,7 @@ use super::scheduler::{
 use super::wait::{wake_local, WaiterToken};
 use super::CoreFailed;
 use crate::cpu;
+use crate::fence;
 use crate::mailbox;
 
 /// Kernel message: start a thread for the boxed [`Start`] in word 0 here.
@@ -44,7 +45,7 @@ pub(crate) fn words<const N: usize>(values: [u64; N]) -> [u8; 48] {
 pub(crate) fn send_kernel(to: usize, message: Message) -> Result<(), CoreFailed> {
     let mut message = message;
     loop {
-        if mailbox::is_fenced(to) {
+        if fence::is_fenced(to) {
             return Err(CoreFailed(to));
         }
         match cpu::with_mailbox(|mailbox| mailbox.try_send_kernel(to, message)) {

@@ -112,7 +112,7 @@ pub fn try_spawn_on<T: Send + 'static>(
     if core >= cores {
         return Err(SpawnError::NoSuchCore(core));
     }
-    if crate::mailbox::is_fenced(core) {
+    if crate::fence::is_fenced(core) {
         return Err(SpawnError::CoreFailed(core));
     }
     let packet = Arc::new(Packet::new());
@@ -213,7 +213,7 @@ pub fn park_on(core: usize, register: impl FnOnce(Parked)) -> Result<(), CoreFai
         park(register);
         return Ok(());
     }
-    if crate::mailbox::is_fenced(core) {
+    if crate::fence::is_fenced(core) {
         return Err(CoreFailed(core));
     }
     register(Parked(wait::begin_wait()));

@@ -25,7 +25,7 @@ use super::wait::{self, notice_failures, RemoteWait};
 use crate::arch::{self, Context};
 use crate::cpu;
 use crate::fault::{self, Place};
-use crate::mailbox::hooks;
+use crate::platform::hooks;
 use crate::time;
 
 /// Usable stack of every thread.

@@ -18,7 +18,8 @@ use super::messages::{send_kernel, words, WAKE};
 use super::scheduler::{leave, with, Leave, Scheduler, Thread, ThreadRef};
 use super::CoreFailed;
 use crate::cpu;
-use crate::mailbox::{self, hooks};
+use crate::fence;
+use crate::platform::hooks;
 
 /// A thread blocked on another core.
 #[derive(Clone, Copy)]
@@ -104,7 +105,7 @@ pub(crate) fn block_on_remote(
         });
         me
     });
-    if mailbox::is_fenced(core) {
+    if fence::is_fenced(core) {
         // The loop may have dealt with that core before this wait was registered: take
         // what it sent (its answer may be there) and fail the wait here.
         cpu::with_mailbox(|mailbox| mailbox.drain_for_kernel(core));
@@ -178,7 +179,7 @@ pub(super) fn wake_local(s: &mut Scheduler, thread: ThreadRef) {
 /// Fails, once per failed core, every wait of this core's threads on it, after taking
 /// the last messages it sent (a wake-up among them ends a wait the normal way).
 pub(super) fn notice_failures() {
-    let fenced = mailbox::FENCED.bits();
+    let fenced = fence::FENCED.bits();
     if fenced == 0 {
         return;
     }
