@@ -5,8 +5,7 @@
 //! numbered the online cores); before that its GS base is zero and [`current`] returns
 //! `None`. On the host (tests) a thread-local plays the register.
 
-use crate::global::RemoteState;
-use crate::heap::Heap;
+use crate::heap::{Heap, RemoteState};
 use crate::mailbox::Mailbox;
 use crate::sched::Scheduler;
 use core::any::{Any, TypeId};
