@@ -15,7 +15,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::injection::Armed;
 pub use crate::injection::{FaultKind, Injection, InjectionError, Place};
-use crate::sched::{JoinError, ThreadView};
+use crate::threads::{JoinError, ThreadView};
 use crate::MAX_CORES;
 
 /// Arms `injection` on the running core, its delay counted from now.
@@ -111,7 +111,7 @@ pub struct Critical {
 /// its state, a service's polling thread): ending it alone would leave that state lost
 /// and its users waiting for good; failing the core fences it, and they get errors.
 pub fn critical() -> Critical {
-    crate::sched::adjust_critical(1);
+    adjust_critical(1);
     Critical {
         _on_this_thread: PhantomData,
     }
@@ -119,8 +119,24 @@ pub fn critical() -> Critical {
 
 impl Drop for Critical {
     fn drop(&mut self) {
-        crate::sched::adjust_critical(-1);
+        adjust_critical(-1);
     }
+}
+
+/// Adds `delta` to the running thread's open critical sections (nothing outside a
+/// thread).
+fn adjust_critical(delta: i32) {
+    if let Some(local) = crate::cpu::current() {
+        local.scheduler.borrow().adjust_critical(delta);
+    }
+}
+
+/// Returns the running thread (`Ok(None)` in the core's loop), or `Err` when the
+/// scheduler's state is in use (the fault hit the scheduler itself).
+fn running_thread() -> Result<Option<ThreadView>, ()> {
+    let local = crate::cpu::current().ok_or(())?;
+    let scheduler = local.scheduler.try_borrow_mut().map_err(|_| ())?;
+    Ok(scheduler.running_view())
 }
 
 /// Where a fault struck, as the handler saw it.
@@ -254,7 +270,7 @@ pub fn contain(site: FaultSite) -> Containment {
     };
     let nested = local.faults_handled.get();
     local.faults_handled.set(nested.saturating_add(1));
-    let scheduler = crate::sched::running_thread();
+    let scheduler = running_thread();
     let busy = match scheduler {
         Err(()) => Some("scheduler"),
         Ok(_) => local.busy_state(),
@@ -279,10 +295,7 @@ pub(crate) fn fault_handled() {
 /// Returns the number of the running thread on this core, for fault reports; `None` in
 /// the kernel loop, or when the scheduler's state is in use.
 pub fn running_thread_id() -> Option<u64> {
-    crate::sched::running_thread()
-        .ok()
-        .flatten()
-        .map(|thread| thread.id)
+    running_thread().ok().flatten().map(|thread| thread.id)
 }
 
 /// Fences the running core: from now on every other core treats it as failed. Returns

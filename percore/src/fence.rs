@@ -59,6 +59,16 @@ pub fn is_fenced(core: usize) -> bool {
     FENCED.contains(core)
 }
 
+/// The core a thread waited on failed and was fenced; it will never answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreFailed(pub usize);
+
+impl core::fmt::Display for CoreFailed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "core {} failed", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,15 +17,11 @@ use alloc::boxed::Box;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{null_mut, NonNull};
 
-use ipc::{Kind, Message};
-
 use crate::cpu::{self, CoreLocal};
 use crate::fence;
-use crate::heap::{HeapStats, OwnerMap, RemoteFrees, RemoteState, BLOCKS_PER_MESSAGE};
+use crate::heap::{HeapStats, OwnerMap, RemoteFrees, RemoteState};
+use crate::mailbox::KernelMessage;
 use crate::MAX_CORES;
-
-/// Kernel message: up to three `(address, size)` blocks going home (zero size: none).
-pub(crate) const REMOTE_FREE: Kind = Kind::new(crate::mailbox::KERNEL_KINDS + 3);
 
 static OWNERS: spin::Once<OwnerMap> = spin::Once::new();
 
@@ -155,16 +151,7 @@ pub(crate) fn send_remote_frees() -> bool {
             if chunk.is_empty() {
                 break;
             }
-            let mut words = [0u64; 6];
-            for (i, &(addr, size)) in chunk.iter().enumerate() {
-                words[2 * i] = addr as u64;
-                words[2 * i + 1] = size as u64;
-            }
-            let message = Message::new(
-                REMOTE_FREE,
-                local.index() as u16,
-                ipc::message::bytes_from_words(&words),
-            );
+            let message = KernelMessage::RemoteFree(chunk.clone());
             if cpu::with_mailbox(|mailbox| mailbox.try_send_kernel(owner, message)).is_err() {
                 // Full ring: keep the blocks, in order, and try on a later turn.
                 if let Some(remote) = local.remote.borrow_mut().as_mut() {
@@ -182,26 +169,16 @@ pub(crate) fn send_remote_frees() -> bool {
     sent_any
 }
 
-/// Frees the blocks of a `REMOTE_FREE` message on their owner (this core).
-pub(crate) fn receive_remote_frees(message: &Message) {
-    let mut blocks: heapless::Vec<(usize, usize), BLOCKS_PER_MESSAGE> = heapless::Vec::new();
-    for i in 0..BLOCKS_PER_MESSAGE {
-        let (addr, size) = (
-            message.inline_word(2 * i) as usize,
-            message.inline_word(2 * i + 1) as usize,
-        );
-        if size != 0 {
-            let _ = blocks.push((addr, size));
-        }
-    }
+/// Frees `blocks`, which came home to their owner (this core) in a kernel message.
+pub(crate) fn receive_remote_frees(blocks: &[(usize, usize)]) {
     let local = local();
     let mut heap = local.heap.borrow_mut();
     let heap = heap
         .as_mut()
         .expect("remote frees reach a core with a heap");
-    // SAFETY: only `send_remote_frees` sends REMOTE_FREE (applications cannot send
-    // kernel kinds), with blocks of batches filled for this core, each once.
-    unsafe { heap.receive_remote_blocks(&blocks) };
+    // SAFETY: only `send_remote_frees` sends freed blocks home (applications cannot send
+    // kernel kinds), blocks of batches filled for this core, each once.
+    unsafe { heap.receive_remote_blocks(blocks) };
 }
 
 /// Returns this core's heap counters.
