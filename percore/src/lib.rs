@@ -36,6 +36,7 @@ pub mod mailbox;
 pub mod memory;
 pub mod placement;
 pub mod platform;
+pub mod random;
 pub mod sched;
 pub mod threads;
 pub mod time;
