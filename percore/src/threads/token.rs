@@ -1,5 +1,5 @@
 //! A waiter token: which thread waits, and on which core, in one word, for whoever
-//! wakes it (a join packet's state word holds one; a `WAKE` message carries one).
+//! wakes it (a join packet's state word holds one; a `Wake` kernel message carries one).
 //!
 //! Thread records are 16-byte aligned, so a token's low four bits are zero (the join
 //! packet uses them for its tags); the core is in the bits above the address.
