@@ -80,9 +80,12 @@ pub fn spawn_on<T: Send + 'static>(
 /// Starts `f` in a new thread on core `core`, or says why it could not.
 ///
 /// A thread for another core is sent there as a message; that core creates it, and if
-/// it has no memory for it the join returns [`JoinError::OutOfMemory`](crate::JoinError::OutOfMemory). A core that
+/// it has no memory for it the join returns [`JoinError::OutOfMemory`]. A core that
 /// failed is refused at once ([`SpawnError::CoreFailed`]); one that fails after the
-/// message left makes the join return [`JoinError::CoreFailed`](crate::JoinError::CoreFailed).
+/// message left makes the join return [`JoinError::CoreFailed`].
+///
+/// [`JoinError::OutOfMemory`]: crate::JoinError::OutOfMemory
+/// [`JoinError::CoreFailed`]: crate::JoinError::CoreFailed
 pub fn try_spawn_on<T: Send + 'static>(
     core: usize,
     f: impl FnOnce() -> T + Send + 'static,
