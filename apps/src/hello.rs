@@ -13,7 +13,7 @@ fn main() -> Result<(), AppError> {
         let core = percore::current_core();
         percore::println!("hello from core {core}/{}", percore::core_count());
         core
-    });
+    })?;
     // Each thread ran where it was placed.
     if cores
         .iter()

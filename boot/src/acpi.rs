@@ -1,8 +1,13 @@
-//! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT.
+//! ACPI: find the RSDP and read the processors and interrupt controllers from the MADT,
+//! the timers the TSC can be measured against (FADT's PM timer, the HPET table); note
+//! where the AML tables (DSDT, SSDTs) are, for the virtio-mmio scan.
 
+use acpi::address::AddressSpace;
+use acpi::fadt::Fadt;
+use acpi::hpet::HpetTable;
 use acpi::madt::{Madt, MadtEntry};
 use acpi::mcfg::Mcfg;
-use acpi::{AcpiHandler, AcpiTables, PhysicalMapping};
+use acpi::{AcpiHandler, AcpiTable, AcpiTables, PhysicalMapping};
 use core::ptr::NonNull;
 
 /// The most processors the MADT walk records (more are counted, not kept).
@@ -50,6 +55,20 @@ pub struct Topology {
     pub rsdp_source: &'static str,
     /// PCI Express configuration space (segment 0), from the MCFG table if there is one.
     pub ecam: Option<Ecam>,
+    /// The ACPI PM timer's I/O port and whether it is 32 bits wide (else 24), from the
+    /// FADT; `None` on hardware-reduced ACPI (microvm) or without a FADT.
+    pub pm_timer: Option<(u16, bool)>,
+    /// The HPET's register block (physical address), from the HPET table.
+    pub hpet: Option<u64>,
+    /// The AML of the DSDT and the SSDTs (checksums checked), in that order.
+    pub aml_tables: heapless::Vec<AmlBlock, 8>,
+}
+
+/// Where an AML table's code is: after its header, `length` bytes from `address`.
+#[derive(Debug, Clone, Copy)]
+pub struct AmlBlock {
+    pub address: u64,
+    pub length: usize,
 }
 
 /// A memory-mapped PCI configuration window: base address (for bus 0) and bus range.
@@ -107,6 +126,35 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
                 last_bus: entry.bus_number_end,
             })
     });
+    let pm_timer = tables.find_table::<Fadt>().ok().and_then(|fadt| {
+        let block = fadt.pm_timer_block().ok().flatten()?;
+        let port = u16::try_from(block.address).ok()?;
+        let is_32_bit = { fadt.flags }.pm_timer_is_32_bit();
+        (block.address_space == AddressSpace::SystemIo && port != 0).then_some((port, is_32_bit))
+    });
+    let hpet = tables.find_table::<HpetTable>().ok().and_then(|table| {
+        let length = table.header().length as usize;
+        // The table's fields are private: read the base address (a generic address at
+        // offset 40: address space byte, then the 64-bit address at 44) from its bytes.
+        // SAFETY: the acpi crate mapped and checksummed all `length` bytes of the table.
+        let bytes = unsafe {
+            core::slice::from_raw_parts(table.virtual_start().as_ptr().cast::<u8>(), length)
+        };
+        let address = u64::from_le_bytes(bytes.get(44..52)?.try_into().ok()?);
+        // Address space 0 is system memory, the only one an HPET may be in.
+        (bytes[40] == 0 && address != 0).then_some(address)
+    });
+    // The acpi crate validates each table's signature, length and checksum here.
+    let aml_tables = tables
+        .dsdt()
+        .into_iter()
+        .chain(tables.ssdts())
+        .map(|table| AmlBlock {
+            address: table.address as u64,
+            length: table.length as usize,
+        })
+        .take(8)
+        .collect();
     let madt = tables.find_table::<Madt>().map_err(AcpiError::NoMadt)?;
     let madt = madt.get();
 
@@ -118,8 +166,12 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         io_apics: heapless::Vec::new(),
         rsdp_source,
         ecam,
+        pm_timer,
+        hpet,
+        aml_tables,
     };
     const ENABLED: u32 = 1;
+    let mut seen = [0u64; 4];
     for entry in madt.entries() {
         let (apic_id, flags, x2apic_entry) = match entry {
             MadtEntry::LocalApic(e) => (u32::from(e.apic_id), e.flags, false),
@@ -136,16 +188,25 @@ pub fn read_topology(rsdp: Option<u64>) -> Result<Topology, AcpiError> {
         };
         if flags & ENABLED == 0 {
             topology.processors_disabled += 1;
-        } else if topology.processors.iter().any(|p| p.apic_id == apic_id) {
-            // Firmware may list a processor both as LocalApic and LocalX2Apic.
-        } else if topology
-            .processors
-            .push(Processor {
-                apic_id,
-                x2apic_entry,
-            })
-            .is_err()
-        {
+            continue;
+        }
+        // Firmware may list a processor both as LocalApic and LocalX2Apic. Ids below 256
+        // (every xAPIC id) are checked in a bitmap, so the walk stays linear in the
+        // processors; a larger id is looked for among the others.
+        let listed_before = match seen.get_mut(apic_id as usize / 64) {
+            Some(word) => {
+                let bit = 1u64 << (apic_id % 64);
+                let listed_before = *word & bit != 0;
+                *word |= bit;
+                listed_before
+            }
+            None => topology.processors.iter().any(|p| p.apic_id == apic_id),
+        };
+        let processor = Processor {
+            apic_id,
+            x2apic_entry,
+        };
+        if !listed_before && topology.processors.push(processor).is_err() {
             topology.processors_dropped += 1;
         }
     }

@@ -6,6 +6,7 @@
 
 use crate::cpu::{cpuid, rdmsr, wrmsr};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use percore::calibration::Reading;
 
 const IA32_APIC_BASE: u32 = 0x1B;
 const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
@@ -29,6 +30,8 @@ const SOFTWARE_ENABLE: u32 = 1 << 8;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 const ICR_INIT_ASSERT: u32 = 0x0000_4500;
 const ICR_STARTUP: u32 = 0x0000_4600;
+/// Destination shorthand: all cores but the sender (the destination field is ignored).
+const ICR_ALL_BUT_SELF: u32 = 0b11 << 18;
 
 static X2APIC: AtomicBool = AtomicBool::new(false);
 /// APIC timer ticks (divided by 16) per 2^20 TSC ticks, measured once on the boot core.
@@ -131,17 +134,48 @@ fn send_ipi(destination: u32, command: u32) {
     }
 }
 
-/// Measures the APIC timer against the TSC (boot core, once; all cores share the rate).
-pub fn calibrate_timer() {
+/// Starts this core's timer counting down from its largest value, masked, so that
+/// [`timer_reading`]s taken a while apart measure it against the TSC.
+pub fn start_counting() {
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_16);
     write(REG_TIMER, 1 << 16); // masked while counting
     write(REG_TIMER_INITIAL, u32::MAX);
-    let start = crate::cpu::rdtsc();
-    crate::tsc::delay_us(2_000);
-    let counted = u64::from(u32::MAX - read(REG_TIMER_CURRENT));
-    let tsc = crate::cpu::rdtsc() - start;
+}
+
+/// Stops the count [`start_counting`] began.
+pub fn stop_counting() {
     write(REG_TIMER_INITIAL, 0);
-    TIMER_PER_TSC_2_20.store((counted << 20) / tsc.max(1), Ordering::Relaxed);
+}
+
+/// Returns this core's timer count read between two TSC reads.
+pub fn timer_reading() -> Reading {
+    let tsc_before = crate::cpu::rdtsc();
+    let value = u64::from(read(REG_TIMER_CURRENT));
+    Reading {
+        tsc_before,
+        value,
+        tsc_after: crate::cpu::rdtsc(),
+    }
+}
+
+/// Returns the timer's ticks per 2^20 TSC ticks between two [`timer_reading`]s of one
+/// count (it counts down and lasts over a minute, so it did not wrap).
+pub fn rate_between(start: Reading, end: Reading) -> u64 {
+    let counted = start.value.saturating_sub(end.value);
+    let ticks = end.tsc().saturating_sub(start.tsc()).max(1);
+    ((u128::from(counted) << 20) / u128::from(ticks)) as u64
+}
+
+/// Sets the timer's rate for every core: `per_tsc_2_20` ticks (divided by 16) per 2^20
+/// TSC ticks. Boot core, before the other cores use their timers.
+pub fn set_timer_rate(per_tsc_2_20: u64) {
+    TIMER_PER_TSC_2_20.store(per_tsc_2_20, Ordering::Relaxed);
+}
+
+/// Sets the timer's rate from its input clock, `bus_hz`, and the TSC's, `tsc_hz`.
+pub fn set_timer_rate_from_hz(bus_hz: u64, tsc_hz: u64) {
+    let divided = u128::from(bus_hz / 16);
+    set_timer_rate(((divided << 20) / u128::from(tsc_hz.max(1))) as u64);
 }
 
 /// Sets this core's timer up: one-shot, `vector`, stopped.
@@ -172,6 +206,22 @@ pub fn end_of_interrupt() {
 /// Sends a fixed interrupt `vector` to the core with APIC id `destination`.
 pub fn send_interrupt(destination: u32, vector: u8) {
     send_ipi(destination, 0x4000 | u32::from(vector));
+}
+
+/// Sends a fixed interrupt `vector` to every core but this one (one IPI, whatever the
+/// number of cores).
+pub fn send_interrupt_to_others(vector: u8) {
+    send_ipi(0, ICR_ALL_BUT_SELF | 0x4000 | u32::from(vector));
+}
+
+/// Sends INIT to every core but this one.
+pub fn send_init_to_others() {
+    send_ipi(0, ICR_ALL_BUT_SELF | ICR_INIT_ASSERT);
+}
+
+/// Sends STARTUP to every core but this one: they start in real mode at `page * 4096`.
+pub fn send_startup_to_others(page: u8) {
+    send_ipi(0, ICR_ALL_BUT_SELF | ICR_STARTUP | u32::from(page));
 }
 
 /// Sends INIT to the core with APIC id `destination`.

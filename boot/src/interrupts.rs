@@ -2,8 +2,10 @@
 //!
 //! Each of the 32 exception vectors has a small stub that pushes a uniform frame
 //! (a dummy error code where the CPU pushes none, then the vector) and the general
-//! registers, and calls [`exception_entry`]. The handler prints the core, vector, error
-//! code and RIP, and ends the run with a failure status: a fault is never survived.
+//! registers, and calls [`exception_entry`]. The handler prints the core, thread, vector,
+//! error code and RIP, then contains the fault (`panic::contain`): the thread ends alone
+//! where its core's kernel state is intact, else the core is fenced. The handler never
+//! returns to the faulting code.
 
 use crate::entry::KERNEL_CODE_SELECTOR;
 use crate::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT};
@@ -303,6 +305,7 @@ extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
         0
     };
     let core = crate::panic::CoreName::current();
+    let thread = crate::panic::ThreadName::current();
     let guard = percore::cpu::current().map_or(0, percore::CoreLocal::guard_page) as u64;
     let (mnemonic, name) =
         if frame.vector == 14 && guard != 0 && (guard..guard + 4096).contains(&fault_address) {
@@ -314,12 +317,15 @@ extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
             (mnemonic, name)
         };
     percore::console::CONSOLE.print_fatal(format_args!(
-        "EXCEPTION on core {core}: {mnemonic} {name} (vector {}), error code {:#x}, RIP {:#x}, RSP {:#x}{}\n",
+        "EXCEPTION on core {core}{thread}: {mnemonic} {name} (vector {}), error code {:#x}, RIP {:#x}, RSP {:#x}{}\n",
         frame.vector,
         frame.error_code,
         frame.rip,
         frame.rsp,
         crate::panic::FaultAddress(fault_address),
     ));
-    crate::exit::exit(crate::exit::Outcome::Failure)
+    crate::panic::contain(percore::fault::FaultSite {
+        vector: Some(frame.vector as u8),
+        stack_pointer: frame.rsp as usize,
+    })
 }

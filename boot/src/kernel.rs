@@ -4,32 +4,40 @@
 //! (`plan`) -> own stack -> wake the others -> placement of the services -> publish
 //! `BootInfo` -> go. Every core: own GDT/TSS/IDT -> online -> wait for go -> mailbox,
 //! heap, `CoreLocal` -> its scheduler; core 0 also starts the services (`services`) and
-//! runs the application's main thread.
+//! runs the application's main thread, whose outcome (with what failed during the run)
+//! ends the run.
 
 use crate::cpu::{halt_forever, rdtsc};
 use crate::exit::{exit, Outcome};
 use crate::gdt::CoreTables;
 use crate::plan::{self, LocalPage, Plan, Slot, PLAN};
 use crate::{acpi, apic, console, entry, interrupts, paging, pvh, services, smp, tsc};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
 use percore::heap::{Heap, OwnerMap};
-use percore::mailbox::{self, Hooks, MailboxLocation, Ring};
-use percore::memory::{self, PhysRange};
+use percore::mailbox::{MailboxLocation, Ring};
+use percore::memory;
+use percore::platform::{self, Hooks};
+use percore::timeline::{Phase, Timeline};
 use percore::{println, CoreLocal, Mailbox, MAX_CORES};
 
 const AP_START_TIMEOUT_US: u64 = 3_000_000;
-const DEFAULT_APP: &str = "hello";
-const MIB: u64 = 1 << 20;
 
 /// Set by the boot core once `BootInfo` is published: every core may run the app.
 static GO: AtomicBool = AtomicBool::new(false);
 
+/// The TSC value at which the boot core had written the start-up report out.
+static REPORTED_TSC: AtomicU64 = AtomicU64::new(0);
+
+/// The TSC value at which each core (by index) finished its own set-up; 0 before. Each
+/// core writes only its own entry, once; core 0 reads them for the boot timeline.
+static READY_TSC: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+
 #[unsafe(no_mangle)]
 extern "C" fn boot_core_main(start_info: u32) -> ! {
     percore::cpu::install_none();
-    console::init();
+    console::hold();
     // SAFETY: `start_info` is the ebx value of the PVH entry, passed through unchanged,
     // and nothing has written low memory yet.
     let params = match unsafe { pvh::read(u64::from(start_info)) } {
@@ -37,17 +45,15 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         Err(error) => fatal(format_args!("cannot read PVH start_info: {error}")),
     };
     let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
-    let app_name = command_line.get("app").unwrap_or(DEFAULT_APP);
-    let ram_total: u64 = params.ram.iter().map(PhysRange::len).sum();
-    println!(
-        "manada: PVH boot, command line '{}', {} MiB RAM in {} ranges",
-        params.cmdline,
-        ram_total / MIB,
-        params.ram.len()
-    );
-    let Some(app) = apps::find(app_name) else {
+    // Without `app=`, the image's first application runs.
+    let applications = crate::app::registered();
+    let app_name = command_line
+        .get("app")
+        .or(applications.first().map(|app| app.name))
+        .unwrap_or("(none)");
+    let Some(app) = crate::find(applications, app_name) else {
         let mut names = heapless::String::<256>::new();
-        for (i, name) in apps::names().enumerate() {
+        for (i, name) in applications.iter().map(|app| app.name).enumerate() {
             let _ = names.push_str(if i == 0 { "" } else { ", " });
             let _ = names.push_str(name);
         }
@@ -61,55 +67,105 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         x86::io::outb(0x21, 0xFF);
         x86::io::outb(0xA1, 0xFF);
     }
-    let (hz, source) = tsc::calibrate();
-    println!(
-        "manada: TSC {}.{:02} GHz ({source:?})",
-        hz / 1_000_000_000,
-        hz / 10_000_000 % 100
-    );
-
+    let mut timeline = Timeline::new(entry::boot_tsc());
     let topology = match acpi::read_topology(params.rsdp) {
         Ok(topology) => topology,
         Err(error) => fatal(format_args!("cannot read ACPI: {error}")),
     };
+    timeline.end(Phase::Acpi, rdtsc());
+
+    let (usable, mut frames) = plan::usable_memory(&params.ram);
+    plan::map_memory(&params.ram, &topology, &mut frames);
     let x2apic = apic::choose_mode(topology.local_apic_address);
     apic::enable();
     let boot_apic_id = apic::id();
-    plan::report_topology(&topology, x2apic);
+    timeline.end(Phase::Paging, rdtsc());
 
+    // The TSC is measured while the boot core goes on, until the cores are online.
+    tsc::begin(&topology);
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
-    let (slots, service_reserve) = plan::build_plan(&params.ram, &topology, &apic_ids);
+    let (slots, service_reserve) = plan::carve(&params.ram, usable, &apic_ids);
     interrupts::init();
+    let every_processor_planned = topology.processors_disabled == 0
+        && topology.processors_dropped == 0
+        && apic_ids.len() == topology.processors.len();
+    let machine = crate::report::Machine::new(&params.ram, &topology, x2apic);
+    timeline.end(Phase::Plan, rdtsc());
     let plan = PLAN.call_once(|| Plan {
         service_reserve,
         slots,
         cmdline: params.cmdline.clone(),
         app,
+        timeline,
+        every_processor_planned,
+        machine,
     });
+    STARTING.call_once(|| spin::Mutex::new(Some(Starting { topology, frames })));
     // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
     unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
+    tsc::poll();
     // SAFETY: slot 0's stack was carved from the boot core's own memory just now and is
     // used by nothing else; nothing on the boot stack is needed afterwards.
     unsafe { smp::switch_stack(plan.slots[0].stack_top, boot_core_continue, 0) }
 }
 
+/// What the boot core carries over its stack switch for the steps after it.
+struct Starting {
+    topology: acpi::Topology,
+    frames: plan::TableFrames,
+}
+
+/// Set once before the boot core's stack switch; taken right after it.
+static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
+
 extern "C" fn boot_core_continue(_: usize) -> ! {
     let plan = PLAN.get().expect("plan published before the switch");
+    let Starting {
+        topology,
+        mut frames,
+    } = STARTING
+        .get()
+        .and_then(|starting| starting.lock().take())
+        .expect("set before the switch");
+    let mut timeline = plan.timeline;
     enter_own_tables(&plan.slots[0]);
     smp::mark_online(0);
 
+    // The others start in parallel, while this core halts (under QEMU's TCG anything
+    // else it did would compete with them for the emulator's lock).
+    tsc::provisional();
     let others: heapless::Vec<u32, MAX_CORES> =
         plan.slots.iter().skip(1).map(|slot| slot.apic_id).collect();
-    let mut left_asleep = None;
-    if !others.is_empty() {
-        println!("manada: starting {} application processors", others.len());
-        if crate::selftest::simulate_dead_core(&plan.cmdline) {
-            left_asleep = others.last().copied();
-            println!("manada: selftest: leaving the core with APIC id {left_asleep:?} asleep");
-        }
-    }
-    smp::start_application_processors(&others, left_asleep, AP_START_TIMEOUT_US);
-    let online_tsc = rdtsc();
+    let left_asleep = if crate::selftest::simulate_dead_core(&plan.cmdline) {
+        others.last().copied()
+    } else {
+        None
+    };
+    // The shorthand that wakes all at once reaches every processor there is: only when
+    // each one the firmware lists is in the plan and none is to stay asleep.
+    let wake = if plan.every_processor_planned && left_asleep.is_none() {
+        smp::Wake::All
+    } else {
+        smp::Wake::Each
+    };
+    let init_delay = tsc::cpuid_facts().needs_init_delay();
+    smp::wake_application_processors(&others, wake, left_asleep, init_delay);
+    let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
+    timeline.end(Phase::Aps, online);
+
+    // The TSC's window closes: it spanned the plan and the APs' start.
+    tsc::finish();
+    timeline.end(Phase::Tsc, rdtsc());
+
+    // What the start-up found so far goes to the (held) console, then the clock and the
+    // devices (the placement of the services depends on them). The UART is set up (it
+    // holds no output yet) before any other core may print a fatal report: its
+    // self-test loops output back and would swallow one.
+    crate::report::machine(plan, devices::rtc::publish_wall_clock());
+    console::init();
+    crate::mmio::read_command_line(&plan.cmdline);
+    crate::pci::discover(&topology, &mut || frames.take());
+    timeline.end(Phase::Pci, rdtsc());
 
     let online_count = (0..plan.slots.len())
         .filter(|&slot| smp::is_online(slot))
@@ -123,62 +179,61 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
                 memory,
                 mailbox: plan::mailbox_location(slot, online_count),
             });
-        } else {
-            println!(
-                "manada: core with APIC id {} did not come up within {} ms; going on without it",
-                slot.apic_id,
-                AP_START_TIMEOUT_US / 1000
-            );
         }
     }
     let command_line = percore::cmdline::CommandLine::new(&plan.cmdline);
+    crate::selftest::check(&plan.cmdline, cores.len());
     let placement = services::decide(cores.len(), &command_line);
     let info = bootinfo::publish(BootInfo {
         cores,
         cmdline: plan.cmdline.clone(),
         tsc_hz: tsc::hz(),
-        boot_tsc: entry::boot_tsc(),
-        online_tsc,
+        timeline,
         x2apic: apic::is_x2apic(),
         service_reserve: plan.service_reserve,
         services: placement,
     });
-    let micros = info.online_micros();
-    println!(
-        "manada: {} cores online in {}.{} ms",
-        info.cores.len(),
-        micros / 1000,
-        micros / 100 % 10
-    );
-    let per_core = info
-        .cores
-        .iter()
-        .map(|c| c.memory.iter().map(PhysRange::len).sum::<u64>())
-        .min()
-        .unwrap_or(0);
-    println!(
-        "manada: running app {} on {} cores ({} MiB of memory each, {} MiB reserved for device services)",
-        plan.app.name,
-        info.cores.len(),
-        per_core / MIB,
-        info.service_reserve.map_or(0, |r| r.len() / MIB)
-    );
-    mailbox::install_hooks(Hooks {
+    platform::install_hooks(Hooks {
         wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
         halt: interrupts::halt_until_interrupt,
         arm_timer: apic::arm_timer,
-        protect: |address, guard| {
-            assert!(
-                paging::set_present(address as u64, !guard),
-                "guard page {address:#x} is not in 4 KiB-mapped core memory"
-            );
-        },
+        protect: protect_guard_page,
+        raise: crate::selftest::raise,
+        core_failed: main_core_failed,
     });
     publish_owner_map(info);
-    services::prepare(info);
-    apic::calibrate_timer();
     GO.store(true, Ordering::Release);
+    // The others halt until this wake-up (a core that is not in the run, woken too,
+    // halts again for good), then set their own instances up while this core reports.
+    if info.cores.len() > 1 {
+        apic::send_interrupt_to_others(interrupts::WAKEUP_VECTOR);
+    }
+    crate::report::print(plan, info, AP_START_TIMEOUT_US / 1000);
+    services::prepare(info);
+    REPORTED_TSC.store(rdtsc(), Ordering::Release);
     run_core(&plan.slots[0])
+}
+
+/// Each core's page-table frames (by core index), for splitting its 2 MiB pages.
+static TABLE_POOLS: [paging::TablePool; MAX_CORES] =
+    [const { paging::TablePool::new() }; MAX_CORES];
+
+/// Unmaps (`guard`) or maps again the guard page at `address`, a page of this core's
+/// memory. Its 2 MiB page is split first if it is still whole, with a frame from this
+/// core's table pool. Returns false when the pool is empty (it never should be).
+fn protect_guard_page(address: usize, guard: bool) -> bool {
+    let address = address as u64;
+    if guard && paging::is_split(address) == Some(false) {
+        let pool = &TABLE_POOLS[percore::current_core()];
+        let Some(frame) = pool.take() else {
+            return false;
+        };
+        if let Err(frame) = paging::split_at(address, frame) {
+            // Another core split this 2 MiB page (it holds memory of both) first.
+            pool.give_back(frame);
+        }
+    }
+    paging::set_present(address, !guard)
 }
 
 /// Records which core owns which memory, for frees that cross cores.
@@ -200,7 +255,9 @@ fn publish_owner_map(info: &BootInfo) {
 extern "C" fn ap_entry(_ticket: u32) -> ! {
     percore::cpu::install_none();
     apic::enable();
-    let apic_id = apic::id();
+    // From CPUID rather than the APIC's register: under QEMU every register access
+    // takes the emulator's lock, which all the starting cores want at once.
+    let apic_id = apic::id_from_cpuid();
     let plan = PLAN
         .get()
         .expect("APs are woken after the plan is published");
@@ -219,8 +276,10 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
     let slot = &plan.slots[slot_index];
     enter_own_tables(slot);
     smp::mark_online(slot_index);
+    // Halted, not spinning: under TCG a spinning vCPU takes a host CPU from those
+    // still starting. The boot core's wake-up follows `GO`, so none is missed.
     while !GO.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+        interrupts::halt_until_interrupt();
     }
     if percore::bootinfo::boot_info()
         .core_index(slot.apic_id)
@@ -233,6 +292,10 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
 }
 
 /// Loads this core's own GDT/TSS (in its local page) and the shared IDT.
+///
+/// Never inlined: the boot core runs it first, and under TCG the APs then find its code
+/// translated already (an inlined copy in `ap_continue` was translated again).
+#[inline(never)]
 fn enter_own_tables(slot: &Slot) {
     let page = slot.local_page as *mut LocalPage;
     // SAFETY: the local page was carved from this core's memory for this core alone;
@@ -282,6 +345,7 @@ fn run_core(slot: &Slot) -> ! {
     // SAFETY: these extents are this core's share minus what was carved for its stacks,
     // tables and rings; nothing else uses them, and the core owns them for good.
     let heap = unsafe { Heap::new(&extents) };
+    TABLE_POOLS[index].fill(slot.table_frames);
     let page = slot.local_page as *mut LocalPage;
     // SAFETY: same page as in `enter_own_tables`; `local` is a separate field, written
     // once here before being installed, never written again.
@@ -296,31 +360,115 @@ fn run_core(slot: &Slot) -> ! {
     unsafe { percore::cpu::install(local) };
     percore::global::enable_remote_frees();
     apic::enable_timer(interrupts::TIMER_VECTOR);
+    READY_TSC[index].store(rdtsc(), Ordering::Release);
 
-    crate::selftest::maybe_fault(index, info.cores.len());
-    if index == 0 {
+    crate::selftest::start_core(index, info.cores.len());
+    if index == MAIN_CORE {
         let app = PLAN.get().expect("plan published").app;
         percore::spawn(move || {
+            // This thread ends the run: if it faults, its core fails, and another core
+            // ends the run (`main_core_failed`).
+            let _critical = percore::fault::critical();
             // The services start before the application, each on its core.
             services::start_all();
-            let outcome = (app.main)();
-            match outcome {
-                Ok(()) => {
-                    println!("manada: app {} finished: success", app.name);
-                    exit(Outcome::Success)
-                }
-                Err(error) => {
-                    println!("manada: app {} failed: {error}", app.name);
-                    exit(Outcome::Failure)
-                }
-            }
+            report_timeline();
+            crate::selftest::before_app();
+            let outcome = percore::spawn(app.main).join();
+            end_run(app, outcome)
         });
     }
     percore::sched::run()
 }
 
+/// The core that runs the application's main thread.
+const MAIN_CORE: usize = 0;
+
+/// Ends the run with the outcome of the application's main thread: success only when
+/// it returned `Ok` and nothing failed during the run (what failed is counted first).
+fn end_run(
+    app: &crate::App,
+    outcome: Result<Result<(), crate::AppError>, percore::JoinError>,
+) -> ! {
+    // What returned Ok is on the disk when the run ends (also after a failure).
+    let written = services::finish();
+    if let Err(error) = &written {
+        println!("manada: {error}");
+    }
+    let failures = percore::fault::failures();
+    if failures.any() {
+        println!("manada: {failures}");
+    }
+    if written.is_err() {
+        exit(Outcome::Failure)
+    }
+    match outcome {
+        Ok(Ok(())) if !failures.any() => {
+            println!("manada: app {} finished: success", app.name);
+            exit(Outcome::Success)
+        }
+        Ok(Ok(())) => println!(
+            "manada: app {} failed: its main returned success, but part of the run failed",
+            app.name
+        ),
+        Ok(Err(error)) => println!("manada: app {} failed: {error}", app.name),
+        Err(error) => println!(
+            "manada: app {} failed: its main thread gave no result: {error}",
+            app.name
+        ),
+    }
+    exit(Outcome::Failure)
+}
+
+/// Told on every core that goes on that core `core` failed: when that is the main
+/// thread's core, nobody is left to decide the run, so the lowest core still running
+/// ends it with failure.
+fn main_core_failed(core: usize) {
+    if core != MAIN_CORE {
+        return;
+    }
+    let lowest_running = (0..percore::core_count()).find(|&other| !percore::core_failed(other));
+    if lowest_running != Some(percore::current_core()) {
+        return;
+    }
+    let app = PLAN.get().expect("plan published").app;
+    println!(
+        "manada: core {MAIN_CORE}, which ran the main thread of app {}, failed; the run ends",
+        app.name
+    );
+    // In a thread: ending the run syncs the volume, which waits for the fs core.
+    let ending = percore::try_spawn_on(percore::current_core(), move || {
+        let _critical = percore::fault::critical();
+        end_run(app, Err(percore::JoinError::CoreFailed(MAIN_CORE)))
+    });
+    if let Err(error) = ending {
+        println!("manada: the run ends without syncing the volume: {error}");
+        exit(Outcome::Failure)
+    }
+}
+
+/// Prints the boot timeline, once every core finished its own set-up.
+fn report_timeline() {
+    let info = percore::boot_info();
+    let mut timeline = info.timeline;
+    let ready = loop {
+        let ready = READY_TSC[..info.cores.len()]
+            .iter()
+            .map(|tsc| tsc.load(Ordering::Acquire))
+            .collect::<heapless::Vec<u64, MAX_CORES>>();
+        if ready.iter().all(|&tsc| tsc != 0) {
+            break ready.iter().copied().max().unwrap_or(0);
+        }
+        percore::yield_now();
+    };
+    timeline.end(Phase::Report, REPORTED_TSC.load(Ordering::Acquire));
+    timeline.end(Phase::Cores, ready);
+    timeline.end(Phase::Services, rdtsc());
+    println!("manada: {}", timeline.display(info.tsc_hz));
+}
+
 /// Reports a start-up failure and ends the run.
 pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    console::init();
     percore::console::CONSOLE.print_fatal(format_args!("manada: {args}\n"));
     exit(Outcome::Failure)
 }

@@ -1,23 +1,32 @@
 //! Finds the PCI devices at boot (ECAM from ACPI MCFG where present, ports otherwise),
-//! prints one line per device, and maps memory BARs above 4 GiB.
+//! prints one line per device, and maps memory BARs above 4 GiB; then the virtio-mmio
+//! devices (`mmio`). Keeps the virtio-blk and virtio-net transports of both for their
+//! services.
 
 use crate::acpi::Topology;
 use crate::paging;
 use devices::blk;
 use devices::pci::{self, Bar, ConfigSpace, Devices};
+use devices::transport::VirtioTransport;
 use devices::virtio_pci::VirtioPci;
 use percore::println;
 
 /// The devices found at boot; written once by the boot core, read-only afterwards.
 static DEVICES: spin::Once<Devices> = spin::Once::new();
 
-/// The virtio-blk transports found at boot, waiting for the blk service to take them.
-static BLK_TRANSPORTS: spin::Mutex<
-    heapless::Vec<(VirtioPci, heapless::String<16>), { blk::MAX_DISKS }>,
-> = spin::Mutex::new(heapless::Vec::new());
+/// A transport found at boot and where it is (a PCI address or an MMIO window), for
+/// the log.
+pub type Found = (VirtioTransport, heapless::String<16>);
 
-/// The virtio-net transports found at boot, waiting for the net service.
-static NET_TRANSPORTS: spin::Mutex<heapless::Vec<(VirtioPci, heapless::String<16>), 4>> =
+/// The most virtio-net devices kept for the net service.
+pub const MAX_NET_DEVICES: usize = 4;
+
+/// The virtio-blk transports found at boot (PCI and MMIO), waiting for the blk service.
+static BLK_TRANSPORTS: spin::Mutex<heapless::Vec<Found, { blk::MAX_DISKS }>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+/// The virtio-net transports found at boot (PCI and MMIO), waiting for the net service.
+static NET_TRANSPORTS: spin::Mutex<heapless::Vec<Found, MAX_NET_DEVICES>> =
     spin::Mutex::new(heapless::Vec::new());
 
 /// Returns how many virtio-blk disks were found at boot (and not yet taken).
@@ -31,14 +40,23 @@ pub fn net_count() -> usize {
 }
 
 /// Takes the virtio-net transports found at boot (once; later calls get none).
-pub fn take_net_transports() -> heapless::Vec<(VirtioPci, heapless::String<16>), 4> {
+pub fn take_net_transports() -> heapless::Vec<Found, MAX_NET_DEVICES> {
     core::mem::take(&mut *NET_TRANSPORTS.lock())
 }
 
 /// Takes the virtio-blk transports found at boot (once; later calls get none).
-pub fn take_blk_transports() -> heapless::Vec<(VirtioPci, heapless::String<16>), { blk::MAX_DISKS }>
-{
+pub fn take_blk_transports() -> heapless::Vec<Found, { blk::MAX_DISKS }> {
     core::mem::take(&mut *BLK_TRANSPORTS.lock())
+}
+
+/// Keeps a virtio-blk transport for the blk service; false when the list is full.
+pub fn add_blk_transport(transport: VirtioTransport, location: heapless::String<16>) -> bool {
+    BLK_TRANSPORTS.lock().push((transport, location)).is_ok()
+}
+
+/// Keeps a virtio-net transport for the net service; false when the list is full.
+pub fn add_net_transport(transport: VirtioTransport, location: heapless::String<16>) -> bool {
+    NET_TRANSPORTS.lock().push((transport, location)).is_ok()
 }
 
 /// Records the transport of every virtio-blk function (vendor 0x1af4, device 0x1042
@@ -64,16 +82,16 @@ fn find_virtio_devices(config: &dyn ConfigSpace, found: &Devices) {
                 continue;
             }
         };
-        let full = if is_blk {
-            BLK_TRANSPORTS.lock().push((transport, location)).is_err()
+        let kept = if is_blk {
+            add_blk_transport(transport.into(), location)
         } else {
             if net_count() == 0 {
                 // The net service uses the first device; it may wake its core.
                 crate::msix::enable_for_net(config, device);
             }
-            NET_TRANSPORTS.lock().push((transport, location)).is_err()
+            add_net_transport(transport.into(), location)
         };
-        if full {
+        if !kept {
             println!(
                 "manada: pci {}: too many devices of its kind; left out",
                 device.bdf
@@ -88,8 +106,9 @@ pub fn devices() -> &'static [pci::PciDevice] {
     DEVICES.get().map_or(&[], |devices| devices.as_slice())
 }
 
-/// Enumerates PCI and maps the BARs that lie above the identity-mapped 4 GiB. Boot core
-/// only, before other cores start (it writes page tables).
+/// Enumerates PCI and maps the BARs that lie above the identity-mapped 4 GiB, then finds
+/// the virtio-mmio devices. Boot core only, before other cores start (it writes page
+/// tables).
 pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
     let devices = DEVICES.call_once(|| {
         let mut found = Devices::new();
@@ -109,6 +128,7 @@ pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
             }
         }
     }
+    crate::mmio::discover(topology, frames);
 }
 
 fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut Devices) {

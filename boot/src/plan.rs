@@ -10,13 +10,13 @@ use ipc::Doorbell;
 use percore::bootinfo;
 use percore::mailbox::{MailboxLocation, Ring};
 use percore::memory::{self, CoreMemory, PhysRange};
+use percore::timeline::Timeline;
 use percore::{println, CoreLocal, MAX_CORES};
 
 const KERNEL_STACK_SIZE: u64 = 64 * 1024;
 const IST_STACK_SIZE: u64 = 16 * 1024;
 const MIB: u64 = 1 << 20;
 const FOUR_GIB: u64 = 4 << 30;
-const PAGE_2M: u64 = 2 << 20;
 
 /// One core's start-up resources, decided by the boot core before any other core runs.
 #[derive(Debug)]
@@ -28,6 +28,9 @@ pub struct Slot {
     pub local_page: u64,
     /// The core's inbound mailbox rings, one per planned core.
     pub rings: u64,
+    /// Page-table frames for splitting the 2 MiB pages of the core's memory when a
+    /// thread's guard page goes there (`paging::TablePool`).
+    pub table_frames: PhysRange,
     pub memory: CoreMemory,
 }
 
@@ -37,8 +40,15 @@ pub struct Plan {
     /// Slot 0 is the boot core.
     pub slots: heapless::Vec<Slot, MAX_CORES>,
     pub cmdline: heapless::String<{ bootinfo::CMDLINE_MAX }>,
-    pub app: &'static apps::App,
+    pub app: &'static crate::App,
     pub service_reserve: Option<PhysRange>,
+    /// The boot timeline up to the plan.
+    pub timeline: Timeline,
+    /// True when every processor the firmware lists (enabled or not) has a slot, so
+    /// waking "all but self" wakes exactly the planned cores.
+    pub every_processor_planned: bool,
+    /// What the start-up report says about the machine.
+    pub machine: crate::report::Machine,
 }
 
 pub static PLAN: spin::Once<Plan> = spin::Once::new();
@@ -74,19 +84,6 @@ pub fn mailbox_location(slot: &Slot, cores: usize) -> MailboxLocation {
     }
 }
 
-/// Prints what ACPI said about the processors and interrupt controllers.
-pub fn report_topology(topology: &Topology, x2apic: bool) {
-    println!(
-        "manada: ACPI (RSDP from {}): {} processors enabled, {} disabled, {} IOAPICs; {} at {:#x}",
-        topology.rsdp_source,
-        topology.processors.len() + topology.processors_dropped,
-        topology.processors_disabled,
-        topology.io_apics.len(),
-        if x2apic { "x2APIC" } else { "xAPIC" },
-        topology.local_apic_address,
-    );
-}
-
 /// Returns the APIC ids that get a start-up slot, boot core first.
 pub fn choose_cores(
     topology: &Topology,
@@ -119,13 +116,27 @@ pub fn choose_cores(
     ids
 }
 
-/// Splits RAM among the cores, maps what lies above 4 GiB, and carves each core's
-/// stacks and local page from its own share.
-pub fn build_plan(
-    ram: &[PhysRange],
-    topology: &Topology,
-    apic_ids: &[u32],
-) -> (heapless::Vec<Slot, MAX_CORES>, Option<PhysRange>) {
+/// Page-table frames for the boot core's mappings (RAM above 4 GiB, device windows),
+/// carved from usable RAM below 4 GiB, which the entry code already mapped.
+#[derive(Debug)]
+pub struct TableFrames {
+    next: u64,
+    end: u64,
+}
+
+impl TableFrames {
+    /// Returns the next frame, or `None` when all are taken.
+    pub fn take(&mut self) -> Option<u64> {
+        (self.next < self.end).then(|| {
+            self.next += memory::PAGE_SIZE;
+            self.next - memory::PAGE_SIZE
+        })
+    }
+}
+
+/// Returns the RAM the cores may have (all of `ram` but the first MiB and the kernel
+/// image) less the page-table frames, and those frames.
+pub fn usable_memory(ram: &[PhysRange]) -> (heapless::Vec<PhysRange, 64>, TableFrames) {
     let mut usable: heapless::Vec<PhysRange, 64> = ram.iter().copied().collect();
     let kernel = PhysRange::new(
         &raw const __kernel_start as u64,
@@ -136,53 +147,55 @@ pub fn build_plan(
             fatal(format_args!("memory map too fragmented"));
         }
     }
-
-    // Page tables for RAM above 4 GiB come from the first usable RAM below 4 GiB,
-    // which the entry code already mapped.
+    // A page directory per GiB above 4 GiB, their directory-pointer tables, and room for
+    // device windows anywhere (each may need a pointer table and a directory).
     let gib_above_4g: u64 = ram
         .iter()
         .filter(|r| r.end > FOUR_GIB)
-        .map(|r| (r.end - r.start.max(FOUR_GIB)) >> 30)
+        .map(|r| (r.end - r.start.max(FOUR_GIB)).div_ceil(1 << 30))
         .sum();
-    // One table per 2 MiB of usable RAM too: the cores' memory is split into 4 KiB pages.
-    let small_tables: u64 = usable.iter().map(|r| r.len() / PAGE_2M + 2).sum();
-    let table_bytes = (gib_above_4g + small_tables + 8) * memory::PAGE_SIZE;
+    let table_bytes = (gib_above_4g + 16) * memory::PAGE_SIZE;
     let Some(table_area) = usable
         .iter_mut()
         .find(|r| r.end <= FOUR_GIB && r.len() >= table_bytes + memory::PAGE_SIZE)
     else {
         fatal(format_args!("no room below 4 GiB for page tables"))
     };
-    let mut next_frame = (table_area.start + memory::PAGE_SIZE - 1) & !(memory::PAGE_SIZE - 1);
-    let frames_end = next_frame + table_bytes;
-    table_area.start = frames_end;
-    let mut frames = move || {
-        (next_frame < frames_end).then(|| {
-            next_frame += memory::PAGE_SIZE;
-            next_frame - memory::PAGE_SIZE
-        })
+    let next = (table_area.start + memory::PAGE_SIZE - 1) & !(memory::PAGE_SIZE - 1);
+    table_area.start = next + table_bytes;
+    let frames = TableFrames {
+        next,
+        end: next + table_bytes,
     };
-    if let Err(error) = paging::init(ram, &mut frames) {
+    (usable, frames)
+}
+
+/// Marks device memory below 4 GiB uncached, maps RAM above 4 GiB, and the interrupt
+/// controllers wherever they are: a fixed number of page-table entries, whatever the
+/// amount of RAM (2 MiB pages; a thread's guard page is split off when it is placed).
+pub fn map_memory(ram: &[PhysRange], topology: &Topology, frames: &mut TableFrames) {
+    let mut take = || frames.take();
+    if let Err(error) = paging::init(ram, &mut take) {
         fatal(format_args!("cannot map RAM: {error:?}"));
     }
     for &mmio in core::iter::once(&topology.local_apic_address).chain(topology.io_apics.iter()) {
-        if let Err(error) = paging::map_mmio(mmio, 4096, &mut frames) {
+        if let Err(error) = paging::map_mmio(mmio, 4096, &mut take) {
             fatal(format_args!(
                 "cannot map the interrupt controllers: {error:?}"
             ));
         }
     }
+}
 
-    crate::pci::discover(topology, &mut frames);
-    for range in usable.iter().copied() {
-        if let Err(error) = paging::split(range, &mut frames) {
-            fatal(format_args!(
-                "cannot map the cores' memory in 4 KiB pages: {error:?}"
-            ));
-        }
-    }
-
+/// Splits `usable` (of `ram`) among the cores of `apic_ids` after setting the service
+/// reserve aside, and carves each core's stacks, local page and rings from its own share.
+pub fn carve(
+    ram: &[PhysRange],
+    mut usable: heapless::Vec<PhysRange, 64>,
+    apic_ids: &[u32],
+) -> (heapless::Vec<Slot, MAX_CORES>, Option<PhysRange>) {
     let total: u64 = usable.iter().map(PhysRange::len).sum();
+    crate::services::MEMORY_TOTALS.call_once(|| (ram.iter().map(PhysRange::len).sum(), total));
     let reserve = memory::take_reserve(&mut usable, memory::service_reserve_size(total), FOUR_GIB);
     let Some(shares) = memory::partition::<MAX_CORES>(&usable, apic_ids.len()) else {
         fatal(format_args!(
@@ -192,22 +205,35 @@ pub fn build_plan(
     };
     let mut plan = heapless::Vec::new();
     for (&apic_id, mut memory) in apic_ids.iter().zip(shares) {
-        let mut carve = |size: u64| match memory.carve(size) {
+        let carve = |memory: &mut CoreMemory, size: u64| match memory.carve(size) {
             Some(range) => range,
             None => fatal(format_args!(
                 "core with APIC id {apic_id} has too little memory for its stacks"
             )),
         };
-        let stack_top = carve(KERNEL_STACK_SIZE).end;
-        let ist_tops: [u64; IST_STACKS] = core::array::from_fn(|_| carve(IST_STACK_SIZE).end);
-        let local_page = carve(core::mem::size_of::<LocalPage>() as u64).start;
-        let rings = carve((apic_ids.len() * core::mem::size_of::<Ring>()) as u64).start;
+        let stack_top = carve(&mut memory, KERNEL_STACK_SIZE).end;
+        let ist_tops: [u64; IST_STACKS] =
+            core::array::from_fn(|_| carve(&mut memory, IST_STACK_SIZE).end);
+        let local_page = carve(&mut memory, core::mem::size_of::<LocalPage>() as u64).start;
+        let rings = carve(
+            &mut memory,
+            (apic_ids.len() * core::mem::size_of::<Ring>()) as u64,
+        )
+        .start;
+        // Enough for every 2 MiB page of what is left (the frames' own pages included).
+        let tables: u64 = memory
+            .extents()
+            .iter()
+            .map(|extent| paging::tables_to_split(*extent))
+            .sum();
+        let table_frames = carve(&mut memory, tables * memory::PAGE_SIZE);
         let _ = plan.push(Slot {
             apic_id,
             stack_top,
             ist_tops,
             local_page,
             rings,
+            table_frames,
             memory,
         });
     }

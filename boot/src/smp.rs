@@ -4,14 +4,15 @@
 //! through protected mode into long mode on the kernel's page tables, takes a ticket
 //! (`lock xadd`) that picks a small bootstrap stack, and calls `ap_entry(ticket)`. There
 //! it finds its APIC id in the start-up plan and moves onto its own stack, carved from
-//! its own memory. All cores are woken together (INIT to each, 10 ms, STARTUP to each,
-//! 200 µs, STARTUP again to those not yet running) so bring-up time does not grow with
-//! the core count.
+//! its own memory. All cores are woken together (INIT to each, STARTUP to each, 10 µs,
+//! STARTUP again; the old 10 ms after INIT and 200 µs only where the processor needs
+//! them) and start in parallel, so bring-up time does not grow with the core count; the
+//! boot core halts meanwhile, and the last core to come online wakes it.
 
 use crate::cpu::rdtsc;
-use crate::{apic, tsc};
+use crate::{apic, interrupts, tsc};
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use percore::MAX_CORES;
 
 /// Physical page the trampoline runs from (below 1 MiB, clear of PVH's start_info).
@@ -32,7 +33,7 @@ AP_TRAMPOLINE_START:
     .p2align 3
 AP_TRAMPOLINE_PARAMS:
     .long 0                         /* +0  cr3 */
-    .long 0                         /* +4  ticket counter */
+    .long 0                         /* +4  unused */
     .quad 0                         /* +8  bootstrap stacks base */
     .quad 0                         /* +16 bootstrap stack size */
     .quad 0                         /* +24 64-bit entry point */
@@ -87,8 +88,12 @@ ap_long_mode:
     xorw %ax, %ax
     movw %ax, %fs
     movw %ax, %gs
+    /* The ticket counter lives in the kernel's data, not on this page: under TCG a
+       write to a page of code throws away what was translated from it, and every
+       core after the first would translate the trampoline again. */
     movl $1, %eax
-    lock xaddl %eax, (TRAMPOLINE_BASE + AP_TRAMPOLINE_PARAMS - AP_TRAMPOLINE_START + 4)
+    movabsq $AP_TICKETS, %rcx
+    lock xaddl %eax, (%rcx)
     movl %eax, %edi                 /* ticket: first argument */
     incl %eax
     imulq (TRAMPOLINE_BASE + AP_TRAMPOLINE_PARAMS - AP_TRAMPOLINE_START + 16), %rax
@@ -115,7 +120,7 @@ extern "C" {
 #[repr(C)]
 struct TrampolineParams {
     cr3: u32,
-    ticket: u32,
+    unused: u32,
     stacks: u64,
     stack_size: u64,
     entry: u64,
@@ -124,15 +129,42 @@ struct TrampolineParams {
 #[repr(C, align(16))]
 struct BootstrapStacks([[u8; BOOTSTRAP_STACK_SIZE]; MAX_CORES]);
 
+// Not zeroed at entry (see the linker script): a stack needs no initial value.
+#[unsafe(link_section = ".bss.stacks.bootstrap")]
 static mut BOOTSTRAP_STACKS: BootstrapStacks =
     BootstrapStacks([[0; BOOTSTRAP_STACK_SIZE]; MAX_CORES]);
 
+/// The next bootstrap stack's number, taken by each woken core in the trampoline.
+#[unsafe(no_mangle)]
+static AP_TICKETS: AtomicU32 = AtomicU32::new(0);
+
 /// One flag per start-up slot: set by that core once it runs on its own tables.
 static ONLINE: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+/// How many slots are online (the boot core's included).
+static ONLINE_COUNT: AtomicUsize = AtomicUsize::new(0);
+/// How many online slots the boot core waits for; the core that completes the count
+/// wakes it. Zero until the boot core starts the others.
+static AWAITED: AtomicUsize = AtomicUsize::new(0);
+/// The TSC value at which the latest core came online.
+static LAST_ONLINE_TSC: AtomicU64 = AtomicU64::new(0);
+/// The longest the boot core halts between two polls while it waits for the others
+/// (the PIT, which the TSC may be measured against, wraps every 55 ms).
+pub const POLL_US: u64 = 2_000;
+/// The boot core's APIC id, for that wake-up.
+static BOOT_APIC_ID: AtomicU32 = AtomicU32::new(0);
 
-/// Marks start-up slot `slot` online (called by that core).
+/// Marks start-up slot `slot` online (called by that core); the last one the boot core
+/// waits for wakes it.
 pub fn mark_online(slot: usize) {
+    LAST_ONLINE_TSC.fetch_max(rdtsc(), Ordering::AcqRel);
     ONLINE[slot].store(true, Ordering::Release);
+    let count = ONLINE_COUNT.fetch_add(1, Ordering::AcqRel) + 1;
+    if slot != 0 && count == AWAITED.load(Ordering::Acquire) {
+        apic::send_interrupt(
+            BOOT_APIC_ID.load(Ordering::Relaxed),
+            interrupts::WAKEUP_VECTOR,
+        );
+    }
 }
 
 /// Returns true when start-up slot `slot` reported online.
@@ -163,7 +195,7 @@ pub unsafe fn install_trampoline(cr3: u64, entry: extern "C" fn(u32) -> !) {
     unsafe { core::ptr::copy_nonoverlapping(start as *const u8, page, length) };
     let parameters = TrampolineParams {
         cr3: cr3 as u32,
-        ticket: 0,
+        unused: 0,
         stacks: &raw const BOOTSTRAP_STACKS as u64,
         stack_size: BOOTSTRAP_STACK_SIZE as u64,
         entry: entry as usize as u64,
@@ -177,42 +209,86 @@ pub unsafe fn install_trampoline(cr3: u64, entry: extern "C" fn(u32) -> !) {
     };
 }
 
-/// Wakes the cores with APIC ids `apic_ids` (start-up slots 1..) and waits until each is
-/// online or `timeout_us` passed. Returns how many came online. `left_asleep` (a self
-/// test) is waited for but never woken, as a core that does not answer would be.
-pub fn start_application_processors(
+/// How the application processors are woken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// One INIT and one STARTUP to all but the boot core (destination shorthand): right
+    /// when every processor there is is planned, since the shorthand reaches them all.
+    /// Under QEMU each IPI takes the emulator's global lock, so one for all instead of
+    /// one per core lets the cores start at once.
+    All,
+    /// An INIT and a STARTUP to each planned core (some processor must stay asleep:
+    /// disabled by firmware, beyond what this kernel runs, or the dead-core self test).
+    Each,
+}
+
+/// Wakes the cores with APIC ids `apic_ids` (start-up slots 1..) and returns at once:
+/// they start in parallel while the boot core goes on ([`wait_until_online`]).
+/// `left_asleep` (a self test; only with [`Wake::Each`]) is never woken, as a core that
+/// does not answer would not be. `init_delay`: the processor needs the MultiProcessor
+/// Specification's 10 ms between INIT and STARTUP (old ones only; see
+/// `percore::calibration::CpuidFacts::needs_init_delay`).
+///
+/// Boot core, on its own tables (the IDT loaded), with a TSC rate set.
+pub fn wake_application_processors(
     apic_ids: &[u32],
+    wake: Wake,
     left_asleep: Option<u32>,
-    timeout_us: u64,
-) -> usize {
+    init_delay: bool,
+) {
     let vector = (TRAMPOLINE_PAGE >> 12) as u8;
-    let woken = || {
-        apic_ids
-            .iter()
-            .enumerate()
-            .filter(|(_, &id)| Some(id) != left_asleep)
+    let woken = || apic_ids.iter().filter(|&&id| Some(id) != left_asleep);
+    let woken_count = woken().count();
+    if woken_count == 0 {
+        return;
+    }
+    BOOT_APIC_ID.store(apic::id(), Ordering::Relaxed);
+    // Slot 0, the boot core, is online already.
+    AWAITED.store(1 + woken_count, Ordering::Release);
+    let startup = || match wake {
+        Wake::All => apic::send_startup_to_others(vector),
+        Wake::Each => woken().for_each(|&id| apic::send_startup(id, vector)),
     };
-    for (_, &id) in woken() {
-        apic::send_init(id);
+    match wake {
+        Wake::All => apic::send_init_to_others(),
+        Wake::Each => woken().for_each(|&id| apic::send_init(id)),
     }
-    tsc::delay_us(10_000);
-    for (_, &id) in woken() {
-        apic::send_startup(id, vector);
+    if init_delay {
+        tsc::delay_us(10_000);
     }
-    tsc::delay_us(200);
-    for (i, &id) in woken() {
-        if !is_online(i + 1) {
-            apic::send_startup(id, vector);
-        }
+    // Every core gets its STARTUP at once and starts in parallel.
+    startup();
+    tsc::delay_us(if init_delay { 200 } else { 10 });
+    // The specification's second STARTUP, for a core that missed the first; one that
+    // took it already ignores this one.
+    if (AP_TICKETS.load(Ordering::Acquire) as usize) < woken_count {
+        startup();
     }
+}
+
+/// Waits, halted, until the `planned` application processors are online or
+/// `timeout_us` passed, calling `poll` at least every [`POLL_US`]. Returns how many
+/// came online and the TSC value at which the wait ended: when the last of them came
+/// online, or when the boot core gave up on the others.
+pub fn wait_until_online(planned: usize, timeout_us: u64, mut poll: impl FnMut()) -> (usize, u64) {
     let deadline = tsc::deadline_us(timeout_us);
-    loop {
-        let online = (1..=apic_ids.len()).filter(|&slot| is_online(slot)).count();
-        if online == apic_ids.len() || rdtsc() > deadline {
-            return online;
+    apic::enable_timer(interrupts::TIMER_VECTOR);
+    let ended = loop {
+        poll();
+        if ONLINE_COUNT.load(Ordering::Acquire) > planned {
+            break LAST_ONLINE_TSC.load(Ordering::Acquire);
         }
-        core::hint::spin_loop();
-    }
+        let now = rdtsc();
+        if now >= deadline {
+            break now;
+        }
+        // The last core to come online wakes this one; the timer ends the wait otherwise.
+        apic::arm_timer(Some(deadline.min(tsc::deadline_us(POLL_US))));
+        interrupts::halt_until_interrupt();
+    };
+    apic::arm_timer(None);
+    let online = (1..=planned).filter(|&slot| is_online(slot)).count();
+    (online, ended)
 }
 
 /// Moves the running core onto the stack ending at `top` and calls `next(argument)`.

@@ -12,10 +12,12 @@ use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::transport::VirtioTransport;
 use crate::virtio::blk::{self, BlkConfig, BlkQueue, RequestId, CONFIG_LEN, ID_SIZE, SECTOR_SIZE};
 use crate::virtio::dma::DmaRegion;
 use crate::virtio::queue::SplitQueue;
-use crate::virtio_pci::{TransportError, VirtioPci};
+use crate::virtio::transport::STATUS_FAILED;
+use crate::virtio::{DeviceTransport, TransportError};
 
 pub use crate::virtio::blk::BlkError;
 
@@ -32,7 +34,7 @@ pub const fn dma_size() -> usize {
 /// A disk for the service to drive: its transport and its DMA memory.
 #[derive(Debug)]
 pub struct DiskSetup {
-    pub transport: VirtioPci,
+    pub transport: VirtioTransport,
     pub dma: DmaRegion,
     /// Where the device is, for the boot log.
     pub location: heapless::String<16>,
@@ -62,7 +64,7 @@ pub enum SetupError {
 impl fmt::Display for SetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SetupError::Transport(error) => write!(f, "virtio transport: {error:?}"),
+            SetupError::Transport(error) => write!(f, "virtio transport: {error}"),
             SetupError::Device(error) => write!(f, "{error}"),
             SetupError::NoQueue => f.write_str("no usable request queue"),
         }
@@ -80,7 +82,7 @@ static SERVICE: spin::Once<Published> = spin::Once::new();
 
 /// One disk's driver state, on the service core.
 struct Driver {
-    transport: VirtioPci,
+    transport: VirtioTransport,
     queue: BlkQueue,
     /// Completions collected for requests whose threads have not looked yet.
     done: BTreeMap<RequestId, Result<usize, BlkError>>,
@@ -93,13 +95,29 @@ struct State {
     drivers: Vec<Driver>,
 }
 
-fn start_disk(setup: DiskSetup) -> Result<(Driver, BlkConfig), SetupError> {
-    let mut transport = setup.transport;
+/// Brings a virtio-blk device up on `transport` with its queue in `dma`: negotiates,
+/// reads the configuration, sets up queue 0 (polled) and tells the device the driver is
+/// ready. Returns the queue, whose configuration the checks of every request use. A
+/// device that cannot be used is left marked FAILED.
+pub fn start_device<T: DeviceTransport>(
+    transport: &mut T,
+    dma: DmaRegion,
+) -> Result<BlkQueue, SetupError> {
+    let started = bring_up(transport, dma);
+    if started.is_err() {
+        transport.add_status(STATUS_FAILED);
+    }
+    started
+}
+
+fn bring_up<T: DeviceTransport>(transport: &mut T, dma: DmaRegion) -> Result<BlkQueue, SetupError> {
     let negotiated = transport
         .negotiate(blk::driver_features)
         .map_err(SetupError::Transport)?;
     let mut config_bytes = [0u8; CONFIG_LEN];
-    transport.read_device_config(&mut config_bytes);
+    transport
+        .read_device_config(&mut config_bytes)
+        .map_err(SetupError::Transport)?;
     let config =
         BlkConfig::from_config_space(negotiated, &config_bytes).map_err(SetupError::Device)?;
     let size = transport.max_queue_size(0).min(QUEUE_SIZE);
@@ -108,7 +126,7 @@ fn start_disk(setup: DiskSetup) -> Result<(Driver, BlkConfig), SetupError> {
     }
     // The largest power of two the device accepts.
     let size = 1 << (15 - size.leading_zeros());
-    let mut queue = BlkQueue::new(setup.dma, size, 0, config).map_err(|_| SetupError::NoQueue)?;
+    let mut queue = BlkQueue::new(dma, size, 0, config).map_err(|_| SetupError::NoQueue)?;
     let rings: &SplitQueue = queue.queue();
     let (descriptors, driver, device) = (
         rings.descriptor_table_address(),
@@ -120,6 +138,13 @@ fn start_disk(setup: DiskSetup) -> Result<(Driver, BlkConfig), SetupError> {
         .map_err(SetupError::Transport)?;
     queue.set_interrupts(false);
     transport.driver_ok();
+    Ok(queue)
+}
+
+fn start_disk(setup: DiskSetup) -> Result<(Driver, BlkConfig), SetupError> {
+    let mut transport = setup.transport;
+    let queue = start_device(&mut transport, setup.dma)?;
+    let config = *queue.config();
     Ok((
         Driver {
             transport,
@@ -247,13 +272,18 @@ impl Disk {
     }
 
     /// Runs `submit` on the service core and waits for the request's completion. The
-    /// caller's buffer stays borrowed (and alive) until `join` returns.
+    /// caller's buffer stays borrowed (and alive) until `join` returns. When the service
+    /// core failed (or fails before it answers), the result is `ServiceFailed`.
     fn run(
         &self,
         submit: impl Fn(&mut BlkQueue) -> Result<RequestId, BlkError> + Send + 'static,
     ) -> Result<usize, BlkError> {
         let index = self.index;
-        percore::spawn_on(self.core, move || serve(index, submit)).join()
+        match percore::try_spawn_on(self.core, move || serve(index, submit)) {
+            Ok(request) => request.join().unwrap_or(Err(BlkError::ServiceFailed)),
+            Err(percore::SpawnError::CoreFailed(_)) => Err(BlkError::ServiceFailed),
+            Err(error) => panic!("blk: cannot run a request on core {}: {error}", self.core),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Device drivers, each owned by exactly one core: the serial console, PCI, the
-//! virtio-pci transport and virtqueues, and the virtio-blk service.
+//! virtio-pci and virtio-mmio transports and virtqueues, the blk and net devices, and the
+//! real-time clock the boot core reads once.
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -7,9 +8,14 @@
 extern crate alloc;
 
 pub mod blk;
+#[allow(unsafe_code)]
+pub mod mmio;
 pub mod netdev;
 pub mod pci;
+pub mod rtc;
 #[allow(unsafe_code)]
 pub mod serial;
+pub mod transport;
 pub mod virtio;
+pub mod virtio_mmio;
 pub mod virtio_pci;

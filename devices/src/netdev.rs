@@ -1,4 +1,5 @@
-//! The net service's device: virtio-net behind the PCI transport, as a `net::Device`.
+//! The net service's device: virtio-net behind either transport (PCI or MMIO), as a
+//! `net::Device`.
 //!
 //! The net core owns it: frames are copied between smoltcp's buffers and the queues'
 //! DMA slots, received buffers go straight back to the device, and transmitted slots are
@@ -6,9 +7,11 @@
 //! device negotiated to take (`virtio::net`) are reported to the stack, which then leaves
 //! them out.
 
+use crate::transport::VirtioTransport;
 use crate::virtio::dma::DmaRegion;
 use crate::virtio::net::{self, NetConfig, NetQueues};
-use crate::virtio_pci::{TransportError, VirtioPci};
+use crate::virtio::transport::STATUS_FAILED;
+use crate::virtio::{DeviceTransport, TransportError};
 
 /// Descriptors per queue (and packet slots per direction).
 pub const QUEUE_SIZE: u16 = 256;
@@ -20,8 +23,8 @@ pub const fn dma_size() -> usize {
 
 /// A network device for the net service: its transport and DMA memory.
 #[derive(Debug)]
-pub struct NetSetup {
-    pub transport: VirtioPci,
+pub struct NetSetup<T: DeviceTransport = VirtioTransport> {
+    pub transport: T,
     pub dma: DmaRegion,
     pub location: heapless::String<16>,
 }
@@ -36,22 +39,39 @@ pub enum NetSetupError {
 
 /// A started virtio-net device.
 #[derive(Debug)]
-pub struct VirtioNet {
-    transport: VirtioPci,
+pub struct VirtioNet<T: DeviceTransport = VirtioTransport> {
+    transport: T,
     queues: NetQueues,
     /// Received frames can raise an interrupt ([`VirtioNet::route_receive_interrupts`]).
     wakes: bool,
 }
 
-impl VirtioNet {
+impl<T: DeviceTransport> VirtioNet<T> {
     /// Negotiates, sets up the receive and transmit queues, posts every receive buffer.
-    pub fn start(setup: NetSetup) -> Result<VirtioNet, NetSetupError> {
+    /// A device that cannot be used is left marked FAILED.
+    pub fn start(setup: NetSetup<T>) -> Result<VirtioNet<T>, NetSetupError> {
         let mut transport = setup.transport;
+        match Self::bring_up(&mut transport, setup.dma) {
+            Ok(queues) => Ok(VirtioNet {
+                transport,
+                queues,
+                wakes: false,
+            }),
+            Err(error) => {
+                transport.add_status(STATUS_FAILED);
+                Err(error)
+            }
+        }
+    }
+
+    fn bring_up(transport: &mut T, dma: DmaRegion) -> Result<NetQueues, NetSetupError> {
         let negotiated = transport
             .negotiate(net::driver_features)
             .map_err(NetSetupError::Transport)?;
         let mut config_bytes = [0u8; 8];
-        transport.read_device_config(&mut config_bytes);
+        transport
+            .read_device_config(&mut config_bytes)
+            .map_err(NetSetupError::Transport)?;
         let config = NetConfig::from_config_space(negotiated, &config_bytes)
             .map_err(NetSetupError::Device)?;
         let size = transport
@@ -62,8 +82,7 @@ impl VirtioNet {
             return Err(NetSetupError::NoQueues);
         }
         let size = 1 << (15 - size.leading_zeros());
-        let mut queues =
-            NetQueues::new(setup.dma, size, config).map_err(|_| NetSetupError::NoQueues)?;
+        let mut queues = NetQueues::new(dma, size, config).map_err(|_| NetSetupError::NoQueues)?;
         for (index, queue) in [(0u16, queues.receive_queue()), (1, queues.transmit_queue())] {
             let (descriptors, driver, device) = (
                 queue.descriptor_table_address(),
@@ -76,20 +95,8 @@ impl VirtioNet {
         }
         queues.set_interrupts(false);
         transport.driver_ok();
-        queues.kick(&mut transport);
-        Ok(VirtioNet {
-            transport,
-            queues,
-            wakes: false,
-        })
-    }
-
-    /// Routes the receive queue's interrupts to MSI-X table entry `vector` (which the
-    /// caller pointed at this core); from then on the net service may halt when idle and
-    /// be woken by a received frame. Returns false when the device refused.
-    pub fn route_receive_interrupts(&mut self, vector: u16) -> bool {
-        self.wakes = self.transport.set_queue_vector(net::RECEIVE_QUEUE, vector);
-        self.wakes
+        queues.kick(transport);
+        Ok(queues)
     }
 
     /// Returns the device's configuration (MAC, link).
@@ -98,7 +105,18 @@ impl VirtioNet {
     }
 }
 
-impl ::net::Device for VirtioNet {
+impl VirtioNet<VirtioTransport> {
+    /// Routes the receive queue's interrupts to MSI-X table entry `vector` (which the
+    /// caller pointed at this core); from then on the net service may halt when idle and
+    /// be woken by a received frame. Returns false when the transport or the device
+    /// cannot (virtio-mmio has no MSI-X here).
+    pub fn route_receive_interrupts(&mut self, vector: u16) -> bool {
+        self.wakes = self.transport.set_queue_vector(net::RECEIVE_QUEUE, vector);
+        self.wakes
+    }
+}
+
+impl<T: DeviceTransport> ::net::Device for VirtioNet<T> {
     fn mac(&self) -> [u8; 6] {
         self.queues.config().mac
     }

@@ -3,10 +3,16 @@
 //!
 //! Every register access is a volatile MMIO access at `BAR address + offset`; the boot
 //! core maps the BARs (uncached) before any driver starts. A transport refuses devices
-//! without `VIRTIO_F_VERSION_1` (legacy-only devices).
+//! without `VIRTIO_F_VERSION_1` (legacy-only devices). Reset, negotiation and the
+//! configuration read are [`DeviceTransport`]'s, shared with virtio-mmio.
+//!
+//! There is no host fake of this transport: its registers are reached at BAR addresses.
+//! The sequence it shares with virtio-mmio is tested against the MMIO fake.
 
 use crate::pci::{Bar, ConfigSpace, PciDevice};
-use crate::virtio::{Transport, FEATURE_VERSION_1};
+use crate::virtio::{DeviceTransport, Transport};
+
+pub use crate::virtio::TransportError;
 
 const CAPABILITY_VENDOR: u8 = 0x09;
 const CFG_COMMON: u8 = 1;
@@ -30,27 +36,7 @@ const QUEUE_DESC: usize = 0x20;
 const QUEUE_DRIVER: usize = 0x28;
 const QUEUE_DEVICE: usize = 0x30;
 
-const STATUS_ACKNOWLEDGE: u8 = 1;
-const STATUS_DRIVER: u8 = 2;
-const STATUS_DRIVER_OK: u8 = 4;
-const STATUS_FEATURES_OK: u8 = 8;
-const STATUS_FAILED: u8 = 128;
 const NO_VECTOR: u16 = 0xFFFF;
-
-/// Why a device could not be driven.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransportError {
-    /// A required capability (common, notify or device configuration) is missing.
-    MissingCapability(u8),
-    /// A capability points at a BAR that is not a memory BAR, or past its end.
-    BadCapability(u8),
-    /// The device does not offer `VIRTIO_F_VERSION_1`.
-    LegacyOnly,
-    /// The device refused the features we asked for.
-    FeaturesRefused,
-    /// The queue does not exist or is already in use.
-    NoSuchQueue(u16),
-}
 
 /// A region inside a BAR.
 #[derive(Debug, Clone, Copy)]
@@ -148,69 +134,52 @@ impl VirtioPci {
         })
     }
 
+    /// Routes the interrupts of queue `index` to MSI-X table entry `vector`; returns
+    /// false when the device refused (it reads back no vector).
+    pub fn set_queue_vector(&mut self, index: u16, vector: u16) -> bool {
+        mmio::write16(self.common, QUEUE_SELECT, index);
+        mmio::write16(self.common, QUEUE_MSIX_VECTOR, vector);
+        mmio::read16(self.common, QUEUE_MSIX_VECTOR) == vector
+    }
+}
+
+impl DeviceTransport for VirtioPci {
     fn status(&self) -> u8 {
         mmio::read8(self.common, DEVICE_STATUS)
     }
 
-    fn add_status(&mut self, bits: u8) {
-        let status = self.status();
-        mmio::write8(self.common, DEVICE_STATUS, status | bits);
+    fn set_status(&mut self, status: u8) {
+        mmio::write8(self.common, DEVICE_STATUS, status);
     }
 
-    /// Resets the device and negotiates features: offers `choose(device features)`,
-    /// which must keep `VIRTIO_F_VERSION_1`. Returns the features agreed.
-    pub fn negotiate(&mut self, choose: impl FnOnce(u64) -> u64) -> Result<u64, TransportError> {
-        mmio::write8(self.common, DEVICE_STATUS, 0);
-        while self.status() != 0 {
-            core::hint::spin_loop();
-        }
-        self.add_status(STATUS_ACKNOWLEDGE | STATUS_DRIVER);
-        let mut offered = 0u64;
-        for half in 0..2u32 {
-            mmio::write32(self.common, DEVICE_FEATURE_SELECT, half);
-            offered |= u64::from(mmio::read32(self.common, DEVICE_FEATURE)) << (32 * half);
-        }
-        if offered & FEATURE_VERSION_1 == 0 {
-            self.add_status(STATUS_FAILED);
-            return Err(TransportError::LegacyOnly);
-        }
-        let wanted = (choose(offered) & offered) | FEATURE_VERSION_1;
-        for half in 0..2u32 {
-            mmio::write32(self.common, DRIVER_FEATURE_SELECT, half);
-            mmio::write32(self.common, DRIVER_FEATURE, (wanted >> (32 * half)) as u32);
-        }
-        self.add_status(STATUS_FEATURES_OK);
-        if self.status() & STATUS_FEATURES_OK == 0 {
-            self.add_status(STATUS_FAILED);
-            return Err(TransportError::FeaturesRefused);
-        }
-        Ok(wanted)
+    fn device_features(&mut self, word: u32) -> u32 {
+        mmio::write32(self.common, DEVICE_FEATURE_SELECT, word);
+        mmio::read32(self.common, DEVICE_FEATURE)
     }
 
-    /// Copies the device configuration into `buffer`, again if the device changed it
-    /// meanwhile (configuration generation).
-    pub fn read_device_config(&self, buffer: &mut [u8]) {
-        let length = buffer.len().min(self.device.length);
-        loop {
-            let before = mmio::read8(self.common, CONFIG_GENERATION);
-            for (offset, byte) in buffer[..length].iter_mut().enumerate() {
-                *byte = mmio::read8(self.device, offset);
-            }
-            if mmio::read8(self.common, CONFIG_GENERATION) == before {
-                break;
-            }
-        }
+    fn set_driver_features(&mut self, word: u32, value: u32) {
+        mmio::write32(self.common, DRIVER_FEATURE_SELECT, word);
+        mmio::write32(self.common, DRIVER_FEATURE, value);
     }
 
-    /// Returns the largest size queue `index` supports (0: no such queue).
-    pub fn max_queue_size(&mut self, index: u16) -> u16 {
+    fn config_generation(&self) -> u32 {
+        u32::from(mmio::read8(self.common, CONFIG_GENERATION))
+    }
+
+    fn config_len(&self) -> usize {
+        self.device.length
+    }
+
+    fn config_byte(&self, offset: usize) -> u8 {
+        mmio::read8(self.device, offset)
+    }
+
+    fn max_queue_size(&mut self, index: u16) -> u16 {
         mmio::write16(self.common, QUEUE_SELECT, index);
         mmio::read16(self.common, QUEUE_SIZE)
     }
 
-    /// Gives queue `index` its size and ring addresses and enables it (polled: no
-    /// interrupt vector).
-    pub fn enable_queue(
+    fn enable_queue(
         &mut self,
         index: u16,
         size: u16,
@@ -222,10 +191,12 @@ impl VirtioPci {
             return Err(TransportError::NoSuchQueue(index));
         }
         mmio::write16(self.common, QUEUE_SELECT, index);
-        if mmio::read16(self.common, QUEUE_SIZE) == 0
-            || mmio::read16(self.common, QUEUE_ENABLE) != 0
-        {
+        let maximum = mmio::read16(self.common, QUEUE_SIZE);
+        if maximum == 0 || mmio::read16(self.common, QUEUE_ENABLE) != 0 {
             return Err(TransportError::NoSuchQueue(index));
+        }
+        if size == 0 || size > maximum {
+            return Err(TransportError::BadQueueSize(size));
         }
         mmio::write16(self.common, QUEUE_SIZE, size);
         mmio::write16(self.common, QUEUE_MSIX_VECTOR, NO_VECTOR);
@@ -242,21 +213,8 @@ impl VirtioPci {
         Ok(())
     }
 
-    /// Routes the interrupts of queue `index` to MSI-X table entry `vector`; returns
-    /// false when the device refused (it reads back no vector).
-    pub fn set_queue_vector(&mut self, index: u16, vector: u16) -> bool {
-        mmio::write16(self.common, QUEUE_SELECT, index);
-        mmio::write16(self.common, QUEUE_MSIX_VECTOR, vector);
-        mmio::read16(self.common, QUEUE_MSIX_VECTOR) == vector
-    }
-
-    /// Tells the device the driver is ready.
-    pub fn driver_ok(&mut self) {
-        self.add_status(STATUS_DRIVER_OK);
-    }
-
-    /// Reads (and so acknowledges) the interrupt status.
-    pub fn interrupt_status(&self) -> u8 {
+    /// Reads the ISR status, which the read itself acknowledges.
+    fn interrupt_status(&mut self) -> u8 {
         mmio::read8(self.isr, 0)
     }
 }

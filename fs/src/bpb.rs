@@ -4,6 +4,17 @@ use crate::bytes::{u16_at, u32_at};
 use crate::device::SECTOR_SIZE;
 use crate::error::{Error, Result};
 
+/// Directory entries in one 512-byte sector.
+const ENTRIES_PER_SECTOR: u32 = (SECTOR_SIZE / 32) as u32;
+
+/// What FAT16 asks of the root directory's size.
+const ROOT_RULE: &str = "the root directory must fill whole sectors: a nonzero multiple of 16";
+
+/// Returns the error for a BPB `field` holding `value`, which breaks `rule`.
+fn bad(field: &'static str, value: u32, rule: &'static str) -> Error {
+    Error::BadBpb { field, value, rule }
+}
+
 /// The FAT variant, decided by the number of clusters as Microsoft's specification says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FatType {
@@ -74,24 +85,39 @@ impl Layout {
         }
         let bytes_per_sector = u16_at(sector, 11);
         if !bytes_per_sector.is_power_of_two() || !(512..=4096).contains(&bytes_per_sector) {
-            return Err(Error::Corrupt("invalid bytes per sector"));
+            return Err(bad(
+                "bytes per sector",
+                bytes_per_sector.into(),
+                "must be 512, 1024, 2048 or 4096",
+            ));
         }
         if usize::from(bytes_per_sector) != SECTOR_SIZE {
             return Err(Error::Unsupported("sector size other than 512 bytes"));
         }
         let sectors_per_cluster = u32::from(sector[13]);
-        if !sectors_per_cluster.is_power_of_two() {
-            return Err(Error::Corrupt("sectors per cluster is not a power of two"));
+        if !sectors_per_cluster.is_power_of_two() || sectors_per_cluster > 128 {
+            return Err(bad(
+                "sectors per cluster",
+                sectors_per_cluster,
+                "must be a power of two from 1 to 128",
+            ));
         }
         let reserved = u32::from(u16_at(sector, 14));
         if reserved == 0 {
-            return Err(Error::Corrupt("no reserved sectors"));
+            return Err(bad(
+                "reserved sectors",
+                reserved,
+                "must be at least 1 (the boot sector itself)",
+            ));
         }
         let fat_count = u32::from(sector[16]);
-        if fat_count == 0 {
-            return Err(Error::Corrupt("no FAT copies"));
+        if !(1..=2).contains(&fat_count) {
+            return Err(bad("FAT count", fat_count, "must be 1 or 2"));
         }
         let root_entries = u32::from(u16_at(sector, 17));
+        if !root_entries.is_multiple_of(ENTRIES_PER_SECTOR) {
+            return Err(bad("root entries", root_entries, ROOT_RULE));
+        }
         let total16 = u32::from(u16_at(sector, 19));
         let total_sectors = if total16 != 0 {
             total16
@@ -99,7 +125,7 @@ impl Layout {
             u32_at(sector, 32)
         };
         if total_sectors == 0 {
-            return Err(Error::Corrupt("volume has no sectors"));
+            return Err(bad("total sectors", 0, "must not be 0"));
         }
         let fat16_sectors = u32::from(u16_at(sector, 22));
         let fat_sectors = if fat16_sectors != 0 {
@@ -108,17 +134,17 @@ impl Layout {
             u32_at(sector, 36)
         };
         if fat_sectors == 0 {
-            return Err(Error::Corrupt("FAT has no sectors"));
+            return Err(bad("sectors per FAT", 0, "must not be 0"));
         }
-        let root_sectors = (root_entries * 32).div_ceil(SECTOR_SIZE as u32);
+        let root_sectors = root_entries / ENTRIES_PER_SECTOR;
         let metadata = u64::from(reserved)
             + u64::from(fat_count) * u64::from(fat_sectors)
             + u64::from(root_sectors);
-        let data_sectors = u64::from(total_sectors)
-            .checked_sub(metadata)
-            .ok_or(Error::Corrupt(
-                "FATs and root directory do not fit in the volume",
-            ))?;
+        let data_sectors = u64::from(total_sectors).checked_sub(metadata).ok_or(bad(
+            "total sectors",
+            total_sectors,
+            "must leave room for the reserved sectors, the FATs and the root directory",
+        ))?;
         let cluster_count = u32::try_from(data_sectors / u64::from(sectors_per_cluster))
             .map_err(|_| Error::Corrupt("cluster count out of range"))?;
         match FatType::from_cluster_count(cluster_count) {
@@ -126,16 +152,27 @@ impl Layout {
             FatType::Fat32 => return Err(Error::Unsupported("FAT32 volume")),
             FatType::Fat16 => {}
         }
-        if fat16_sectors == 0 || root_entries == 0 {
+        if fat16_sectors == 0 {
             return Err(Error::Corrupt(
                 "FAT16 cluster count with a FAT32 boot sector",
             ));
         }
+        if root_entries == 0 {
+            return Err(bad("root entries", 0, ROOT_RULE));
+        }
         if u64::from(fat_sectors) * (SECTOR_SIZE as u64 / 2) < u64::from(cluster_count) + 2 {
-            return Err(Error::Corrupt("FAT too small for the cluster count"));
+            return Err(bad(
+                "sectors per FAT",
+                fat_sectors,
+                "too few for the volume's cluster count",
+            ));
         }
         if u64::from(total_sectors) > available_sectors {
-            return Err(Error::Corrupt("volume larger than its device or partition"));
+            return Err(bad(
+                "total sectors",
+                total_sectors,
+                "more than the device or partition holds",
+            ));
         }
         let fat_start = volume_start + u64::from(reserved);
         let root_start = fat_start + u64::from(fat_count) * u64::from(fat_sectors);
@@ -201,28 +238,130 @@ mod tests {
         assert_eq!(layout.cluster_bytes(), 2048);
     }
 
-    #[test]
-    fn refuses_inconsistent_fields() {
-        let cases: [(usize, u8, &str); 4] = [
-            (13, 3, "power"),
-            (16, 0, "FAT copies"),
-            (14, 0, "reserved"),
-            (510, 0, "signature"),
-        ];
-        for (offset, value, what) in cases {
-            let mut s = boot_sector();
-            s[offset] = value;
-            if offset == 14 {
-                s[15] = 0;
+    /// Returns the error of parsing `boot_sector()` after `change`.
+    fn parse_changed(change: impl FnOnce(&mut [u8; SECTOR_SIZE])) -> Result<Layout> {
+        let mut s = boot_sector();
+        change(&mut s);
+        Layout::parse(&s, 0, 40000)
+    }
+
+    fn expect_bad(result: Result<Layout>, field: &str, value: u32) {
+        match result {
+            Err(Error::BadBpb {
+                field: found,
+                value: found_value,
+                rule,
+            }) => {
+                assert_eq!((found, found_value), (field, value), "{rule}");
+                let shown = Error::BadBpb {
+                    field: found,
+                    value: found_value,
+                    rule,
+                }
+                .to_string();
+                assert!(
+                    shown.starts_with(&format!(
+                        "BPB field {field} = {value} is not valid for FAT16: "
+                    )),
+                    "{shown}"
+                );
             }
-            match Layout::parse(&s, 0, 40000) {
-                Err(Error::Corrupt(message)) => assert!(message.contains(what), "{message}"),
-                other => panic!("offset {offset}: {other:?}"),
-            }
+            other => panic!("{field} = {value}: {other:?}"),
         }
-        assert!(matches!(
+    }
+
+    #[test]
+    fn root_entries_must_fill_whole_sectors() {
+        for entries in [1u16, 17, 15, 500, 513] {
+            expect_bad(
+                parse_changed(|s| s[17..19].copy_from_slice(&entries.to_le_bytes())),
+                "root entries",
+                entries.into(),
+            );
+        }
+        expect_bad(
+            parse_changed(|s| s[17..19].copy_from_slice(&0u16.to_le_bytes())),
+            "root entries",
+            0,
+        );
+        let small = parse_changed(|s| s[17..19].copy_from_slice(&16u16.to_le_bytes())).unwrap();
+        assert_eq!(small.root_sectors, 1);
+    }
+
+    #[test]
+    fn sectors_per_cluster_is_a_power_of_two_up_to_128() {
+        for value in [0u8, 3, 6, 12, 255] {
+            expect_bad(
+                parse_changed(|s| s[13] = value),
+                "sectors per cluster",
+                value.into(),
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_per_sector_is_a_power_of_two_from_512_to_4096() {
+        for value in [0u16, 256, 513, 1000, 8192] {
+            expect_bad(
+                parse_changed(|s| s[11..13].copy_from_slice(&value.to_le_bytes())),
+                "bytes per sector",
+                value.into(),
+            );
+        }
+        assert_eq!(
+            parse_changed(|s| s[11..13].copy_from_slice(&4096u16.to_le_bytes())),
+            Err(Error::Unsupported("sector size other than 512 bytes"))
+        );
+    }
+
+    #[test]
+    fn reserved_sectors_and_fat_count_are_checked() {
+        expect_bad(
+            parse_changed(|s| s[14..16].copy_from_slice(&0u16.to_le_bytes())),
+            "reserved sectors",
+            0,
+        );
+        expect_bad(
+            parse_changed(|s| s[14..16].copy_from_slice(&40000u16.to_le_bytes())),
+            "total sectors",
+            32768,
+        );
+        for count in [0u8, 3, 255] {
+            expect_bad(parse_changed(|s| s[16] = count), "FAT count", count.into());
+        }
+        assert!(parse_changed(|s| s[16] = 1).is_ok());
+    }
+
+    #[test]
+    fn sizes_are_checked_against_each_other_and_the_device() {
+        expect_bad(
+            parse_changed(|s| s[22..24].copy_from_slice(&2u16.to_le_bytes())),
+            "sectors per FAT",
+            2,
+        );
+        expect_bad(
             Layout::parse(&boot_sector(), 0, 1000),
-            Err(Error::Corrupt(_))
+            "total sectors",
+            32768,
+        );
+        expect_bad(
+            parse_changed(|s| {
+                s[19..21].copy_from_slice(&0u16.to_le_bytes());
+            }),
+            "total sectors",
+            0,
+        );
+    }
+
+    #[test]
+    fn signature_and_jump_are_required() {
+        assert!(matches!(
+            parse_changed(|s| s[510] = 0),
+            Err(Error::Corrupt(message)) if message.contains("signature")
+        ));
+        assert!(matches!(
+            parse_changed(|s| s[0] = 0),
+            Err(Error::Corrupt(message)) if message.contains("jump")
         ));
     }
 

@@ -31,6 +31,10 @@ pub struct CacheStats {
     pub device_reads: u64,
     /// Write requests sent to the device.
     pub device_writes: u64,
+    /// Bytes the read requests asked for.
+    pub bytes_read: u64,
+    /// Bytes the write requests carried.
+    pub bytes_written: u64,
 }
 
 #[derive(Debug)]
@@ -121,6 +125,7 @@ impl<D: BlockDevice> SectorCache<D> {
         let slot = self.free_slot()?;
         if load {
             self.stats.device_reads += 1;
+            self.stats.bytes_read += SECTOR_SIZE as u64;
             self.device.read(lba, &mut self.slots[slot].data[..])?;
         } else {
             self.slots[slot].data.fill(0);
@@ -172,6 +177,7 @@ impl<D: BlockDevice> SectorCache<D> {
         }
         let mut buffer = vec![0u8; run as usize * SECTOR_SIZE];
         self.stats.device_reads += 1;
+        self.stats.bytes_read += buffer.len() as u64;
         self.device.read(lba, &mut buffer)?;
         for (i, chunk) in buffer.chunks_exact(SECTOR_SIZE).enumerate() {
             let slot = self.free_slot()?;
@@ -205,6 +211,7 @@ impl<D: BlockDevice> SectorCache<D> {
             }
             self.stats.misses += (i - start) as u64;
             self.stats.device_reads += 1;
+            self.stats.bytes_read += ((i - start) * SECTOR_SIZE) as u64;
             self.device.read(
                 lba + start as u64,
                 &mut buf[start * SECTOR_SIZE..i * SECTOR_SIZE],
@@ -216,6 +223,7 @@ impl<D: BlockDevice> SectorCache<D> {
     /// Writes whole sectors straight to the device, updating any cached copies.
     pub(crate) fn write_bulk(&mut self, lba: u64, data: &[u8]) -> Result<()> {
         self.stats.device_writes += 1;
+        self.stats.bytes_written += data.len() as u64;
         self.device.write(lba, data)?;
         for (i, chunk) in data.chunks_exact(SECTOR_SIZE).enumerate() {
             if let Some(&slot) = self.index.get(&(lba + i as u64)) {
@@ -252,6 +260,7 @@ impl<D: BlockDevice> SectorCache<D> {
                 buffer.extend_from_slice(&self.slots[slot].data[..]);
             }
             self.stats.device_writes += 1;
+            self.stats.bytes_written += buffer.len() as u64;
             self.device.write(start, &buffer)?;
             for &slot in &dirty[at..end] {
                 self.slots[slot].dirty = false;

@@ -77,12 +77,17 @@ impl<D: BlockDevice> Disk<D> {
 
     /// Links `clusters` (free, found by `find_free`, their data already written) into a
     /// chain ending the volume's way, and hangs it after `previous` if given. The caller
-    /// must write the data before and the directory entry after. On failure the FAT is
-    /// put back as it was, as far as the device allows.
+    /// must write the data before and the directory entry after.
+    ///
+    /// Crash order: the new chain's own entries are written first (while nothing refers
+    /// to them, so a crash leaves lost clusters), then, alone, the one entry of
+    /// `previous` that hangs it on (a single sector write, so the file's chain is never
+    /// seen half linked). On failure the FAT is put back as it was, as far as the device
+    /// allows.
     pub(crate) fn link_chain(&mut self, clusters: &[u32], previous: Option<u32>) -> Result<()> {
-        if clusters.is_empty() {
+        let Some(&last) = clusters.last() else {
             return Ok(());
-        }
+        };
         self.barrier()?;
         let result = self.try_link(clusters, previous);
         if let Err(error) = result {
@@ -94,14 +99,12 @@ impl<D: BlockDevice> Disk<D> {
             }
             return Err(error);
         }
-        if let Some(&last) = clusters.last() {
-            self.next_free = if last >= self.layout.max_cluster() {
-                2
-            } else {
-                last + 1
-            };
-        }
-        self.barrier()
+        self.next_free = if last >= self.layout.max_cluster() {
+            2
+        } else {
+            last + 1
+        };
+        Ok(())
     }
 
     fn try_link(&mut self, clusters: &[u32], previous: Option<u32>) -> Result<()> {
@@ -112,9 +115,11 @@ impl<D: BlockDevice> Disk<D> {
         if let Some(&last) = clusters.last() {
             self.fat.set(&mut self.cache, last, Entry::End)?;
         }
+        self.barrier()?;
         if let (Some(previous), Some(&first)) = (previous, clusters.first()) {
             self.fat
                 .set(&mut self.cache, previous, Entry::Next(first))?;
+            self.barrier()?;
         }
         Ok(())
     }
@@ -135,13 +140,25 @@ impl<D: BlockDevice> Disk<D> {
         }
     }
 
-    /// Ends the chain at `last` and frees what followed it.
+    /// Frees every allocated cluster that `keep` does not claim (lost clusters, which no
+    /// chain reaches); returns how many.
+    pub(crate) fn free_unclaimed(&mut self, keep: impl Fn(u32) -> bool) -> Result<u32> {
+        self.generation += 1;
+        self.fat.free_unless(&mut self.cache, keep)
+    }
+
+    /// Ends the chain at `last` and frees what followed it. The end mark is written
+    /// first, alone, so a crash leaves the file's chain whole and the rest lost, never a
+    /// chain that runs into freed clusters.
     pub(crate) fn cut_chain_after(&mut self, last: u32) -> Result<()> {
         self.generation += 1;
         let next = self.next_cluster(last)?;
         self.fat.set(&mut self.cache, last, Entry::End)?;
         match next {
-            Some(next) => self.free_chain(next),
+            Some(next) => {
+                self.barrier()?;
+                self.free_chain(next)
+            }
             None => Ok(()),
         }
     }

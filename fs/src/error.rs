@@ -50,6 +50,20 @@ pub enum Error {
     Corrupt(&'static str),
     /// The volume is valid but of a kind this crate does not handle.
     Unsupported(&'static str),
+    /// A field of the boot sector's BIOS parameter block holds a value FAT16 does not
+    /// allow: which field, the value found, and the rule it breaks.
+    BadBpb {
+        /// The field, as the FAT specification names it in words ("root entries").
+        field: &'static str,
+        /// The value the boot sector holds.
+        value: u32,
+        /// What FAT16 allows instead.
+        rule: &'static str,
+    },
+    /// Memory for the operation could not be allocated; nothing was changed.
+    NoMemory,
+    /// The operation did not finish in the time it was given.
+    TimedOut,
     /// The block device failed.
     Io(IoError),
     /// The volume was mounted read-only, the handle was opened for reading only,
@@ -57,7 +71,8 @@ pub enum Error {
     ReadOnly,
     /// The file behind a handle was removed or renamed.
     StaleHandle,
-    /// No file service runs (no share or disk was given to the kernel).
+    /// No file service runs (no share or disk was given to the kernel), or its core
+    /// failed.
     NoService,
 }
 
@@ -82,6 +97,14 @@ impl fmt::Display for Error {
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::Corrupt(what) => write!(f, "corrupt volume: {what}"),
             Error::Unsupported(what) => write!(f, "unsupported volume: {what}"),
+            Error::BadBpb { field, value, rule } => {
+                write!(
+                    f,
+                    "BPB field {field} = {value} is not valid for FAT16: {rule}"
+                )
+            }
+            Error::NoMemory => f.write_str("out of memory"),
+            Error::TimedOut => f.write_str("timed out"),
             Error::Io(error) => write!(f, "I/O error: {error}"),
             Error::ReadOnly => f.write_str("read-only"),
             Error::StaleHandle => f.write_str("file handle no longer refers to a file"),

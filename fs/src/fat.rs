@@ -174,6 +174,85 @@ impl Fat {
         Ok(found)
     }
 
+    /// Brings every other FAT copy in step with the first one, sector by sector, and
+    /// returns how many sectors differed. With `write` false it only counts them.
+    ///
+    /// Why the first copy: every flush writes the FAT sectors in address order, so the
+    /// first copy is written before the second, and a crash leaves the first copy at
+    /// least as new. Each flush's FAT changes are safe in any state, whole or partly
+    /// written (see `Disk::link_chain`), so the first copy is always consistent with the
+    /// directories on the disk; the second may only still hold clusters an interrupted
+    /// operation freed or not yet hold those it linked. It is also the copy other
+    /// systems read (Linux, and `fsck.fat -a`).
+    pub(crate) fn reconcile<D: BlockDevice>(
+        &self,
+        cache: &mut SectorCache<D>,
+        write: bool,
+    ) -> Result<u32> {
+        const RUN: u32 = 16;
+        let mut first = vec![0u8; RUN as usize * SECTOR_SIZE];
+        let mut other = vec![0u8; RUN as usize * SECTOR_SIZE];
+        let mut differing = 0;
+        for copy in 1..self.copies {
+            let base = self.start + u64::from(copy) * u64::from(self.sectors);
+            let mut sector = 0;
+            while sector < self.sectors {
+                let run = RUN.min(self.sectors - sector);
+                let bytes = run as usize * SECTOR_SIZE;
+                cache.read_bulk(self.start + u64::from(sector), &mut first[..bytes])?;
+                cache.read_bulk(base + u64::from(sector), &mut other[..bytes])?;
+                for (i, (ours, theirs)) in first[..bytes]
+                    .chunks_exact(SECTOR_SIZE)
+                    .zip(other[..bytes].chunks_exact(SECTOR_SIZE))
+                    .enumerate()
+                {
+                    if ours != theirs {
+                        differing += 1;
+                        if write {
+                            cache.write_bulk(base + u64::from(sector) + i as u64, ours)?;
+                        }
+                    }
+                }
+                sector += run;
+            }
+        }
+        if differing > 0 && write {
+            cache.flush()?;
+        }
+        Ok(differing)
+    }
+
+    /// Frees every allocated cluster (not free, not bad) for which `keep` says no;
+    /// returns how many it freed.
+    pub(crate) fn free_unless<D: BlockDevice>(
+        &self,
+        cache: &mut SectorCache<D>,
+        keep: impl Fn(u32) -> bool,
+    ) -> Result<u32> {
+        let mut lost = Vec::new();
+        const RUN: u32 = 16;
+        let mut buffer = vec![0u8; RUN as usize * SECTOR_SIZE];
+        let last_sector = self.max_cluster / ENTRIES_PER_SECTOR;
+        let mut sector = 0;
+        while sector <= last_sector {
+            let run = RUN.min(last_sector - sector + 1);
+            let bytes = &mut buffer[..run as usize * SECTOR_SIZE];
+            cache.read_bulk(self.start + u64::from(sector), bytes)?;
+            for (i, pair) in bytes.chunks_exact(2).enumerate() {
+                let cluster = sector * ENTRIES_PER_SECTOR + i as u32;
+                let raw = u16::from_le_bytes([pair[0], pair[1]]);
+                if self.is_valid(cluster) && raw != 0 && raw != BAD && !keep(cluster) {
+                    lost.push(cluster);
+                }
+            }
+            sector += run;
+        }
+        for &cluster in &lost {
+            self.set(cache, cluster, Entry::Free)?;
+        }
+        Ok(lost.len() as u32)
+    }
+
     /// Returns the number of free clusters.
     pub(crate) fn count_free<D: BlockDevice>(&self, cache: &mut SectorCache<D>) -> Result<u32> {
         let mut free = 0;

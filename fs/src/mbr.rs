@@ -30,14 +30,29 @@ fn looks_like_boot_sector(sector: &[u8; SECTOR_SIZE]) -> bool {
         && sector[16] != 0
 }
 
+/// Returns whether sector 0 starts with an x86 jump, as every FAT boot sector does.
+fn has_jump(sector: &[u8; SECTOR_SIZE]) -> bool {
+    sector[0] == 0xE9 || sector[0] == 0xEB
+}
+
+/// Returns whether the partition table area holds no partition at all.
+fn table_is_empty(sector: &[u8; SECTOR_SIZE]) -> bool {
+    (0..4).all(|i| sector[446 + 16 * i + 4] == 0)
+}
+
 /// Returns where the FAT volume lies, given sector 0 and the device's size: the whole
 /// device when sector 0 is a boot sector, else the first FAT16 partition of the MBR.
+///
+/// A sector 0 with a jump instruction and an empty partition table is taken for a boot
+/// sector even when its BPB is implausible, so that mounting reports the bad BPB field
+/// rather than a missing partition.
 pub fn locate(sector0: &[u8; SECTOR_SIZE], device_sectors: u64) -> Result<Partition> {
-    if looks_like_boot_sector(sector0) {
-        return Ok(Partition {
-            start: 0,
-            sectors: device_sectors,
-        });
+    let whole = Partition {
+        start: 0,
+        sectors: device_sectors,
+    };
+    if looks_like_boot_sector(sector0) || (has_jump(sector0) && table_is_empty(sector0)) {
+        return Ok(whole);
     }
     if sector0[510] != 0x55 || sector0[511] != 0xAA {
         return Err(Error::Corrupt(
@@ -111,5 +126,23 @@ mod tests {
             locate(&[0u8; SECTOR_SIZE], 500),
             Err(Error::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_boot_sector_with_a_bad_bpb_is_still_the_whole_device() {
+        let mut boot = [0u8; SECTOR_SIZE];
+        boot[0..3].copy_from_slice(&[0xEB, 0x3C, 0x90]);
+        boot[11..13].copy_from_slice(&1000u16.to_le_bytes());
+        boot[13] = 3;
+        boot[510] = 0x55;
+        boot[511] = 0xAA;
+        assert_eq!(locate(&boot, 500).unwrap().start, 0);
+        // A boot loader's MBR (GRUB's starts with a jump too) with a partition stays an MBR.
+        let mut grub = mbr(0x0C, 63, 100);
+        grub[0..3].copy_from_slice(&[0xEB, 0x63, 0x90]);
+        assert_eq!(
+            locate(&grub, 500),
+            Err(Error::Unsupported("FAT32 partition"))
+        );
     }
 }

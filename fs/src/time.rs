@@ -30,6 +30,20 @@ impl Timestamp {
         }
     }
 
+    /// Returns the timestamp of `seconds` after 1970-01-01 00:00:00 (FAT stores it as
+    /// it is, with no zone; the kernel's wall clock is UTC).
+    pub fn from_unix_seconds(seconds: u64) -> Self {
+        let when = percore::time::DateTime::from_unix_seconds(seconds);
+        Timestamp {
+            year: u16::try_from(when.year).unwrap_or(u16::MAX),
+            month: when.month,
+            day: when.day,
+            hour: when.hour,
+            minute: when.minute,
+            second: when.second,
+        }
+    }
+
     /// Returns the timestamp that FAT's packed `date` and `time` fields (and the creation
     /// time's 10 ms units) describe. Fields are taken as stored, even when out of range.
     pub fn from_fat(date: u16, time: u16, tenths: u8) -> Self {
@@ -114,6 +128,32 @@ mod tests {
         assert_eq!(back, t);
         let even = Timestamp::from_fat(t.fat_date(), t.fat_time(), 0);
         assert_eq!(even.second, 42);
+    }
+
+    #[test]
+    fn unix_time_becomes_fat_date_and_time() {
+        // 2024-02-29 23:59:59 UTC, a leap day.
+        let leap = Timestamp::from_unix_seconds(1_709_251_199);
+        assert_eq!(leap, Timestamp::new(2024, 2, 29, 23, 59, 59));
+        assert_eq!(leap.fat_date(), (44 << 9) | (2 << 5) | 29);
+        assert_eq!(leap.fat_time(), (23 << 11) | (59 << 5) | 29);
+        assert_eq!(leap.fat_tenths(), 100, "the odd second");
+        // 2100 is no leap year: the day after 28 February is 1 March.
+        assert_eq!(
+            Timestamp::from_unix_seconds(4_107_542_400 - 1),
+            Timestamp::new(2100, 2, 28, 23, 59, 59)
+        );
+        // The FAT epoch: 1980-01-01 00:00:00 is date 0x21, time 0.
+        let epoch = Timestamp::from_unix_seconds(315_532_800);
+        assert_eq!((epoch.fat_date(), epoch.fat_time()), ((1 << 5) | 1, 0));
+        // Before it, the earliest FAT time; after 2107, the latest.
+        let early = Timestamp::from_unix_seconds(315_532_799);
+        assert_eq!(early.year, 1979);
+        assert_eq!((early.fat_date(), early.fat_time()), ((1 << 5) | 1, 0));
+        let late = Timestamp::from_unix_seconds(4_354_819_200);
+        assert_eq!(late.year, 2108);
+        let back = Timestamp::from_fat(late.fat_date(), late.fat_time(), 0);
+        assert_eq!(back, Timestamp::new(2107, 12, 31, 23, 59, 58));
     }
 
     #[test]

@@ -23,8 +23,9 @@ pub struct MountOptions {
     pub cache_sectors: usize,
     /// Walk every file and directory chain at mount and refuse the volume with
     /// `Error::Corrupt` if two chains share a cluster (cross-linked), a chain is broken,
-    /// or an entry's first cluster is out of range. Costs one visit per used cluster and
-    /// directory entry. On by default.
+    /// or an entry's first cluster is out of range; then, unless read-only, repair what
+    /// a crash may leave (chains longer than their files, lost clusters). Costs one visit
+    /// per used cluster and directory entry, and one pass over the FAT. On by default.
     pub check: bool,
 }
 
@@ -85,6 +86,14 @@ pub struct VolumeInfo {
     pub root_entries: u32,
     /// The volume serial number.
     pub serial: u32,
+    /// FAT sectors of the second copy that differed from the first at mount, after a
+    /// crash in the middle of a change; copied from the first unless mounted read-only.
+    pub repaired_fat_sectors: u32,
+    /// Files whose cluster chains were longer than their sizes at mount (an append cut
+    /// off by a crash) and were cut to their sizes.
+    pub trimmed_files: u32,
+    /// Lost clusters (allocated, reached by no chain) freed at mount.
+    pub reclaimed_clusters: u32,
 }
 
 /// What a path names.
@@ -99,6 +108,10 @@ pub struct Volume<D, C> {
     disk: Disk<D>,
     clock: C,
     read_only: bool,
+    /// FAT sectors that differed between the copies at mount (and were repaired).
+    repaired_fat_sectors: u32,
+    /// What the mount check repaired.
+    repairs: check::Repairs,
 }
 
 /// Returns the components of a `/`-separated path, ignoring empty ones.
@@ -129,13 +142,18 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
         let layout = Layout::parse(&sector, partition.start, partition.sectors)?;
         let cache = SectorCache::new(device, options.cache_sectors);
         let mut disk = Disk::new(cache, layout);
-        if options.check {
-            check::cross_links(&mut disk)?;
-        }
+        let repaired_fat_sectors = disk.fat.reconcile(&mut disk.cache, !options.read_only)?;
+        let repairs = if options.check {
+            check::check_and_repair(&mut disk, !options.read_only)?
+        } else {
+            check::Repairs::default()
+        };
         Ok(Volume {
             disk,
             clock,
             read_only: options.read_only,
+            repaired_fat_sectors,
+            repairs,
         })
     }
 
@@ -149,6 +167,11 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
     /// flushes the device.
     pub fn flush(&mut self) -> Result<()> {
         self.disk.cache.flush()
+    }
+
+    /// Returns whether changes wait in the cache that are not on the device yet.
+    pub fn has_unwritten_changes(&self) -> bool {
+        self.disk.cache.has_dirty()
     }
 
     /// Returns the device, for inspection; changes still in the cache are not on it.
@@ -167,6 +190,9 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
             fat_copies: layout.fat_count,
             root_entries: layout.root_entries,
             serial: layout.serial,
+            repaired_fat_sectors: self.repaired_fat_sectors,
+            trimmed_files: self.repairs.trimmed_files,
+            reclaimed_clusters: self.repairs.reclaimed_clusters,
         }
     }
 
@@ -273,7 +299,9 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
         Ok(listing.entries.iter().map(Found::to_dir_entry).collect())
     }
 
-    /// Creates an empty directory at `path`; its parent must exist.
+    /// Creates an empty directory at `path`; its parent must exist. Everything it needs
+    /// (a valid, unused name, room in the parent, free clusters) is checked before it
+    /// writes anything.
     pub fn create_dir(&mut self, path: &str) -> Result<()> {
         self.check_writable()?;
         let (listing, name) = self.parent_of(path)?;
@@ -281,11 +309,16 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
             return Err(Error::AlreadyExists);
         }
         let (short, flags, units) = dir::names_for(&listing, name)?;
+        let insertion = dir::plan_insert(&self.disk, &listing, &units, None)?;
+        let clusters = self.disk.find_free(1 + insertion.clusters_needed())?;
+        let (cluster, growth) = (clusters[0], &clusters[1..]);
         let now = self.clock.now();
-        let cluster = dir::new_directory_cluster(&mut self.disk, listing.location, now)?;
+        dir::write_new_directory(&mut self.disk, cluster, listing.location, now)?;
         self.disk.link_chain(&[cluster], None)?;
         let raw = RawEntry::new(short, flags, Attributes::DIRECTORY, cluster, now);
-        if let Err(error) = dir::insert(&mut self.disk, &listing, &units, &raw) {
+        let placed = dir::make_room(&mut self.disk, &listing, &insertion, growth)
+            .and_then(|positions| dir::write_set(&mut self.disk, &positions, &units, &raw));
+        if let Err(error) = placed {
             let _ = self.disk.free_chain(cluster);
             return Err(error);
         }
@@ -328,6 +361,10 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
 
     /// Moves the file or directory at `from` to `to`, which must not exist (it may differ
     /// from `from` only in case). Directories cannot move below themselves.
+    ///
+    /// Crash order: the old entry is deleted on the disk before the new one is written
+    /// (unless both lie in one sector, which one write changes), so a crash can lose the
+    /// file's chain (lost clusters) but never leave two entries sharing it.
     pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
         self.check_writable()?;
         let Target::Entry {
@@ -362,17 +399,26 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
             if !(same_directory && existing.position == moving.position) {
                 return Err(Error::AlreadyExists);
             }
-            // Only the case changes: the old entry goes, so its names are free again.
-            target
-                .entries
-                .retain(|found| found.position != moving.position);
+        }
+        if same_directory {
+            // The old entry's names and slots are free again for the new one.
+            target.release(moving.position);
         }
         let (short, flags, units) = dir::names_for(&target, name)?;
+        let insertion = dir::plan_insert(&self.disk, &target, &units, Some(moving.position.lba))?;
+        let fresh = self.disk.find_free(insertion.clusters_needed())?;
         let mut raw = moving.raw;
         raw.set_short_name(short, flags);
-        dir::insert(&mut self.disk, &target, &units, &raw)?;
-        self.disk.barrier()?;
+        let positions = dir::make_room(&mut self.disk, &target, &insertion, &fresh)?;
         dir::remove(&mut self.disk, &moving)?;
+        let mut old_sectors = moving.long_positions.clone();
+        old_sectors.push(moving.position);
+        if dir::sectors_of(&positions) != dir::sectors_of(&old_sectors)
+            || dir::sectors_of(&positions).len() != 1
+        {
+            self.disk.barrier()?;
+        }
+        dir::write_set(&mut self.disk, &positions, &units, &raw)?;
         if moving.raw.is_dir() && !same_directory {
             if let Some(position) = dir::dot_dot_of(&mut self.disk, moving.raw.first_cluster())? {
                 let mut dot_dot = dir::read_entry(&mut self.disk, position)?;
@@ -424,8 +470,11 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
 
     fn create_in(&mut self, listing: &Listing, name: &str, append: bool) -> Result<File> {
         let (short, flags, units) = dir::names_for(listing, name)?;
+        let insertion = dir::plan_insert(&self.disk, listing, &units, None)?;
+        let fresh = self.disk.find_free(insertion.clusters_needed())?;
         let raw = RawEntry::new(short, flags, Attributes::ARCHIVE, 0, self.clock.now());
-        let position = dir::insert(&mut self.disk, listing, &units, &raw)?;
+        let positions = dir::make_room(&mut self.disk, listing, &insertion, &fresh)?;
+        let position = dir::write_set(&mut self.disk, &positions, &units, &raw)?;
         Ok(File::new(position, short, true, append))
     }
 
@@ -489,17 +538,38 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
         Ok(contents)
     }
 
-    /// Creates or replaces the file at `path` with `contents`. If the write fails, a file
-    /// that did not exist before is removed again; one that did is left empty.
+    /// Creates or replaces the file at `path` with `contents`. Everything it needs (a
+    /// valid name, a file and not a directory, room in the directory, free clusters for
+    /// the contents, counting those of the file it replaces) is checked before it writes
+    /// anything, so a failure other than an I/O error changes nothing.
     pub fn write_file(&mut self, path: &str, contents: &[u8]) -> Result<()> {
-        let existed = self.exists(path)?;
-        let mut file = self.create(path)?;
-        if let Err(error) = self.write(&mut file, contents) {
-            if !existed {
-                let _ = self.remove_file(path);
-            }
-            return Err(error);
+        self.check_writable()?;
+        if u32::try_from(contents.len()).is_err() {
+            return Err(Error::FileTooLarge);
         }
+        let (listing, name) = self.parent_of(path)?;
+        let cluster_bytes = u64::from(self.disk.cluster_bytes());
+        let needed = (contents.len() as u64).div_ceil(cluster_bytes) as u32;
+        let (have, growth) = match listing.find(name) {
+            Some(found) if found.raw.is_dir() => return Err(Error::IsADirectory),
+            Some(found) if found.raw.attributes().contains(Attributes::READ_ONLY) => {
+                return Err(Error::ReadOnly)
+            }
+            Some(found) => match found.raw.first_cluster() {
+                0 => (0, 0),
+                first => (self.disk.chain_end(first)?.0, 0),
+            },
+            None => {
+                let (_, _, units) = dir::names_for(&listing, name)?;
+                let insertion = dir::plan_insert(&self.disk, &listing, &units, None)?;
+                (0, insertion.clusters_needed())
+            }
+        };
+        if needed + growth > have {
+            self.disk.find_free(needed + growth - have)?;
+        }
+        let mut file = self.create(path)?;
+        self.write(&mut file, contents)?;
         Ok(())
     }
 }

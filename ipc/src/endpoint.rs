@@ -78,6 +78,26 @@ impl<'r, T: Wire, const N: usize, const SOURCES: usize> Endpoint<'r, T, N, SOURC
         handled
     }
 
+    /// Receives every message waiting in the ring from core `source` (not one batch: all
+    /// of them) and hands each to `handle`. Returns how many there were; 0 when no ring
+    /// comes from `source`. For a source that stopped sending for good (its core failed),
+    /// this takes the last of what it sent.
+    pub fn drain(&mut self, source: u16, mut handle: impl FnMut(u16, T)) -> usize {
+        let Some(inbound) = self
+            .inbound
+            .iter_mut()
+            .find(|inbound| inbound.source == source)
+        else {
+            return 0;
+        };
+        let mut handled = 0;
+        while let Some(message) = inbound.receiver.try_recv() {
+            handle(source, message);
+            handled += 1;
+        }
+        handled
+    }
+
     /// Returns whether any ring has a message waiting.
     pub fn has_pending(&self) -> bool {
         self.inbound
@@ -184,6 +204,35 @@ mod tests {
         });
         assert!(quiet_seen);
         assert_eq!(busy_before_quiet, 4);
+    }
+
+    #[test]
+    fn drain_empties_one_ring_past_the_batch_and_leaves_the_others() {
+        let rings: [Ring<Words, 16>; 2] = [Ring::new(), Ring::new()];
+        let mut endpoint = Endpoint::<Words, 16, 2>::new(2);
+        let (mut first, first_rx) = rings[0].split().unwrap();
+        let (mut second, second_rx) = rings[1].split().unwrap();
+        endpoint.attach(5, first_rx).unwrap();
+        endpoint.attach(6, second_rx).unwrap();
+        for sequence in 0..12 {
+            first.try_send(tagged(5, sequence)).unwrap();
+            second.try_send(tagged(6, sequence)).unwrap();
+        }
+        let mut seen = Vec::new();
+        assert_eq!(
+            endpoint.drain(5, |source, words| seen.push((source, words[1]))),
+            12
+        );
+        assert_eq!(seen, (0..12).map(|s| (5, s)).collect::<Vec<_>>());
+        assert_eq!(endpoint.drain(5, |_, _| panic!("drained twice")), 0);
+        assert_eq!(endpoint.drain(9, |_, _| panic!("no such source")), 0);
+        let mut rest = 0;
+        while endpoint.poll(|source, _| {
+            assert_eq!(source, 6);
+            rest += 1;
+        }) > 0
+        {}
+        assert_eq!(rest, 12);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Loom models of the ring protocol and the idle/wake-up protocol (`--cfg loom`).
+//! Loom models of the ring protocol, the idle/wake-up protocol and the fence of a failed
+//! core (`--cfg loom`).
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p ipc --release
 //! --test loom`. Loom explores the thread interleavings and the values weak memory lets
@@ -64,7 +65,7 @@ fn ring_delivers_in_order_across_laps() {
         let (mut tx, mut rx) = ring.split().unwrap();
         let sender = thread::spawn(move || {
             for sequence in 0..3 {
-                tx.send(payload(sequence), ipc::Spin);
+                tx.send(payload(sequence), thread::yield_now);
             }
         });
         for sequence in 0..3 {
@@ -143,7 +144,7 @@ fn idle_receiver_is_always_woken() {
                 let interrupt = interrupt.clone();
                 thread::spawn(move || {
                     let mut memo = WakeMemo::new();
-                    tx.send(payload(source as u64), ipc::Spin);
+                    tx.send(payload(source as u64), thread::yield_now);
                     doorbell.notify_once(&mut memo, || interrupt.raise());
                 })
             })
@@ -235,22 +236,21 @@ fn wake_up_with_fences_is_not_lost() {
     });
 }
 
-/// Messages that own buffers cross a one-slot ring: each buffer arrives once, whole,
-/// at the address it was sent from.
+/// Messages that own boxed values cross a one-slot ring: each value arrives once,
+/// whole, at the address it was sent from, and can be taken once.
 #[test]
-fn buffers_move_through_the_ring() {
-    use ipc::{Kind, Message, OwnedBuffer};
+fn owned_values_move_through_the_ring() {
+    use ipc::{Kind, Message, Owned};
     model(|| {
         let ring: &'static Ring<Message, 1> = Box::leak(Box::new(Ring::new()));
         let (mut tx, mut rx) = ring.split().unwrap();
-        let buffers: Vec<OwnedBuffer> = (0..2u8)
-            .map(|i| OwnedBuffer::from_box(vec![i; 3].into_boxed_slice()))
-            .collect();
-        let addresses: Vec<usize> = buffers.iter().map(|b| b.as_ptr() as usize).collect();
+        let values: Vec<Box<[u8; 3]>> = (0..2u8).map(|i| Box::new([i; 3])).collect();
+        let addresses: Vec<usize> = values.iter().map(|v| v.as_ptr() as usize).collect();
         let sender = thread::spawn(move || {
-            for (i, buffer) in buffers.into_iter().enumerate() {
-                let message = Message::with_buffer(Kind::new(1), 0, buffer, [i as u8; 24]);
-                tx.send(message, ipc::Spin);
+            for (i, value) in values.into_iter().enumerate() {
+                let message =
+                    Message::with_owned(Kind::new(1), 0, Owned::new(value), [i as u8; 32]);
+                tx.send(message, thread::yield_now);
             }
         });
         for (i, address) in addresses.into_iter().enumerate() {
@@ -261,10 +261,72 @@ fn buffers_move_through_the_ring() {
                 }
             };
             assert_eq!(message.inline()[0], i as u8);
-            let buffer = message.take_buffer().unwrap();
-            assert_eq!(buffer.as_ptr() as usize, address);
-            assert_eq!(&*buffer, &[i as u8; 3]);
+            let value = message.take_owned().unwrap().into_box::<[u8; 3]>().unwrap();
+            assert!(message.take_owned().is_none());
+            assert_eq!(value.as_ptr() as usize, address);
+            assert_eq!(*value, [i as u8; 3]);
         }
         sender.join().unwrap();
+    });
+}
+
+/// A core that fails sets its bit in a fence word (Release) after its last sends, and
+/// halts. Another core that sees the bit (Acquire) and then drains the ring from it must
+/// find every message sent before the fence, whole: the kernel relies on this to take a
+/// failed core's last wake-ups before it fails the waits on that core.
+#[test]
+fn a_drain_after_the_fence_finds_every_message_sent_before_it() {
+    model(|| {
+        let ring: &'static Ring<Words, 2> = Box::leak(Box::new(Ring::new()));
+        let fenced = Arc::new(AtomicU64::new(0));
+        let (mut tx, mut rx) = ring.split().unwrap();
+        let failing = {
+            let fenced = fenced.clone();
+            thread::spawn(move || {
+                tx.try_send(payload(0)).unwrap();
+                tx.try_send(payload(1)).unwrap();
+                fenced.fetch_or(1 << 3, Ordering::Release);
+                fence(Ordering::SeqCst);
+            })
+        };
+        while fenced.load(Ordering::Acquire) & (1 << 3) == 0 {
+            thread::yield_now();
+        }
+        assert_eq!(rx.try_recv(), Some(payload(0)));
+        assert_eq!(rx.try_recv(), Some(payload(1)));
+        assert_eq!(rx.try_recv(), None);
+        failing.join().unwrap();
+    });
+}
+
+/// A sender that waits for room on a ring to a core that failed (it never drains) stops
+/// waiting once the core's fence bit is set, in every interleaving: it checks the bit on
+/// every try, so a full ring to a failed core is an error, not a wait forever.
+#[test]
+fn a_sender_waiting_on_a_failed_core_stops() {
+    model(|| {
+        let ring: &'static Ring<Words, 1> = Box::leak(Box::new(Ring::new()));
+        let fenced = Arc::new(AtomicBool::new(false));
+        let (mut tx, _rx) = ring.split().unwrap();
+        tx.try_send(payload(0)).unwrap();
+        let failing = {
+            let fenced = fenced.clone();
+            thread::spawn(move || fenced.store(true, Ordering::Release))
+        };
+        let mut message = payload(1);
+        let refused = loop {
+            if fenced.load(Ordering::Acquire) {
+                break true;
+            }
+            match tx.try_send(message) {
+                Ok(()) => break false,
+                Err(full) => {
+                    message = full.into_inner();
+                    thread::yield_now();
+                }
+            }
+        };
+        assert!(refused, "the full ring took a message nobody drains");
+        failing.join().unwrap();
     });
 }

@@ -5,7 +5,8 @@ use core::fmt;
 /// Why a socket call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
-    /// There is no net service (no network device, or `--net none`).
+    /// There is no net service (no network device, or `--net none`), or its core
+    /// failed.
     NoService,
     /// Another socket is bound to this port.
     AddressInUse,
@@ -34,7 +35,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Error::NoService => "no net service",
+            Error::NoService => "no net service (none started, or its core failed)",
             Error::AddressInUse => "address in use",
             Error::ConnectionRefused => "connection refused",
             Error::ConnectionReset => "connection reset",

@@ -86,6 +86,8 @@ trait Pending: Send {
     fn fail(&mut self, error: Error);
     /// When the call gives up, if ever.
     fn deadline_ms(&self) -> Option<u64>;
+    /// Returns the core of the calling thread.
+    fn caller_core(&self) -> usize;
     /// Unparks the caller (its answer is stored).
     fn finish(self: Box<Self>);
 }
@@ -118,6 +120,10 @@ where
 
     fn deadline_ms(&self) -> Option<u64> {
         self.deadline_ms
+    }
+
+    fn caller_core(&self) -> usize {
+        self.parked.core()
     }
 
     fn finish(self: Box<Self>) {
@@ -205,6 +211,11 @@ impl State {
         let mut waiting = core::mem::replace(&mut self.waiters, core::mem::take(&mut self.spare));
         for mut waiter in waiting.drain(..) {
             let (sockets, _) = self.stack.parts();
+            if percore::core_failed(waiter.call.caller_core()) {
+                // Its caller's core failed: the call is dropped unanswered, so that what
+                // it waits for (a connection to accept, data) goes to a caller alive.
+                continue;
+            }
             if waiter
                 .call
                 .deadline_ms()
@@ -458,7 +469,8 @@ pub(crate) fn serve<T>(work: impl FnOnce(&mut State, u64) -> T) -> Option<T> {
 }
 
 /// Runs `step` on the net core until it is done, waiting between tries for its socket;
-/// gives up with `TimedOut` after `timeout`. The calling thread parks meanwhile.
+/// gives up with `TimedOut` after `timeout`. The calling thread parks meanwhile; if the
+/// net core fails, the call ends with `NoService`.
 pub(crate) fn call<R: Send + 'static>(
     timeout: Option<Duration>,
     step: impl FnMut(&mut State, u64) -> Result<Step<R>> + Send + 'static,
@@ -470,7 +482,7 @@ pub(crate) fn call<R: Send + 'static>(
         now_ms().saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX))
     });
     let started = trace::start();
-    percore::park(move |parked| {
+    let parked = percore::park_on(core, move |parked| {
         let call = Box::new(Call {
             step,
             answer: slot,
@@ -480,6 +492,10 @@ pub(crate) fn call<R: Send + 'static>(
         submit(core, call);
     });
     trace::finish(started, Counter::NetCallCycles, Some(Counter::NetCalls));
+    if parked.is_err() {
+        // The net core failed: its sockets and this call are gone with it.
+        return Err(Error::NoService);
+    }
     let answer = answer.lock().take();
     answer.unwrap_or(Err(Error::NoService))
 }
@@ -506,10 +522,9 @@ fn submit(core: usize, call: Box<dyn Pending>) {
             call.finish();
         }
     };
-    if percore::run_on(core, job).is_err() {
-        // Only a core outside the run is refused, and the service core is not one.
-        panic!("net: the service core {core} is not a core of this run");
-    }
+    // Refused only when the net core failed: the job and the call in it are dropped, and
+    // the caller's `park_on` ends with the core's failure.
+    let _ = percore::run_on(core, job);
 }
 
 /// Runs `work` on the net core without waiting for it (closing a socket).

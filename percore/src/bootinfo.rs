@@ -7,6 +7,7 @@
 
 use crate::mailbox::MailboxLocation;
 use crate::memory::PhysRange;
+use crate::timeline::{ticks_to_micros, Phase, Timeline};
 use crate::MAX_CORES;
 
 /// Longest kernel command line, in bytes (without its terminating NUL). A longer one is
@@ -33,10 +34,9 @@ pub struct BootInfo {
     pub cmdline: heapless::String<CMDLINE_MAX>,
     /// TSC ticks per second, as calibrated at boot.
     pub tsc_hz: u64,
-    /// TSC value when the boot core entered the kernel.
-    pub boot_tsc: u64,
-    /// TSC value when the last core came online.
-    pub online_tsc: u64,
+    /// How the start-up went: TSC values at kernel entry and at the end of each phase up
+    /// to the last core online ([`Phase::Aps`]); later phases are recorded in a copy.
+    pub timeline: Timeline,
     /// True when cores use x2APIC mode (APIC ids above 255 are possible).
     pub x2apic: bool,
     /// Memory set aside for device services (DMA rings and buffers), not in any core's
@@ -59,16 +59,12 @@ impl BootInfo {
 
     /// Returns how long the cores took to come online, in microseconds since kernel entry.
     pub fn online_micros(&self) -> u64 {
-        ticks_to_micros(self.online_tsc.saturating_sub(self.boot_tsc), self.tsc_hz)
+        let online = self
+            .timeline
+            .ended(Phase::Aps)
+            .unwrap_or(self.timeline.start());
+        ticks_to_micros(online.saturating_sub(self.timeline.start()), self.tsc_hz)
     }
-}
-
-/// Returns `ticks` of a `hz` clock in microseconds (0 when `hz` is 0).
-pub fn ticks_to_micros(ticks: u64, hz: u64) -> u64 {
-    if hz == 0 {
-        return 0;
-    }
-    (ticks as u128 * 1_000_000 / hz as u128).min(u64::MAX as u128) as u64
 }
 
 static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
@@ -103,13 +99,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn micros_from_ticks() {
-        assert_eq!(ticks_to_micros(3_000_000, 3_000_000_000), 1000);
-        assert_eq!(ticks_to_micros(u64::MAX, 1), u64::MAX, "saturates");
-        assert_eq!(ticks_to_micros(5, 0), 0);
-    }
-
-    #[test]
     fn core_lookup_by_apic_id() {
         let mut cores = heapless::Vec::new();
         for apic_id in [0, 2, 4, 6] {
@@ -126,12 +115,14 @@ mod tests {
                 })
                 .unwrap();
         }
+        let mut timeline = Timeline::new(100);
+        timeline.end(Phase::Acpi, 600);
+        timeline.end(Phase::Aps, 2100);
         let info = BootInfo {
             cores,
             cmdline: heapless::String::try_from("app=hello").unwrap(),
             tsc_hz: 1_000_000,
-            boot_tsc: 100,
-            online_tsc: 2100,
+            timeline,
             x2apic: false,
             service_reserve: None,
             services: crate::placement::Placement::default(),

@@ -5,10 +5,9 @@
 //! numbered the online cores); before that its GS base is zero and [`current`] returns
 //! `None`. On the host (tests) a thread-local plays the register.
 
-use crate::global::RemoteState;
-use crate::heap::Heap;
+use crate::heap::{Heap, RemoteState};
 use crate::mailbox::Mailbox;
-use crate::sched::Scheduler;
+use crate::threads::Scheduler;
 use core::any::{Any, TypeId};
 use core::cell::{Cell, RefCell};
 
@@ -51,6 +50,11 @@ pub struct CoreLocal {
     /// The guard page below the running thread's stack (0 in the core's loop), read by
     /// the page-fault handler to name a stack overflow.
     guard_page: Cell<usize>,
+    /// Faults the core is handling now, one inside the other (a second one fails the
+    /// core; a third, while it fails, halts it at once).
+    pub(crate) faults_handled: Cell<u8>,
+    /// The fault the injector armed on this core, until it is raised.
+    pub(crate) injection: Cell<Option<crate::injection::Armed>>,
 }
 
 impl CoreLocal {
@@ -72,6 +76,29 @@ impl CoreLocal {
             remote: RefCell::new(None),
             guard_page: Cell::new(0),
             services: [const { ServiceSlot::new() }; MAX_SERVICES],
+            faults_handled: Cell::new(0),
+            injection: Cell::new(None),
+        }
+    }
+
+    /// Returns the kernel state of this core that is in use (borrowed) right now, if any:
+    /// a fault then struck it half-changed, and only failing the core is safe. (The
+    /// scheduler is checked by the scheduler itself.)
+    pub fn busy_state(&self) -> Option<&'static str> {
+        if self.heap.try_borrow_mut().is_err() {
+            Some("heap")
+        } else if self.remote.try_borrow_mut().is_err() {
+            Some("remote-free outbox")
+        } else if self.mailbox.try_borrow_mut().is_err() {
+            Some("mailbox")
+        } else if self
+            .services
+            .iter()
+            .any(|slot| slot.state.try_borrow_mut().is_err())
+        {
+            Some("service state")
+        } else {
+            None
         }
     }
 
@@ -81,7 +108,7 @@ impl CoreLocal {
     }
 
     /// Returns `f` applied to this core's mailbox, or `None` if the core has none.
-    pub fn with_mailbox<R>(&self, f: impl FnOnce(&mut Mailbox) -> R) -> Option<R> {
+    pub(crate) fn with_mailbox<R>(&self, f: impl FnOnce(&mut Mailbox) -> R) -> Option<R> {
         self.mailbox.borrow_mut().as_mut().map(f)
     }
 
@@ -96,12 +123,13 @@ impl CoreLocal {
     }
 }
 
-/// Runs `f` with the running core's mailbox.
+/// Runs `f` with the running core's mailbox (the kernel's access; applications go
+/// through `sched::with_mailbox`, which handles the kernel messages their polls meet).
 ///
 /// # Panics
 /// Panics on a core without a mailbox (before it was numbered) or when called from
 /// inside `f` itself.
-pub fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
+pub(crate) fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
     current()
         .and_then(|local| local.with_mailbox(f))
         .expect("this core has no mailbox yet")

@@ -2,7 +2,8 @@
 //!
 //! Policy: after the kernel image and boot-time allocations are taken out, a reserve
 //! for device services is set aside ([`service_reserve_size`], [`take_reserve`]: 1/16
-//! of usable RAM, 4 to 64 MiB, below 4 GiB so 32-bit DMA reaches it), and the rest is
+//! of usable RAM, 2 to 64 MiB, none below 8 MiB, below 4 GiB so 32-bit DMA reaches it),
+//! and the rest is
 //! divided into equal shares, one per core, in address order. A share may be made of
 //! several extents when it spans a hole in the memory map. Every extent is 4 KiB aligned.
 //! A core owns its share outright: it carves its stacks from it and later its heap.
@@ -87,27 +88,57 @@ pub fn subtract<const N: usize>(ranges: &mut heapless::Vec<PhysRange, N>, hole: 
     true
 }
 
+const MIB: u64 = 1 << 20;
+/// The reserve's unit: it is taken 2 MiB aligned.
+const RESERVE_ALIGN: u64 = 2 * MIB;
+
+/// The smallest reserve: one 2 MiB unit holds every device service there is. virtio-net
+/// takes 1,048 KiB (its rings and 2 KiB packet buffers, `devices::netdev::dma_size`),
+/// a virtio-blk disk 20 KiB (`devices::blk::dma_size`), at most 8 disks: 1.2 MiB.
+pub const SERVICE_RESERVE_MIN: u64 = RESERVE_ALIGN;
+/// The least usable RAM that gets a reserve, so the smallest takes at most a quarter.
+pub const SERVICE_RESERVE_FROM: u64 = 4 * SERVICE_RESERVE_MIN;
+/// The largest reserve.
+pub const SERVICE_RESERVE_MAX: u64 = 64 * MIB;
+
 /// Returns the size of the reserve for device services out of `usable` bytes: 1/16,
-/// at least 4 MiB (when there is 64 MiB or more) and at most 64 MiB, whole 2 MiB.
+/// at least [`SERVICE_RESERVE_MIN`] (when there is [`SERVICE_RESERVE_FROM`] or more)
+/// and at most [`SERVICE_RESERVE_MAX`], whole 2 MiB.
 pub fn service_reserve_size(usable: u64) -> u64 {
-    const MIB: u64 = 1 << 20;
-    if usable < 64 * MIB {
+    if usable < SERVICE_RESERVE_FROM {
         return 0;
     }
-    (usable / 16).clamp(4 * MIB, 64 * MIB) & !(2 * MIB - 1)
+    (usable / 16).clamp(SERVICE_RESERVE_MIN, SERVICE_RESERVE_MAX) & !(RESERVE_ALIGN - 1)
 }
 
-/// Takes `size` bytes, 2 MiB aligned, from the top of the highest usable range below
-/// `limit` that can hold them, and returns them.
+/// Returns the least usable RAM for which [`service_reserve_size`] is at least
+/// `needed` bytes, or `None` when no amount of RAM gives that much. A run that finds
+/// its reserve too small says how much memory (`--mem`) it needs with this.
+pub fn usable_for_reserve(needed: u64) -> Option<u64> {
+    if needed > SERVICE_RESERVE_MAX {
+        return None;
+    }
+    let reserve = needed
+        .max(SERVICE_RESERVE_MIN)
+        .checked_next_multiple_of(RESERVE_ALIGN)?;
+    Some(if reserve == SERVICE_RESERVE_MIN {
+        SERVICE_RESERVE_FROM
+    } else {
+        reserve * 16
+    })
+}
+
+/// Takes `size` bytes (rounded up to whole 2 MiB), 2 MiB aligned, from the top of the
+/// highest usable range below `limit` that can hold them, and returns them.
 pub fn take_reserve<const N: usize>(
     usable: &mut heapless::Vec<PhysRange, N>,
     size: u64,
     limit: u64,
 ) -> Option<PhysRange> {
-    const ALIGN: u64 = 2 << 20;
-    if size == 0 {
-        return None;
-    }
+    const ALIGN: u64 = RESERVE_ALIGN;
+    let size = size
+        .checked_next_multiple_of(ALIGN)
+        .filter(|&size| size > 0)?;
     let reserve = usable
         .iter()
         .rev()
@@ -302,7 +333,11 @@ mod tests {
     #[test]
     fn the_service_reserve_comes_off_the_top_below_the_limit() {
         let gib = 1 << 30;
-        assert_eq!(service_reserve_size(32 * MIB), 0);
+        assert_eq!(service_reserve_size(7 * MIB), 0);
+        assert_eq!(service_reserve_size(8 * MIB), 2 * MIB);
+        assert_eq!(service_reserve_size(32 * MIB), 2 * MIB);
+        assert_eq!(service_reserve_size(63 * MIB), 2 * MIB);
+        assert_eq!(service_reserve_size(64 * MIB), 4 * MIB);
         assert_eq!(service_reserve_size(512 * MIB), 32 * MIB);
         assert_eq!(service_reserve_size(16 * gib), 64 * MIB);
         assert_eq!(service_reserve_size(100 * MIB), 6 * MIB);
@@ -314,6 +349,45 @@ mod tests {
         assert_eq!(usable[0], PhysRange::new(MIB, 3 * gib - 32 * MIB));
         assert_eq!(usable[1], PhysRange::new(4 * gib, 6 * gib));
         assert_eq!(take_reserve(&mut usable, 8 * gib, 4 * gib), None);
+    }
+
+    #[test]
+    fn small_machines_get_a_reserve_that_fits_every_device() {
+        // virtio-net and eight virtio-blk disks, as devices::*::dma_size say.
+        let every_device = 1_073_152 + 8 * 20_480;
+        assert!(SERVICE_RESERVE_MIN >= every_device);
+        assert!(service_reserve_size(SERVICE_RESERVE_FROM) >= every_device);
+        let mut usable: heapless::Vec<PhysRange, 8> = heapless::Vec::new();
+        usable.push(PhysRange::new(3 * MIB, 16 * MIB)).unwrap();
+        let reserve = take_reserve(&mut usable, service_reserve_size(13 * MIB), 1 << 32);
+        assert_eq!(reserve, Some(PhysRange::new(14 * MIB, 16 * MIB)));
+        // A size that is not whole 2 MiB is rounded up rather than refused.
+        let mut usable: heapless::Vec<PhysRange, 8> = heapless::Vec::new();
+        usable.push(PhysRange::new(3 * MIB, 16 * MIB)).unwrap();
+        let reserve = take_reserve(&mut usable, MIB + 5, 1 << 32);
+        assert_eq!(reserve, Some(PhysRange::new(14 * MIB, 16 * MIB)));
+    }
+
+    #[test]
+    fn the_memory_a_reserve_needs_is_the_least_that_gives_it() {
+        for needed in [
+            1,
+            20_480,
+            1_073_152,
+            2 * MIB,
+            2 * MIB + 1,
+            5 * MIB,
+            64 * MIB,
+        ] {
+            let usable = usable_for_reserve(needed).unwrap();
+            assert!(service_reserve_size(usable) >= needed, "{needed}: {usable}");
+            assert!(
+                service_reserve_size(usable - PAGE_SIZE) < needed,
+                "{needed}: {usable} is not the least"
+            );
+        }
+        assert_eq!(usable_for_reserve(1_073_152), Some(8 * MIB));
+        assert_eq!(usable_for_reserve(64 * MIB + 1), None);
     }
 
     #[test]

@@ -13,12 +13,18 @@ pub struct BuildArgs {
     /// Build with the release profile.
     #[arg(long)]
     pub release: bool,
+    /// Build the image of the application crate in this folder (see `cargo xtask new`).
+    #[arg(long, value_name = "PATH")]
+    pub app_crate: Option<PathBuf>,
 }
 
 /// Builds the kernel and prints the image path.
 pub fn main(args: &BuildArgs) -> Result<(), String> {
     let workspace = tools::workspace()?;
-    let image = build_kernel(&workspace, args.release)?;
+    let image = match &args.app_crate {
+        Some(dir) => crate::app_crate::build(&workspace, dir, args.release)?.image,
+        None => build_kernel(&workspace, args.release)?,
+    };
     println!("{}", image.display());
     Ok(())
 }
@@ -33,7 +39,8 @@ pub fn kernel_path(workspace: &Workspace, release: bool) -> PathBuf {
         .join("manada")
 }
 
-/// Builds the kernel (`boot`'s `manada` binary) and returns the image path.
+/// Builds the kernel image (the `apps` crate's `manada` binary: the kernel library
+/// with the applications) and returns its path.
 pub fn build_kernel(workspace: &Workspace, release: bool) -> Result<PathBuf, String> {
     tools::ensure_kernel_target(workspace)?;
     let mut command = Command::new(tools::cargo());
@@ -41,7 +48,7 @@ pub fn build_kernel(workspace: &Workspace, release: bool) -> Result<PathBuf, Str
         .args([
             "build",
             "-p",
-            "boot",
+            "apps",
             "--bin",
             "manada",
             "--target",

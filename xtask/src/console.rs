@@ -7,14 +7,35 @@ pub enum Marker {
     Online { cores: usize, kernel_ms: f64 },
     /// `hello from core K/N`: the hello app ran on core K of N.
     Hello { core: usize, cores: usize },
-    /// `PANIC on core K: <message>`.
-    Panic { core: usize, message: String },
-    /// `EXCEPTION on core K: <detail>`.
-    Exception { core: usize, detail: String },
+    /// `PANIC on core K: <message>`, or `PANIC on core K, thread T: <message>` when a
+    /// thread panicked.
+    Panic {
+        core: usize,
+        thread: Option<u64>,
+        message: String,
+    },
+    /// `EXCEPTION on core K: <detail>`, or `EXCEPTION on core K, thread T: <detail>`.
+    Exception {
+        core: usize,
+        thread: Option<u64>,
+        detail: String,
+    },
+    /// `manada: core K goes on without thread T (...)`: a faulting thread ended alone.
+    ThreadEnded { core: usize, thread: u64 },
+    /// `manada: core K failed: <reason>; ...`: the core was fenced and halted.
+    CoreFailed { core: usize, reason: String },
+    /// `manada: N threads and M cores failed during the run`.
+    Failures { threads: usize, cores: usize },
     /// `manada: app NAME finished: success` or `... failed`.
     AppFinished { app: String, success: bool },
     /// `manada: unknown app 'X' (available: a, b)`.
     UnknownApp { app: String, available: String },
+    /// `manada: boot T ms: phase t, phase t, ...`: the kernel's start-up timeline, from
+    /// its first instruction to the application's `main`, in milliseconds.
+    Timeline {
+        total_ms: f64,
+        phases: Vec<(String, f64)>,
+    },
 }
 
 impl Marker {
@@ -38,12 +59,20 @@ pub fn parse_line(line: &str) -> Option<Marker> {
         });
     }
     if let Some(rest) = line.strip_prefix("PANIC on core ") {
-        let (core, message) = core_and_text(rest)?;
-        return Some(Marker::Panic { core, message });
+        let (core, thread, message) = core_thread_and_text(rest)?;
+        return Some(Marker::Panic {
+            core,
+            thread,
+            message,
+        });
     }
     if let Some(rest) = line.strip_prefix("EXCEPTION on core ") {
-        let (core, detail) = core_and_text(rest)?;
-        return Some(Marker::Exception { core, detail });
+        let (core, thread, detail) = core_thread_and_text(rest)?;
+        return Some(Marker::Exception {
+            core,
+            thread,
+            detail,
+        });
     }
     None
 }
@@ -63,6 +92,9 @@ fn parse_manada(rest: &str) -> Option<Marker> {
             kernel_ms,
         });
     }
+    if let Some(timeline) = rest.strip_prefix("boot ") {
+        return parse_timeline(timeline);
+    }
     if let Some(app) = rest.strip_prefix("app ") {
         let (app, result) = app.split_once(" finished: ")?;
         let success = match result {
@@ -73,6 +105,35 @@ fn parse_manada(rest: &str) -> Option<Marker> {
         return Some(Marker::AppFinished {
             app: app.to_string(),
             success,
+        });
+    }
+    if let Some(rest) = rest.strip_prefix("core ") {
+        let (core, rest) = rest.split_once(' ')?;
+        let core = number(core)?;
+        if let Some(rest) = rest.strip_prefix("goes on without thread ") {
+            let thread = rest.split_once(' ').map_or(rest, |(thread, _)| thread);
+            return Some(Marker::ThreadEnded {
+                core,
+                thread: number(thread)? as u64,
+            });
+        }
+        let reason = rest.strip_prefix("failed: ")?;
+        let reason = reason.split_once(';').map_or(reason, |(reason, _)| reason);
+        return Some(Marker::CoreFailed {
+            core,
+            reason: reason.to_string(),
+        });
+    }
+    if let Some(rest) = rest.strip_suffix(" failed during the run") {
+        let (threads, cores) = rest.split_once(" and ")?;
+        let count = |text: &str, one: &str, many: &str| {
+            let (count, noun) = text.split_once(' ')?;
+            let count = number(count)?;
+            (noun == if count == 1 { one } else { many }).then_some(count)
+        };
+        return Some(Marker::Failures {
+            threads: count(threads, "thread", "threads")?,
+            cores: count(cores, "core", "cores")?,
         });
     }
     if let Some(rest) = rest.strip_prefix("unknown app '") {
@@ -89,10 +150,41 @@ fn parse_manada(rest: &str) -> Option<Marker> {
     None
 }
 
-/// Parses `K: text` into the core number and the text.
-fn core_and_text(rest: &str) -> Option<(usize, String)> {
-    let (core, text) = rest.split_once(':')?;
-    Some((number(core)?, text.trim_start().to_string()))
+/// Parses `T ms: name t, name t` (after `manada: boot `).
+fn parse_timeline(text: &str) -> Option<Marker> {
+    let (total, phases) = text.split_once(" ms:")?;
+    let millis = |text: &str| {
+        text.parse::<f64>()
+            .ok()
+            .filter(|value| value.is_finite() && *value >= 0.0)
+    };
+    let total_ms = millis(total)?;
+    let mut parsed = Vec::new();
+    for phase in phases
+        .split(',')
+        .map(str::trim)
+        .filter(|phase| !phase.is_empty())
+    {
+        let (name, value) = phase.split_once(' ')?;
+        if name.is_empty() || !name.bytes().all(|byte| byte.is_ascii_lowercase()) {
+            return None;
+        }
+        parsed.push((name.to_string(), millis(value)?));
+    }
+    Some(Marker::Timeline {
+        total_ms,
+        phases: parsed,
+    })
+}
+
+/// Parses `K: text` or `K, thread T: text` into the core, the thread and the text.
+fn core_thread_and_text(rest: &str) -> Option<(usize, Option<u64>, String)> {
+    let (place, text) = rest.split_once(':')?;
+    let (core, thread) = match place.split_once(", thread ") {
+        Some((core, thread)) => (core, Some(number(thread)? as u64)),
+        None => (place, None),
+    };
+    Some((number(core)?, thread, text.trim_start().to_string()))
 }
 
 /// Parses a plain decimal number (digits only, no sign or spaces).
@@ -202,20 +294,105 @@ mod tests {
             panic,
             Marker::Panic {
                 core: 3,
+                thread: None,
                 message: "attempt to divide by zero".into()
             }
         );
         assert!(panic.is_fatal());
+        assert_eq!(
+            parse_line("PANIC on core 3, thread 12: boom at a.rs:1"),
+            Some(Marker::Panic {
+                core: 3,
+                thread: Some(12),
+                message: "boom at a.rs:1".into()
+            })
+        );
         let exception = parse_line("EXCEPTION on core 0: #PF at 0xdead").unwrap();
         assert_eq!(
             exception,
             Marker::Exception {
                 core: 0,
+                thread: None,
                 detail: "#PF at 0xdead".into()
             }
         );
         assert!(exception.is_fatal());
+        assert_eq!(
+            parse_line("EXCEPTION on core 2, thread 5: #UD invalid opcode (vector 6), RIP 0x1"),
+            Some(Marker::Exception {
+                core: 2,
+                thread: Some(5),
+                detail: "#UD invalid opcode (vector 6), RIP 0x1".into()
+            })
+        );
         assert_eq!(parse_line("PANIC on core : x"), None);
+        assert_eq!(parse_line("PANIC on core 1, thread x: y"), None);
+    }
+
+    #[test]
+    fn parses_containment_lines() {
+        assert_eq!(
+            parse_line("manada: core 2 goes on without thread 7 (the thread panicked); its stack and what it held are leaked"),
+            Some(Marker::ThreadEnded { core: 2, thread: 7 })
+        );
+        let failed = parse_line(
+            "manada: core 4 failed: the fault struck its kernel loop; it is fenced and halts, the other cores go on",
+        )
+        .unwrap();
+        assert_eq!(
+            failed,
+            Marker::CoreFailed {
+                core: 4,
+                reason: "the fault struck its kernel loop".into()
+            }
+        );
+        assert!(!failed.is_fatal(), "the report before it is the fatal line");
+        assert_eq!(
+            parse_line("manada: 1 thread and 0 cores failed during the run"),
+            Some(Marker::Failures {
+                threads: 1,
+                cores: 0
+            })
+        );
+        assert_eq!(
+            parse_line("manada: 2 threads and 1 core failed during the run"),
+            Some(Marker::Failures {
+                threads: 2,
+                cores: 1
+            })
+        );
+        assert_eq!(
+            parse_line("manada: 1 threads and 1 core failed during the run"),
+            None
+        );
+        assert_eq!(parse_line("manada: core x failed: y"), None);
+    }
+
+    #[test]
+    fn parses_the_timeline() {
+        assert_eq!(
+            parse_line("manada: boot 1.93 ms: acpi 0.20, tsc 0.50, aps 1.23\r"),
+            Some(Marker::Timeline {
+                total_ms: 1.93,
+                phases: vec![
+                    ("acpi".into(), 0.2),
+                    ("tsc".into(), 0.5),
+                    ("aps".into(), 1.23)
+                ]
+            })
+        );
+        assert_eq!(
+            parse_line("manada: boot 0.00 ms:"),
+            Some(Marker::Timeline {
+                total_ms: 0.0,
+                phases: Vec::new()
+            })
+        );
+        assert_eq!(parse_line("manada: boot 1.9 ms: acpi x"), None);
+        assert_eq!(parse_line("manada: boot 1.9 ms: acpi -1"), None);
+        assert_eq!(parse_line("manada: boot 1.9 ms: Acpi 0.1"), None);
+        assert_eq!(parse_line("manada: boot 1.9: acpi 0.1"), None);
+        assert_eq!(parse_line("manada: boot NaN ms: acpi 0.1"), None);
     }
 
     #[test]

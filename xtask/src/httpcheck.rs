@@ -551,9 +551,16 @@ fn concurrent_clients(port: u16, site: &[SiteFile]) -> Result<(), String> {
     })
 }
 
+/// Fetches `file` on a connection of its own, whose reads give up after `timeout`, and
+/// compares it byte for byte.
+pub fn fetch(port: u16, file: &SiteFile, timeout: Duration) -> Result<(), String> {
+    let mut client = Client::connect(port, timeout)?;
+    check_file(&client.request("GET", file.target)?, file)
+}
+
 /// The first request, retried while the guest boots: QEMU's user networking accepts and
 /// then resets connections until the guest listens.
-fn first_response(port: u16, site: &[SiteFile]) -> Result<(), String> {
+pub fn first_response(port: u16, site: &[SiteFile]) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let attempt = Client::connect(port, Duration::from_secs(20))

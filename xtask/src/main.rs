@@ -1,11 +1,15 @@
 //! `cargo xtask`: builds Manada images, runs them under QEMU, drives the tests and benchmarks.
 
+mod app_crate;
 mod bench;
 mod build;
 mod console;
 mod frames;
 mod httpcheck;
 mod mkimage;
+#[cfg(test)]
+mod module_graph;
+mod new;
 mod qemu;
 mod run;
 mod test;
@@ -42,6 +46,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Builds a FAT16 image of a folder (mkfs.fat and mcopy).
     Mkimage(mkimage::MkimageArgs),
+    /// Makes an application in a crate of its own, outside this repository.
+    New(new::NewArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +57,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::main(&args),
         Command::Bench(args) => bench::main(&args),
         Command::Mkimage(args) => mkimage::main(&args),
+        Command::New(args) => new::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

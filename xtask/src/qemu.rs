@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,9 +19,6 @@ pub const QEMU: &str = "qemu-system-x86_64";
 
 /// The longest kernel command line the kernel takes (`percore::bootinfo::CMDLINE_MAX`).
 pub const KERNEL_COMMAND_LINE_MAX: usize = 4096;
-
-/// How long QEMU may keep running after the kernel printed a panic or exception line.
-const FATAL_GRACE: Duration = Duration::from_secs(5);
 
 /// The QEMU machine type to boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -49,8 +46,19 @@ impl Machine {
         match self {
             Machine::Q35 => "q35",
             Machine::Pc => "pc",
-            // The kernel finds its cores through the ACPI MADT.
+            // The kernel finds its cores through the ACPI MADT, and the virtio-mmio
+            // devices through the DSDT (QEMU adds no virtio_mmio.device= words then).
             Machine::Microvm => "microvm,acpi=on",
+        }
+    }
+
+    /// Returns the `-device` value of a virtio device of `kind` (`blk`, `net`) with its
+    /// `backend` option (`drive=ID`, `netdev=ID`) on this machine: virtio-pci (modern
+    /// only) on q35 and pc, virtio-mmio on microvm.
+    fn virtio_device(self, kind: &str, backend: &str) -> String {
+        match self {
+            Machine::Q35 | Machine::Pc => format!("virtio-{kind}-pci,{backend},disable-legacy=on"),
+            Machine::Microvm => format!("virtio-{kind}-device,{backend}"),
         }
     }
 }
@@ -337,6 +345,11 @@ impl QemuConfig {
             ]
             .map(String::from),
         );
+        if self.machine == Machine::Microvm {
+            // QEMU 7.2's virtio-mmio defaults to the legacy (version 1) registers; the
+            // kernel speaks version 2 only.
+            args.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
+        }
         for (index, disk) in self.disks.iter().enumerate() {
             // QEMU's option syntax doubles commas inside a value.
             let mut drive = format!(
@@ -352,7 +365,9 @@ impl QemuConfig {
                 "-device".into(),
                 // The serial is what the guest's get-id request returns.
                 format!(
-                    "virtio-blk-pci,drive=disk{index},disable-legacy=on,serial=manada-disk{index}"
+                    "{},serial=manada-disk{index}",
+                    self.machine
+                        .virtio_device("blk", &format!("drive=disk{index}"))
                 ),
             ]);
         }
@@ -381,7 +396,8 @@ impl QemuConfig {
             }
             args.extend([
                 "-device".into(),
-                format!("virtio-net-pci,netdev={device},disable-legacy=on"),
+                self.machine
+                    .virtio_device("net", &format!("netdev={device}")),
             ]);
             // Every frame to and from the guest, for Wireshark or tcpdump.
             if let Some(pcap) = std::env::var_os("MANADA_PCAP") {
@@ -435,10 +451,10 @@ pub enum Status {
     Other(i32),
     /// QEMU was killed by a signal xtask did not send.
     Signal,
-    /// xtask killed QEMU at the timeout.
+    /// xtask killed QEMU at the timeout (or when the client beside it was done).
     TimedOut,
-    /// xtask killed QEMU because it kept running after a panic or exception line.
-    KilledAfterCrash,
+    /// xtask killed QEMU on purpose, as a crash test asked (`kill_after_line`).
+    Killed,
 }
 
 impl Status {
@@ -472,6 +488,9 @@ pub struct Outcome {
     pub status: Status,
     /// The guest console (QEMU's stdout), line by line.
     pub console: Vec<String>,
+    /// When each console line arrived, as host time since QEMU's spawn (one per line
+    /// of `console` that came from QEMU).
+    pub arrivals: Vec<Duration>,
     /// QEMU's own stderr lines.
     pub stderr: Vec<String>,
     /// The `cores online` marker, if it appeared.
@@ -484,6 +503,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// The timeout the run had.
     pub timeout: Option<Duration>,
+    /// xtask killed QEMU on purpose (`kill_after_line`).
+    pub killed: bool,
 }
 
 impl Outcome {
@@ -492,12 +513,14 @@ impl Outcome {
         Outcome {
             status,
             console,
+            arrivals: Vec::new(),
             stderr: Vec::new(),
             online: None,
             fatal: None,
             unknown_app: None,
             elapsed: Duration::ZERO,
             timeout,
+            killed: false,
         }
     }
 
@@ -535,9 +558,7 @@ impl Outcome {
                 Err(format!("QEMU exited with status {code}{last}"))
             }
             Status::Signal => Err("QEMU was killed by a signal".into()),
-            Status::KilledAfterCrash => {
-                Err("kernel kept running after a crash; QEMU killed".into())
-            }
+            Status::Killed => Err("QEMU was killed on purpose by the test".into()),
             Status::TimedOut => Err(format!(
                 "timed out after {} s; QEMU killed",
                 self.timeout.map_or(0, |timeout| timeout.as_secs())
@@ -621,15 +642,73 @@ pub fn serve_while<T: Send>(
     limit: Duration,
     client: impl FnOnce(&std::sync::atomic::AtomicBool) -> Result<T, String> + Send,
 ) -> (Result<Outcome, String>, Result<T, String>) {
+    serve_watching(config, limit, |guest| client(guest.ended))
+}
+
+/// What a host client running beside a guest sees of it: whether it ended, and its
+/// console so far.
+#[derive(Debug)]
+pub struct Guest<'a> {
+    ended: &'a std::sync::atomic::AtomicBool,
+    console: &'a Mutex<Vec<String>>,
+}
+
+impl Guest<'_> {
+    /// Returns true once the guest ended (on its own or at the limit).
+    pub fn ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Returns the console lines the guest printed so far.
+    pub fn console(&self) -> Vec<String> {
+        self.console
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Returns the first console line for which `wanted` is true, waiting for it up to
+    /// `limit` (or until the guest ended); `None` if it did not come.
+    pub fn wait_for_line(&self, limit: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.console().into_iter().find(|line| wanted(line)) {
+                return Some(line);
+            }
+            if self.ended() || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Like [`serve_while`], with the client watching the guest's console as it comes.
+pub fn serve_watching<T: Send>(
+    config: &QemuConfig,
+    limit: Duration,
+    client: impl FnOnce(&Guest<'_>) -> Result<T, String> + Send,
+) -> (Result<Outcome, String>, Result<T, String>) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let (stop, ended) = (AtomicBool::new(false), AtomicBool::new(false));
+    let console = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         let handle = scope.spawn(|| {
-            let result = client(&ended);
+            let result = client(&Guest {
+                ended: &ended,
+                console: &console,
+            });
             stop.store(true, Ordering::Release);
             result
         });
-        let outcome = run_until(config, Some(limit), false, Some(&stop));
+        let outcome = run_with(
+            config,
+            Some(limit),
+            false,
+            Some(&stop),
+            None,
+            Some(&console),
+        );
         ended.store(true, Ordering::Release);
         let result = handle
             .join()
@@ -646,7 +725,43 @@ pub fn run_until(
     echo: bool,
     stop: Option<&std::sync::atomic::AtomicBool>,
 ) -> Result<Outcome, String> {
+    run_with(config, timeout, echo, stop, None, None)
+}
+
+/// Runs QEMU like [`run`] and kills it (SIGKILL, status `Killed`) `delay` after the first
+/// console line that starts with `prefix`: a power cut at a chosen moment, for crash tests.
+pub fn kill_after_line(
+    config: &QemuConfig,
+    limit: Duration,
+    prefix: &str,
+    delay: Duration,
+) -> Result<Outcome, String> {
+    run_with(
+        config,
+        Some(limit),
+        false,
+        None,
+        Some((prefix, delay)),
+        None,
+    )
+}
+
+/// The loop behind [`run_until`], [`kill_after_line`] and [`serve_watching`] (which
+/// gets each console line in `mirror` as it arrives).
+///
+/// A panic or exception line does not end the run: the kernel contains faults (a
+/// thread or a core fails, the others go on) and ends the run itself when its main is
+/// done; the first such line is kept in the outcome, so the verdict is still failure.
+fn run_with(
+    config: &QemuConfig,
+    timeout: Option<Duration>,
+    echo: bool,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+    kill: Option<(&str, Duration)>,
+    mirror: Option<&Mutex<Vec<String>>>,
+) -> Result<Outcome, String> {
     let timeout = if config.gdb { None } else { timeout };
+    let mut kill_at: Option<Instant> = None;
     let start = Instant::now();
     let child = Command::new(QEMU)
         .args(config.args())
@@ -678,7 +793,6 @@ pub fn run_until(
 
     let mut outcome = Outcome::new(Status::TimedOut, Vec::new(), timeout);
     let deadline = timeout.map(|timeout| start + timeout);
-    let mut fatal_deadline: Option<Instant> = None;
     let mut console_open = true;
     let status = loop {
         if !console_open {
@@ -687,9 +801,13 @@ pub fn run_until(
             }
         }
         let now = Instant::now();
-        let limit = [deadline, fatal_deadline].into_iter().flatten().min();
+        let limit = deadline;
         let stopped = stop.is_some_and(|stop| stop.load(std::sync::atomic::Ordering::Acquire));
         if stopped || limit.is_some_and(|limit| now >= limit) {
+            break None;
+        }
+        if kill_at.is_some_and(|at| now >= at) {
+            outcome.killed = true;
             break None;
         }
         let wait = limit.map_or(Duration::from_millis(100), |limit| limit - now);
@@ -708,7 +826,6 @@ pub fn run_until(
                     }
                     Some(marker) if marker.is_fatal() && outcome.fatal.is_none() => {
                         outcome.fatal = Some(line.clone());
-                        fatal_deadline = Some(arrived + FATAL_GRACE);
                     }
                     Some(Marker::UnknownApp { app, available })
                         if outcome.unknown_app.is_none() =>
@@ -719,7 +836,19 @@ pub fn run_until(
                     }
                     _ => {}
                 }
+                if let Some((prefix, delay)) = kill {
+                    if kill_at.is_none() && line.starts_with(prefix) {
+                        kill_at = Some(arrived + delay);
+                    }
+                }
+                if let Some(mirror) = mirror {
+                    mirror
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push(line.clone());
+                }
                 outcome.console.push(line);
+                outcome.arrivals.push(arrived - start);
             }
             Ok(Event::Stderr(line)) => {
                 if echo {
@@ -737,10 +866,7 @@ pub fn run_until(
     }
     outcome.status = match status {
         Some(status) => Status::from_exit(status),
-        // A panic's grace period ran out: the kernel did not exit by itself.
-        None if fatal_deadline.is_some_and(|limit| Instant::now() >= limit) => {
-            Status::KilledAfterCrash
-        }
+        None if outcome.killed => Status::Killed,
         None => Status::TimedOut,
     };
     drop(guard);
@@ -815,11 +941,12 @@ mod tests {
         ];
         for (machine, accel, head) in cases {
             let args = config(machine, accel).args().join(" ");
-            assert_eq!(
-                args,
-                format!("{head} {COMMON_TAIL}"),
-                "{machine:?} {accel:?}"
-            );
+            let tail = if machine == Machine::Microvm {
+                format!("{COMMON_TAIL} -global virtio-mmio.force-legacy=false")
+            } else {
+                COMMON_TAIL.to_string()
+            };
+            assert_eq!(args, format!("{head} {tail}"), "{machine:?} {accel:?}");
         }
     }
 
@@ -960,5 +1087,36 @@ mod tests {
                 read_only: true
             }
         );
+    }
+
+    #[test]
+    fn microvm_gets_virtio_mmio_devices() {
+        let mut c = config(Machine::Microvm, Accel::Tcg);
+        c.disks = vec![DiskSpec {
+            path: "fat:rw:/tmp/share".into(),
+            read_only: false,
+        }];
+        c.net = Some(vec![(7777, 7)]);
+        let line = c.args().join(" ");
+        assert!(line.contains("-global virtio-mmio.force-legacy=false"));
+        assert!(line.contains(
+            "-drive file=fat:rw:/tmp/share,format=raw,if=none,id=disk0 \
+             -device virtio-blk-device,drive=disk0,serial=manada-disk0"
+        ));
+        assert!(line.contains("-device virtio-net-device,netdev=net0"));
+        assert!(line.contains("hostfwd=tcp:127.0.0.1:7777-:7"));
+        assert!(!line.contains("-pci"));
+        assert!(!line.contains("disable-legacy"));
+        // The hub for frame injection works the same way on microvm.
+        c.inject = Some((9000, 9001));
+        assert!(c
+            .args()
+            .join(" ")
+            .contains("-device virtio-net-device,netdev=hub0"));
+        // q35 and pc stay on modern-only virtio-pci, without the microvm switch.
+        c.machine = Machine::Pc;
+        let line = c.args().join(" ");
+        assert!(line.contains("-device virtio-net-pci,netdev=hub0,disable-legacy=on"));
+        assert!(!line.contains("virtio-mmio"));
     }
 }

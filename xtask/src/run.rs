@@ -9,14 +9,22 @@ use crate::qemu::{self, AccelChoice, Machine, MemSize, QemuConfig};
 use crate::{build, tools};
 
 /// Options of `cargo xtask run`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RunArgs {
     /// Number of cores (1..=64).
     #[arg(long, default_value = "4", value_name = "N", value_parser = qemu::parse_cores)]
     pub cores: usize,
-    /// The app the kernel runs.
-    #[arg(long, default_value = "hello", value_name = "NAME", value_parser = qemu::parse_app)]
-    pub app: String,
+    /// The app the kernel runs. Applications and examples: hello (the default), files,
+    /// echo, httpd, primes, pipeline. Test fixtures: ipc, threads, blk-test, blk-errors,
+    /// free-storm, overflow, oom, panic, faults, fs-writer. Benches: ipc-bench,
+    /// percore-bench, scale, blk-bench, fs-bench. With --app-crate: that crate's
+    /// application.
+    #[arg(long, value_name = "NAME", value_parser = qemu::parse_app)]
+    pub app: Option<String>,
+    /// Build and boot the application crate in this folder instead of this repository's
+    /// apps (see `cargo xtask new`).
+    #[arg(long, value_name = "PATH", conflicts_with = "kernel")]
+    pub app_crate: Option<PathBuf>,
     /// QEMU machine type.
     #[arg(long, value_enum, default_value_t = Machine::Q35)]
     pub machine: Machine,
@@ -61,6 +69,16 @@ pub struct RunArgs {
     pub kernel: Option<PathBuf>,
 }
 
+/// The app `run` boots when `--app` names none.
+const DEFAULT_APP: &str = "hello";
+
+impl RunArgs {
+    /// Returns the app to run: `--app`, else the default.
+    fn app(&self) -> &str {
+        self.app.as_deref().unwrap_or(DEFAULT_APP)
+    }
+}
+
 /// The apps that serve until QEMU is stopped, so `run` sets them no default timeout.
 const SERVERS: &[&str] = &["echo", "httpd"];
 
@@ -73,7 +91,7 @@ fn timeout(args: &RunArgs) -> Option<Duration> {
     match args.timeout {
         Some(0) => None,
         Some(seconds) => Some(Duration::from_secs(seconds)),
-        None if SERVERS.contains(&args.app.as_str()) => None,
+        None if SERVERS.contains(&args.app()) => None,
         None => Some(Duration::from_secs(DEFAULT_TIMEOUT_SECS)),
     }
 }
@@ -119,7 +137,7 @@ fn choose_volume(args: &RunArgs, root: &std::path::Path) -> Volume {
         .kernel_args
         .iter()
         .any(|arg| arg.starts_with("fs.disk="));
-    match (&args.share, default_share(&args.app)) {
+    match (&args.share, default_share(args.app())) {
         _ if named => Volume::Named,
         (Some(dir), _) => Volume::Share(dir.clone()),
         (None, Some(_)) if !args.disks.is_empty() => Volume::FirstDisk,
@@ -159,7 +177,7 @@ fn with_share(
         Volume::None => return Ok((disks, Vec::new())),
         Volume::Share(dir) => {
             if args.share.is_none() && !dir.exists() {
-                let (_, file, text) = default_share(&args.app).expect("a default share");
+                let (_, file, text) = default_share(args.app()).expect("a default share");
                 std::fs::create_dir_all(&dir)
                     .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
                 std::fs::write(dir.join(file), text)
@@ -296,35 +314,40 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             ));
         }
     }
-    let wants_disks =
-        !args.disks.is_empty() || args.share.is_some() || default_share(&args.app).is_some();
-    if wants_disks && args.machine == Machine::Microvm {
-        return Err(
-            "--disk needs PCI, which microvm does not have here; use --machine q35 or pc".into(),
-        );
-    }
     let workspace = tools::workspace()?;
+    // An application crate's image runs the crate's application unless --app says.
+    let mut args = args.clone();
+    let crate_image = match &args.app_crate {
+        Some(dir) => {
+            let built = crate::app_crate::build(&workspace, dir, args.release)?;
+            args.app.get_or_insert(built.package);
+            Some(built.image)
+        }
+        None => None,
+    };
+    let args = &args;
     // The user's options are checked before anything is built or started.
     let (disks, share_args) = with_share(&workspace, args)?;
-    let kernel = build::kernel_or_build(&workspace, args.kernel.as_deref(), args.release)?;
+    let kernel = match crate_image {
+        Some(image) => image,
+        None => build::kernel_or_build(&workspace, args.kernel.as_deref(), args.release)?,
+    };
     tools::ensure_qemu()?;
     let accel = tools::resolve_accel(args.accel)?;
-    let mut config = QemuConfig::new(kernel, args.machine, args.cores, accel, &args.app);
+    let mut config = QemuConfig::new(kernel, args.machine, args.cores, accel, args.app());
     config.mem = args.mem;
     config.kernel_args = kernel_words(args, share_args);
     config.disks = disks;
-    // microvm has no PCI here, so no virtio-net-pci either.
-    config.net = (args.net == NetChoice::User && args.machine != Machine::Microvm)
-        .then(|| args.forwards.clone());
+    config.net = (args.net == NetChoice::User).then(|| args.forwards.clone());
     config.gdb = args.gdb;
     config.check_command_line()?;
     for (host, guest) in &args.forwards {
         eprintln!("xtask: forwarding 127.0.0.1:{host} to guest port {guest} (tcp and udp)");
     }
     if !args.forwards.is_empty() && config.net.is_none() {
-        return Err("--forward needs --net user on q35 or pc".into());
+        return Err("--forward needs --net user".into());
     }
-    if args.app == "httpd" {
+    if args.app() == "httpd" {
         eprintln!(
             "xtask: {}",
             httpd_address(&config.kernel_args, &args.forwards)
@@ -351,7 +374,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     outcome.verdict()?;
     eprintln!(
         "xtask: app {} finished: success ({:.2} s)",
-        args.app,
+        args.app(),
         outcome.elapsed.as_secs_f64()
     );
     Ok(())
@@ -373,6 +396,39 @@ mod tests {
         Run::try_parse_from(std::iter::once("run").chain(words.iter().copied()))
             .unwrap()
             .args
+    }
+
+    #[test]
+    fn app_help_lists_every_app_applications_first() {
+        use clap::CommandFactory;
+        let command = Run::command();
+        let help = command
+            .get_arguments()
+            .find(|argument| argument.get_id() == "app")
+            .and_then(|argument| argument.get_help())
+            .expect("--app has help")
+            .to_string();
+        let words: Vec<&str> = help
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .collect();
+        // The help names every app of the image, in the table's order (applications,
+        // then fixtures, then benches).
+        let mut from = 0;
+        for name in apps::names() {
+            let Some(at) = words[from..].iter().position(|word| *word == name) else {
+                panic!("--app help does not name `{name}` after the apps before it: {help}");
+            };
+            from += at + 1;
+        }
+    }
+
+    #[test]
+    fn an_app_crate_runs_its_own_app_unless_told() {
+        assert_eq!(parse(&[]).app(), "hello");
+        let crate_args = parse(&["--app-crate", "../pingpong"]);
+        assert_eq!(crate_args.app, None);
+        assert_eq!(crate_args.app_crate, Some(PathBuf::from("../pingpong")));
+        assert!(Run::try_parse_from(["run", "--app-crate", "x", "--kernel", "k"]).is_err());
     }
 
     #[test]

@@ -124,7 +124,8 @@ pub(super) fn main() -> Result<(), AppError> {
         cores
     );
     for worker in workers {
-        worker.join();
+        // A worker that faulted was reported where it failed; the others go on.
+        let _ = worker.join();
     }
     Err(AppError("every worker stopped"))
 }

@@ -15,7 +15,7 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
     let mut setups = heapless::Vec::new();
     for (transport, location) in crate::pci::take_blk_transports() {
         let Some(dma) = reserve.take(blk::dma_size()) else {
-            println!("manada: blk: no reserved memory left for virtio-blk {location}");
+            reserve.report_full("blk", "virtio-blk", &location, blk::dma_size());
             break;
         };
         let _ = setups.push(blk::DiskSetup {
@@ -30,9 +30,12 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
 /// Starts the blk service on its core and returns once its disks are published.
 pub fn start() {
     if let Some((core, setups)) = SETUP.lock().take() {
-        percore::spawn_on(core, move || {
+        let started = percore::spawn_on(core, move || {
             blk::start(setups);
         })
         .join();
+        if let Err(error) = started {
+            println!("manada: blk: the service did not start on core {core}: {error}");
+        }
     }
 }

@@ -40,7 +40,17 @@ pub fn start(core: usize, name: &str) {
     })
     .join();
     match mounted {
-        Ok(volume) => println!("manada: fs: mounted FAT16 on {name}: {volume:?}"),
-        Err(error) => println!("manada: fs: cannot mount {name}: {error}"),
+        Ok(Ok(volume)) => println!("manada: fs: mounted FAT16 on {name}: {volume:?}"),
+        Ok(Err(error)) => println!("manada: fs: cannot mount {name}: {error}"),
+        Err(error) => println!("manada: fs: the service did not start on core {core}: {error}"),
     }
+}
+
+/// How long the volume may take to be written back when the run ends.
+const SYNC_AT_EXIT: core::time::Duration = core::time::Duration::from_secs(10);
+
+/// Writes the mounted volume back (nothing when none is mounted), bounded in time.
+pub fn finish() -> Result<(), alloc::string::String> {
+    fs::service::sync_before_exit(SYNC_AT_EXIT)
+        .map_err(|error| alloc::format!("fs: the volume was not written back before exit: {error}"))
 }

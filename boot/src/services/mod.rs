@@ -12,6 +12,7 @@ use percore::{println, BootInfo};
 
 use crate::kernel::fatal;
 use reserve::ReserveCursor;
+pub use reserve::MEMORY_TOTALS;
 
 /// Returns where the services run on `cores` cores: each service whose device (and, for
 /// fs, whose disk) was found, at the core `place.NAME=K` names or the rule's. A core or a
@@ -62,6 +63,12 @@ pub fn prepare(info: &BootInfo) {
     if let Some(core) = info.services.core_of(Service::Net) {
         net::prepare(core, &mut reserve);
     }
+}
+
+/// Returns once every service has put on its device what it was asked to keep (the fs
+/// volume is synced, bounded in time), or why it could not; called before the run ends.
+pub fn finish() -> Result<(), alloc::string::String> {
+    fs::finish()
 }
 
 /// Starts every prepared service on its core, in order (fs mounts a blk disk), and

@@ -14,14 +14,8 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
     let Some((transport, location)) = crate::pci::take_net_transports().into_iter().next() else {
         return;
     };
-    let left = reserve.left();
     let Some(dma) = reserve.take(netdev::dma_size()) else {
-        println!(
-            "manada: net: virtio-net {location} not used: it needs {} KiB of the memory \
-             reserved for devices and {} KiB are left; give the guest more memory (--mem)",
-            netdev::dma_size() / 1024,
-            left / 1024
-        );
+        reserve.report_full("net", "virtio-net", &location, netdev::dma_size());
         return;
     };
     *SETUP.lock() = Some((
@@ -38,9 +32,20 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
 /// polling loop running there.
 pub fn start() {
     if let Some((core, setup)) = SETUP.lock().take() {
-        if percore::spawn_on(core, move || start_here(setup)).join() {
-            // The service loop never ends; nobody joins it.
-            let _ = percore::spawn_on(core, || net::service::run());
+        match percore::spawn_on(core, move || start_here(setup)).join() {
+            Ok(true) => {
+                // The service loop never ends; nobody joins it. A fault in it fails its
+                // core (the socket calls would wait for good otherwise): callers then
+                // get `NoService`.
+                let _ = percore::spawn_on(core, || {
+                    let _critical = percore::fault::critical();
+                    net::service::run()
+                });
+            }
+            Ok(false) => {}
+            Err(error) => {
+                println!("manada: net: the service did not start on core {core}: {error}")
+            }
         }
     }
 }

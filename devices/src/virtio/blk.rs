@@ -190,6 +190,9 @@ pub enum BlkError {
     QueueFull,
     /// The device broke the protocol.
     BadDevice(DeviceFault),
+    /// The blk service's core failed (or the request's thread there faulted): the
+    /// request's outcome is unknown.
+    ServiceFailed,
 }
 
 impl fmt::Display for BlkError {
@@ -203,6 +206,7 @@ impl fmt::Display for BlkError {
             BlkError::TooLarge => f.write_str("request needs too many segments"),
             BlkError::QueueFull => f.write_str("block queue full"),
             BlkError::BadDevice(fault) => write!(f, "block device misbehaved: {fault:?}"),
+            BlkError::ServiceFailed => f.write_str("the blk service failed"),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! virtio over split virtqueues: DMA memory, the virtqueue itself, the virtio-blk request
 //! protocol and the virtio-net device logic, all independent of the transport (virtio-pci
-//! lives elsewhere) so the logic is tested on the host against a fake device. [`checksum`]
-//! holds the packet arithmetic of virtio-net's checksum offload.
+//! and virtio-mmio live elsewhere, behind [`transport::DeviceTransport`]) so the logic is
+//! tested on the host against a fake device. [`checksum`] holds the packet arithmetic of
+//! virtio-net's checksum offload.
 //!
 //! Only [`dma`] contains `unsafe`; [`queue`], [`blk`] and [`net`] reach shared memory
 //! through it.
@@ -13,6 +14,9 @@ pub mod blk;
 pub mod checksum;
 pub mod net;
 pub mod queue;
+pub mod transport;
+
+pub use transport::{DeviceTransport, TransportError};
 
 /// VIRTIO_F_VERSION_1 (feature bit 32): the device follows virtio 1.x, not the legacy
 /// interface; every modern driver must accept it.

@@ -1,77 +1,15 @@
-//! Join handles: a thread's result travels to whoever joins it, on any core.
+//! Join handles: waiting, from any core, for a thread's result or for why there is none.
 //!
-//! The packet is the one piece of memory both cores touch: the finishing thread writes
-//! the result once, then publishes `DONE`; the joiner either sees `DONE` and takes the
-//! result, or registers itself as the waiter and blocks. Whichever of the two swaps the
-//! state second learns what the other did, so a wake-up is never lost:
-//!
-//! * finisher: write result; `swap(DONE)`; if it replaced a waiter, wake that thread.
-//! * joiner: `compare_exchange(RUNNING -> waiter)`; on success block until woken; on
-//!   failure the state was `DONE`. Then take the result.
-
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicUsize, Ordering};
+//! The packet (`threads::Packet`) is the one piece of memory both sides touch; here is
+//! the joiner's side: register its wait in the packet's state word, block until the
+//! finisher or a failure wakes it, and take what the packet holds. When the thread's
+//! core fails, the joiner's own core turns its wait into `JoinError::CoreFailed`.
 
 use alloc::sync::Arc;
 
-use super::scheduler::{self, WaiterToken};
-
-const RUNNING: usize = 0;
-const DONE: usize = 1;
-
-/// The meeting point of a thread's result and its joiner.
-pub(crate) struct Packet<T> {
-    /// `RUNNING`, `DONE`, or the waiter's token (never 0 or 1).
-    state: AtomicUsize,
-    result: UnsafeCell<Option<T>>,
-}
-
-// SAFETY: `result` is written only by the finisher before it publishes `DONE` with
-// Release, and read only by the joiner after it saw `DONE` with Acquire; T moves
-// between cores, so it must be Send.
-unsafe impl<T: Send> Sync for Packet<T> {}
-
-impl<T> Packet<T> {
-    pub(crate) fn new() -> Self {
-        Self {
-            state: AtomicUsize::new(RUNNING),
-            result: UnsafeCell::new(None),
-        }
-    }
-
-    /// Stores the result and wakes the joiner if it is already waiting.
-    pub(crate) fn complete(&self, value: T) {
-        // SAFETY: only the finishing thread calls `complete`, once, before `DONE` is
-        // published; the joiner does not read `result` before seeing `DONE`.
-        unsafe { *self.result.get() = Some(value) };
-        let previous = self.state.swap(DONE, Ordering::AcqRel);
-        if previous != RUNNING {
-            scheduler::wake(WaiterToken::from_raw(previous));
-        }
-    }
-
-    /// Blocks the calling thread until the result is there, and takes it.
-    fn wait(&self) -> T {
-        let token = scheduler::current_waiter_token();
-        if self
-            .state
-            .compare_exchange(
-                RUNNING,
-                token.into_raw(),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            scheduler::block_until_woken();
-        }
-        debug_assert_eq!(self.state.load(Ordering::Acquire), DONE);
-        // SAFETY: the state is DONE (we saw it, or we were woken by the finisher after
-        // its swap), so the finisher's write happened before and nobody writes again;
-        // only this handle's owner reads.
-        unsafe { (*self.result.get()).take() }.expect("a finished thread left its result")
-    }
-}
+use super::wait;
+use crate::fence;
+use crate::threads::{Abandon, JoinError, Packet};
 
 /// Waits for a thread and returns its result; works from any core.
 pub struct JoinHandle<T> {
@@ -88,7 +26,7 @@ impl<T> core::fmt::Debug for JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
-    pub(crate) fn new(packet: Arc<Packet<T>>, core: usize) -> Self {
+    pub(super) fn new(packet: Arc<Packet<T>>, core: usize) -> Self {
         Self { packet, core }
     }
 
@@ -97,14 +35,35 @@ impl<T> JoinHandle<T> {
         self.core
     }
 
-    /// Returns true once the thread has finished (its result is waiting).
+    /// Returns true once the thread has finished or failed, or its core failed (`join`
+    /// will not block).
     pub fn is_finished(&self) -> bool {
-        self.packet.state.load(Ordering::Acquire) == DONE
+        self.packet.is_settled() || fence::is_fenced(self.core)
     }
 
     /// Blocks the calling thread (its core runs others meanwhile) until the thread
-    /// finished, and returns its result.
-    pub fn join(self) -> T {
-        self.packet.wait()
+    /// finished, and returns its result; or returns why there is none: the thread
+    /// panicked or faulted, or its core failed (then within one turn of this core's loop
+    /// after the failure, never waiting for good).
+    pub fn join(self) -> Result<T, JoinError> {
+        let (packet, core) = (&self.packet, self.core);
+        let here = crate::current_core();
+        if core != here && fence::is_fenced(core) {
+            // What the thread finished before its core failed still counts; nobody waits
+            // in the packet yet, so there is nobody to wake.
+            let _ = packet.abandon(JoinError::CoreFailed(core));
+            return packet.take();
+        }
+        let token = wait::begin_wait();
+        if !packet.register(token) {
+            wait::cancel_wait();
+        } else if core == here {
+            wait::block_until_woken();
+        } else {
+            // The wait is registered with the core's scheduler, so that it fails if that
+            // core does; the packet's state says how it ended.
+            let _ = wait::block_on_remote(core, Some(packet.state()));
+        }
+        packet.take()
     }
 }

@@ -7,7 +7,8 @@ use super::{median, progress, Context, Record};
 use crate::qemu::{self, QemuConfig};
 use crate::tools::{self, Workspace};
 
-/// The boot suite: boots app hello `repeat` times per core count.
+/// The boot suite: boots app hello `repeat` times per core count; records the time to
+/// all cores online (host and kernel) and each phase of the kernel's boot timeline.
 pub(super) fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
     let args = context.args;
     let repeat = context.repeat;
@@ -16,6 +17,7 @@ pub(super) fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
     for (index, &cores) in context.cores.iter().enumerate() {
         let config = context.guest("hello", cores, Vec::new());
         let (mut host_runs, mut kernel_runs) = (Vec::new(), Vec::new());
+        let mut timelines = Vec::new();
         for run in 1..=repeat {
             progress(
                 "boot",
@@ -36,6 +38,8 @@ pub(super) fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
             })?;
             host_runs.push(online.after_start.as_secs_f64() * 1000.0);
             kernel_runs.push(online.kernel_ms);
+            // A kernel from before the timeline (`--kernel`) has none: then no phases.
+            timelines.extend(timeline_of(&outcome.console));
         }
         records.push(Record::new(
             "boot_to_all_online_host_ms",
@@ -49,8 +53,53 @@ pub(super) fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
             "ms",
             kernel_runs,
         ));
+        if !timelines.is_empty() {
+            records.extend(timeline_records(cores, &timelines));
+        }
     }
     Ok(records)
+}
+
+/// Returns the kernel's boot timeline in `console`: the total and each phase, in ms.
+fn timeline_of(console: &[String]) -> Option<(f64, Vec<(String, f64)>)> {
+    console
+        .iter()
+        .find_map(|line| match crate::console::parse_line(line) {
+            Some(crate::console::Marker::Timeline { total_ms, phases }) => Some((total_ms, phases)),
+            _ => None,
+        })
+}
+
+/// Returns one record per timeline phase (`timeline/<phase>`, in the order the kernel
+/// printed them) and one for the whole (`timeline/all_phases`), each the median over
+/// the runs that had it.
+fn timeline_records(cores: usize, timelines: &[(f64, Vec<(String, f64)>)]) -> Vec<Record> {
+    let mut names: Vec<&str> = Vec::new();
+    for (_, phases) in timelines {
+        for (name, _) in phases {
+            if !names.contains(&name.as_str()) {
+                names.push(name);
+            }
+        }
+    }
+    let mut records: Vec<Record> = names
+        .iter()
+        .map(|&name| {
+            let runs = timelines
+                .iter()
+                .filter_map(|(_, phases)| {
+                    phases
+                        .iter()
+                        .find(|(phase, _)| phase == name)
+                        .map(|&(_, ms)| ms)
+                })
+                .collect();
+            Record::new(format!("timeline/{name}"), cores, "ms", runs)
+        })
+        .collect();
+    let totals = timelines.iter().map(|&(total, _)| total).collect();
+    records.push(Record::new("timeline/all_phases", cores, "ms", totals));
+    records
 }
 
 /// The ipc suite: the host bench of the ring against other channels, then `ipc-bench`
@@ -529,6 +578,50 @@ fn parse_percore_bench(lines: &[String]) -> PercoreRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeline_records_take_medians_per_phase() {
+        let console: Vec<String> = vec![
+            "manada: 2 cores online in 0.90 ms".into(),
+            "manada: boot 2.00 ms: acpi 0.50, tsc 1.00, aps 0.50".into(),
+        ];
+        let first = timeline_of(&console).unwrap();
+        let timelines = vec![
+            first,
+            (3.0, vec![("acpi".into(), 0.7), ("tsc".into(), 2.0)]),
+            (
+                4.0,
+                vec![
+                    ("acpi".into(), 0.6),
+                    ("tsc".into(), 3.0),
+                    ("aps".into(), 0.4),
+                ],
+            ),
+        ];
+        let records = timeline_records(2, &timelines);
+        let names: Vec<&str> = records.iter().map(|record| record.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "timeline/acpi",
+                "timeline/tsc",
+                "timeline/aps",
+                "timeline/all_phases"
+            ]
+        );
+        assert_eq!(records[0].value, 0.6);
+        assert_eq!(records[1].value, 2.0);
+        assert_eq!(records[2].runs, vec![0.5, 0.4]);
+        assert_eq!(records[2].value, 0.45);
+        assert_eq!(records[3].value, 3.0);
+        assert!(records
+            .iter()
+            .all(|record| record.cores == 2 && record.unit == "ms"));
+        assert_eq!(
+            timeline_of(&["manada: 1 core online in 1 ms".to_string()]),
+            None
+        );
+    }
 
     #[test]
     fn parses_ipc_bench_lines() {

@@ -13,7 +13,7 @@ use crate::qemu::{self, Machine};
 /// Returns the blk tests.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for machine in [Machine::Q35, Machine::Pc] {
+    for machine in [Machine::Q35, Machine::Pc, Machine::Microvm] {
         cases.push(Case::boot(
             format!("blk-test {} x4", machine.name()),
             move |context: &Context| run_blk_test(context, machine, 4),

@@ -27,7 +27,12 @@ fn boot_case(
     Case::boot(name, move |context: &Context| {
         let mut config = context.config(machine, cores, app);
         config.kernel_args = kernel_args.iter().map(|arg| arg.to_string()).collect();
-        let outcome = context.run(&config)?;
+        // The long exchanges (started first, all together) get room for a busy host.
+        let outcome = if app == "ipc" {
+            context.run_long(&config)?
+        } else {
+            context.run(&config)?
+        };
         check(&outcome, cores)
     })
 }
@@ -51,6 +56,11 @@ fn success_with(
 /// Returns the boot tests.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
+    // The kernel's most cores (every core starts at once; nothing on the boot core may
+    // grow faster than the core count).
+    for machine in [Machine::Q35, Machine::Microvm] {
+        cases.push(boot_case("hello", machine, MAX_CORES, &[], hello).starting(Start::First));
+    }
     // The slowest (8-core) guests first, so the slots stay busy at the end.
     for cores in [8, 4, 2, 1] {
         for machine in [Machine::Q35, Machine::Pc] {
@@ -77,7 +87,9 @@ pub fn cases() -> Vec<Case> {
             Machine::Q35,
             2,
             kernel_args,
-            move |outcome, cores| check_exception(outcome, cores, mnemonic).tail_of(outcome),
+            move |outcome, cores| {
+                check_exception(outcome, cores, mnemonic, Ended::Core).tail_of(outcome)
+            },
         ));
     }
     cases.push(boot_case(
@@ -150,17 +162,17 @@ pub fn cases() -> Vec<Case> {
         cases.push(boot_case(app, machine, cores, &[], success_with(line)));
     }
     cases.push(boot_case("oom", Machine::Q35, 2, &[], |outcome, _| {
-        fails_with(
-            outcome,
-            "PANIC on core 1: memory allocation of 1099511627776 bytes failed",
-        )
+        fails_with(outcome, "memory allocation of 1099511627776 bytes failed")?;
+        check_thread_ended(outcome, 1).tail_of(outcome)
     }));
     cases.push(boot_case(
         "overflow",
         Machine::Q35,
         2,
         &[],
-        |outcome, cores| check_exception(outcome, cores, "#PF stack overflow").tail_of(outcome),
+        |outcome, cores| {
+            check_exception(outcome, cores, "#PF stack overflow", Ended::Thread).tail_of(outcome)
+        },
     ));
     // The whole command line is read: a word after 3,000 bytes still counts, and one
     // longer than the kernel takes is refused at boot, never cut.
@@ -171,7 +183,7 @@ pub fn cases() -> Vec<Case> {
             let mut config = context.config(Machine::Q35, 2, "hello");
             config.kernel_args = vec![padding.clone(), "selftest=page-fault".into()];
             let outcome = context.run(&config)?;
-            check_exception(&outcome, 2, "#PF").tail_of(&outcome)
+            check_exception(&outcome, 2, "#PF", Ended::Core).tail_of(&outcome)
         }
     }));
     cases.push(Case::boot(
@@ -212,28 +224,86 @@ fn fails_with(outcome: &qemu::Outcome, text: &str) -> CaseResult {
     }
 }
 
-/// Returns `Ok` when the run shows a panic on the last core and the kernel reported failure.
+/// Returns `Ok` when the run shows a panic in a thread on the last core, that thread
+/// ended alone (its core went on, and its join said it panicked), and the kernel then
+/// counted it and reported failure.
 fn check_panic(outcome: &qemu::Outcome, cores: usize) -> Result<(), String> {
-    let panic_core = outcome
+    let panic = outcome
         .console
         .iter()
         .find_map(|line| match console::parse_line(line) {
-            Some(Marker::Panic { core, .. }) => Some(core),
+            Some(Marker::Panic { core, thread, .. }) => Some((core, thread)),
             _ => None,
         });
-    match panic_core {
-        None => Err("no `PANIC on core` line".into()),
+    match panic {
+        None => return Err("no `PANIC on core` line".into()),
         // The panic app panics on the last core, so an AP's panic must reach the console.
-        Some(core) if core != cores - 1 => Err(format!(
-            "panic on core {core}, expected the last core ({})",
-            cores - 1
-        )),
-        Some(_) if outcome.status == Status::KernelFailure => Ok(()),
-        Some(_) => Err(format!(
+        Some((core, _)) if core != cores - 1 => {
+            return Err(format!(
+                "panic on core {core}, expected the last core ({})",
+                cores - 1
+            ))
+        }
+        Some((_, None)) => return Err("the panic report names no thread".into()),
+        Some(_) => {}
+    }
+    check_thread_ended(outcome, cores - 1)?;
+    if !outcome
+        .console
+        .iter()
+        .any(|line| line.starts_with("panic: the join of the panicking thread"))
+    {
+        return Err("the app's join did not report the panic".into());
+    }
+    if outcome.status != Status::KernelFailure {
+        return Err(format!(
             "panic seen but QEMU ended with {:?}, not the kernel's failure status",
             outcome.status
-        )),
+        ));
     }
+    Ok(())
+}
+
+/// How a fault was contained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// The faulting thread ended alone.
+    Thread,
+    /// The faulting core was fenced.
+    Core,
+}
+
+/// Returns `Ok` when a thread on core `core` ended alone, its core went on, and the
+/// run's count says one thread and no core failed.
+fn check_thread_ended(outcome: &qemu::Outcome, core: usize) -> Result<(), String> {
+    let markers: Vec<Marker> = outcome
+        .console
+        .iter()
+        .filter_map(|line| console::parse_line(line))
+        .collect();
+    if !markers
+        .iter()
+        .any(|marker| matches!(marker, Marker::ThreadEnded { core: c, .. } if *c == core))
+    {
+        return Err(format!(
+            "core {core} did not report going on without the thread"
+        ));
+    }
+    if let Some(failed) = markers
+        .iter()
+        .find(|marker| matches!(marker, Marker::CoreFailed { .. }))
+    {
+        return Err(format!(
+            "a core failed, where only a thread should have: {failed:?}"
+        ));
+    }
+    if !markers.contains(&Marker::Failures {
+        threads: 1,
+        cores: 0,
+    }) {
+        return Err("no `1 thread and 0 cores failed` count at the end".into());
+    }
+    Ok(())
 }
 
 /// Returns `Ok` when every core of `cores` reported receiving `messages` from each other
@@ -251,14 +321,38 @@ fn check_exchange(console: &[String], cores: usize, messages: u64) -> Result<(),
     Ok(())
 }
 
-/// Returns `Ok` when the last core reported CPU exception `mnemonic` and the kernel then
-/// reported failure.
-fn check_exception(outcome: &qemu::Outcome, cores: usize, mnemonic: &str) -> Result<(), String> {
+/// Returns `Ok` when the last core reported CPU exception `mnemonic`, the fault ended
+/// what `ended` says (and nothing more), and the kernel then reported failure.
+fn check_exception(
+    outcome: &qemu::Outcome,
+    cores: usize,
+    mnemonic: &str,
+    ended: Ended,
+) -> Result<(), String> {
+    let last = cores - 1;
+    match ended {
+        Ended::Thread => check_thread_ended(outcome, last)?,
+        Ended::Core => {
+            let failed: Vec<usize> = outcome
+                .console
+                .iter()
+                .filter_map(|line| match console::parse_line(line) {
+                    Some(Marker::CoreFailed { core, .. }) => Some(core),
+                    _ => None,
+                })
+                .collect();
+            if failed != [last] {
+                return Err(format!(
+                    "cores {failed:?} reported failing, expected the last core ({last}) alone"
+                ));
+            }
+        }
+    }
     let exception = outcome
         .console
         .iter()
         .find_map(|line| match console::parse_line(line) {
-            Some(Marker::Exception { core, detail }) => Some((core, detail)),
+            Some(Marker::Exception { core, detail, .. }) => Some((core, detail)),
             _ => None,
         });
     match exception {
@@ -319,9 +413,10 @@ mod tests {
                 assert!(names.contains(&format!("hello {machine} x{cores}")));
             }
         }
-        for cores in [1, 4, 8] {
+        for cores in [1, 4, 8, MAX_CORES] {
             assert!(names.contains(&format!("hello microvm x{cores}")));
         }
+        assert!(names.contains(&format!("hello q35 x{MAX_CORES}")));
         for name in [
             "panic q35 x4",
             "run --cores 0 refused",
@@ -337,20 +432,51 @@ mod tests {
         }
     }
 
+    fn lines(text: &[&str]) -> Vec<String> {
+        text.iter().map(|line| line.to_string()).collect()
+    }
+
     #[test]
-    fn panic_check_needs_the_line_and_the_failure_status() {
-        let mut outcome = qemu::Outcome::new(
-            Status::KernelFailure,
-            vec!["PANIC on core 3: on purpose".into()],
-            None,
-        );
+    fn panic_check_needs_the_lines_and_the_failure_status() {
+        let good = lines(&[
+            "PANIC on core 3, thread 1: on purpose at apps/src/panic.rs:16",
+            "manada: core 3 goes on without thread 1 (the thread panicked); its stack and what it held are leaked",
+            "panic: the join of the panicking thread on core 3 says it panicked",
+            "manada: 1 thread and 0 cores failed during the run",
+        ]);
+        let mut outcome = qemu::Outcome::new(Status::KernelFailure, good.clone(), None);
         assert_eq!(check_panic(&outcome, 4), Ok(()));
         assert!(check_panic(&outcome, 2).is_err());
         assert!(check_panic(&outcome, 8).is_err());
         outcome.status = Status::NoKernelCode;
         assert!(check_panic(&outcome, 4).is_err());
         outcome.status = Status::KernelFailure;
-        outcome.console.clear();
-        assert!(check_panic(&outcome, 4).is_err());
+        for missing in 0..good.len() {
+            let mut console = good.clone();
+            console.remove(missing);
+            outcome.console = console;
+            assert!(
+                check_panic(&outcome, 4).is_err(),
+                "passed without line {missing}"
+            );
+        }
+        outcome.console = good;
+        outcome
+            .console
+            .push("manada: core 3 failed: the fault struck its kernel loop; it is fenced".into());
+        assert!(check_panic(&outcome, 4).is_err(), "a core failed too");
+    }
+
+    #[test]
+    fn exception_check_tells_a_failed_core_from_an_ended_thread() {
+        let core_failed = lines(&[
+            "EXCEPTION on core 1: #UD invalid opcode (vector 6), error code 0x0, RIP 0x1000, RSP 0x2",
+            "manada: core 1 failed: the fault struck its kernel loop; it is fenced and halts, the other cores go on",
+        ]);
+        let outcome = qemu::Outcome::new(Status::KernelFailure, core_failed, None);
+        assert_eq!(check_exception(&outcome, 2, "#UD", Ended::Core), Ok(()));
+        assert!(check_exception(&outcome, 2, "#UD", Ended::Thread).is_err());
+        assert!(check_exception(&outcome, 2, "#PF", Ended::Core).is_err());
+        assert!(check_exception(&outcome, 4, "#UD", Ended::Core).is_err());
     }
 }

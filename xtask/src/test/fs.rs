@@ -24,7 +24,7 @@ struct Files {
 /// Returns the fs tests.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for machine in [Machine::Q35, Machine::Pc] {
+    for machine in [Machine::Q35, Machine::Pc, Machine::Microvm] {
         let run = Files {
             machine,
             cores: 4,
@@ -59,6 +59,49 @@ pub fn cases() -> Vec<Case> {
     cases.push(Case::boot(
         "files q35 x4 every service on core 0",
         move |context: &Context| run_fs_share(context, crowded),
+    ));
+    // Small memory: the service reserve scales down, and a run that cannot fit a device
+    // says how much memory it needs.
+    cases.push(Case::boot("files q35 x2 --mem 32M", |context: &Context| {
+        let (dir, share) = filled_folder("mem32", "share")?;
+        let mut config = context.config(Machine::Q35, 2, "files");
+        config.mem = crate::qemu::MemSize::from_mebibytes(32);
+        config.disks = vec![qemu::DiskSpec {
+            path: format!("fat:rw:{}", share.display()),
+            read_only: false,
+        }];
+        config.kernel_args = vec!["fs.disk=disk0".into()];
+        let outcome = context.run(&config)?;
+        require_success(&outcome)?;
+        remove_scratch(&dir);
+        Ok(())
+    }));
+    cases.push(Case::boot(
+        "files q35 x3 --mem 10M names the memory needed",
+        |context: &Context| {
+            let (dir, share) = filled_folder("mem10", "share")?;
+            let mut config = context.config(Machine::Q35, 3, "files");
+            config.mem = crate::qemu::MemSize::from_mebibytes(10);
+            config.disks = vec![qemu::DiskSpec {
+                path: format!("fat:rw:{}", share.display()),
+                read_only: false,
+            }];
+            config.kernel_args = vec!["fs.disk=disk0".into()];
+            let outcome = context.run(&config)?;
+            let said = outcome.console.iter().any(|line| {
+                line.starts_with("manada: blk: the device-service reserve")
+                    && line.contains("run with --mem ")
+            });
+            if !said || outcome.status != qemu::Status::KernelFailure {
+                return Err(
+                    "a run without room for its disk did not say how much --mem it needs"
+                        .to_string(),
+                )
+                .tail_of(&outcome);
+            }
+            remove_scratch(&dir);
+            Ok(())
+        },
     ));
     cases.push(Case::boot(
         "files q35 run --disk: the user's image is mounted",

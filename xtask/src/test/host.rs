@@ -51,7 +51,7 @@ fn always(_: &Workspace) -> bool {
 }
 
 fn unit_test_args(_: &Workspace) -> Vec<String> {
-    ["test", "--workspace", "--exclude", "boot", "--no-fail-fast"]
+    ["test", "--workspace", "--no-fail-fast"]
         .map(String::from)
         .to_vec()
 }

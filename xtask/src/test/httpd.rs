@@ -19,7 +19,7 @@ use crate::tools;
 /// Returns the httpd tests.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for machine in [Machine::Q35, Machine::Pc] {
+    for machine in [Machine::Q35, Machine::Pc, Machine::Microvm] {
         cases.push(Case::boot(
             format!("httpd {} share+forward", machine.name()),
             move |context: &Context| run_httpd(context, machine, 4),
@@ -31,6 +31,11 @@ pub fn cases() -> Vec<Case> {
             move |context: &Context| run_httpd(context, Machine::Q35, cores),
         ));
     }
+    // The microVM shape (virtio-mmio) at two cores, as Firecracker users would run it.
+    cases.push(Case::boot(
+        "httpd microvm x2 share+forward",
+        |context: &Context| run_httpd(context, Machine::Microvm, 2),
+    ));
     cases.push(Case::boot(
         format!("httpd q35 x2 {IDLE_CONNECTIONS} idle connections"),
         run_idle,

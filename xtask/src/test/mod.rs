@@ -2,12 +2,18 @@
 //! tests with markers and timeouts. Ends with `N passed, N failed`.
 //!
 //! `host` runs the cargo test steps; `runner` runs the integration cases, which each area
-//! module (`boot`, `blk`, `fs`, `net`, `httpd`, `bench`) lists in its own `cases()`.
+//! module (`boot`, `clock`, `apps`, `blk`, `fs`, `fs_crash`, `net`, `httpd`, `faults`,
+//! `bench`) lists in its own `cases()`. With `--app-crate PATH` it runs that crate's smoke
+//! tests instead.
 
+mod apps;
 mod bench;
 mod blk;
 mod boot;
+mod clock;
+mod faults;
 mod fs;
+mod fs_crash;
 mod host;
 mod httpd;
 mod net;
@@ -47,6 +53,25 @@ pub struct TestArgs {
     /// Boot this kernel image instead of building one.
     #[arg(long, value_name = "ELF")]
     pub kernel: Option<PathBuf>,
+    /// Run only the QEMU smoke tests of the application crate in this folder (its
+    /// qemu-tests.toml; see `cargo xtask new`).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["kernel", "host_only"])]
+    pub app_crate: Option<PathBuf>,
+}
+
+/// Runs an application crate's smoke tests and prints `N passed, N failed` last.
+fn app_crate_tests(
+    args: &TestArgs,
+    workspace: &tools::Workspace,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    let (image, cases) = apps::crate_tests(workspace, dir, args.release)?;
+    let totals = runner::run_cases(args, cases, || runner::context_for(args, image));
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    if totals.failed > 0 {
+        return Err(String::new());
+    }
+    Ok(())
 }
 
 /// Passed and failed counts, summed over all steps.
@@ -66,6 +91,9 @@ impl std::ops::AddAssign for Totals {
 /// Runs every test tier and prints `N passed, N failed` last.
 pub fn main(args: &TestArgs) -> Result<(), String> {
     let workspace = tools::workspace()?;
+    if let Some(dir) = &args.app_crate {
+        return app_crate_tests(args, &workspace, dir);
+    }
     // Before the first test: the fs host tests need mkfs.fat and mtools as much as the
     // QEMU tests need QEMU, so a fresh machine gets them all now, or one clear command.
     tools::ensure_test_tools(!args.host_only)?;

@@ -11,7 +11,7 @@ use crate::tools;
 /// Returns the net tests.
 pub fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for machine in [Machine::Q35, Machine::Pc] {
+    for machine in [Machine::Q35, Machine::Pc, Machine::Microvm] {
         cases.push(Case::boot(
             format!("echo {} tcp+udp", machine.name()),
             move |context: &Context| run_echo(context, machine, 4, false),

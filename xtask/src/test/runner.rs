@@ -72,6 +72,13 @@ impl Context {
     pub fn run(&self, config: &QemuConfig) -> Result<qemu::Outcome, Failure> {
         qemu::run(config, Some(self.timeout), false).map_err(Failure::from)
     }
+
+    /// Boots `config` like [`Context::run`] with three times the timeout: for the long
+    /// runs (10^6 messages per pair of cores) that start together first and share the
+    /// host's CPUs with everything else, so that a loaded machine does not fail them.
+    pub fn run_long(&self, config: &QemuConfig) -> Result<qemu::Outcome, Failure> {
+        qemu::run(config, Some(self.timeout * 3), false).map_err(Failure::from)
+    }
 }
 
 /// How a case runs.
@@ -151,10 +158,14 @@ impl std::fmt::Debug for Case {
 pub fn catalogue() -> Vec<Case> {
     let mut cases: Vec<Case> = [
         super::boot::cases(),
+        super::apps::cases(),
+        super::clock::cases(),
         super::blk::cases(),
         super::fs::cases(),
+        super::fs_crash::cases(),
         super::net::cases(),
         super::httpd::cases(),
+        super::faults::cases(),
         super::bench::cases(),
     ]
     .into_iter()
@@ -168,6 +179,11 @@ pub fn catalogue() -> Vec<Case> {
 /// Returns the boot tests' context: the kernel built, QEMU present, the accelerator chosen.
 fn boot_context(args: &TestArgs, workspace: &Workspace) -> Result<Context, String> {
     let kernel = build::kernel_or_build(workspace, args.kernel.as_deref(), args.release)?;
+    context_for(args, kernel)
+}
+
+/// Returns the context of boot tests of `kernel`: QEMU present, the accelerator chosen.
+pub fn context_for(args: &TestArgs, kernel: PathBuf) -> Result<Context, String> {
     tools::ensure_qemu()?;
     let accel = tools::resolve_accel(args.accel)?;
     Ok(Context {
@@ -179,7 +195,17 @@ fn boot_context(args: &TestArgs, workspace: &Workspace) -> Result<Context, Strin
 
 /// Runs the integration tests `args.jobs` at a time and returns their counts.
 pub fn run_qemu_tests(args: &TestArgs, workspace: &Workspace) -> Totals {
-    let mut cases: Vec<Case> = catalogue()
+    run_cases(args, catalogue(), || boot_context(args, workspace))
+}
+
+/// Runs the `cases` that `--filter` selects, `args.jobs` at a time, the boot cases in
+/// the context `context` makes (only if one needs it), and returns their counts.
+pub fn run_cases(
+    args: &TestArgs,
+    cases: Vec<Case>,
+    context: impl FnOnce() -> Result<Context, String>,
+) -> Totals {
+    let mut cases: Vec<Case> = cases
         .into_iter()
         .filter(|case| {
             args.filter
@@ -188,19 +214,20 @@ pub fn run_qemu_tests(args: &TestArgs, workspace: &Workspace) -> Totals {
         })
         .collect();
     let mut totals = Totals::default();
-    let mut context = None;
-    if cases.iter().any(Case::needs_kernel) {
-        match boot_context(args, workspace) {
-            Ok(ready) => context = Some(ready),
+    let context = match cases.iter().any(Case::needs_kernel) {
+        false => None,
+        true => match context() {
+            Ok(ready) => Some(ready),
             Err(error) => {
                 // One failure for the setup; the boot tests cannot say more than it.
                 totals.failed += 1;
                 let booting = cases.iter().filter(|case| case.needs_kernel()).count();
                 println!("FAIL QEMU test setup: {error} ({booting} boot tests not run)");
                 cases.retain(|case| !case.needs_kernel());
+                None
             }
-        }
-    }
+        },
+    };
     println!(
         "xtask: {} integration tests, {} at a time, {} s timeout each",
         cases.len(),
@@ -298,10 +325,21 @@ pub struct XtaskRun {
 
 /// Runs this xtask binary with `args` (stdin closed), killing it after `limit`.
 pub fn run_xtask(args: &[&str], limit: Duration) -> Result<XtaskRun, Failure> {
+    run_xtask_with(args, &[], limit)
+}
+
+/// Runs this xtask binary with `args` and the extra `environment` (stdin closed),
+/// killing it after `limit`.
+pub fn run_xtask_with(
+    args: &[&str],
+    environment: &[(&str, &str)],
+    limit: Duration,
+) -> Result<XtaskRun, Failure> {
     let exe =
         std::env::current_exe().map_err(|error| format!("cannot find xtask's binary: {error}"))?;
     let mut child = std::process::Command::new(exe)
         .args(args)
+        .envs(environment.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
