@@ -6,32 +6,10 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 
-use super::{established, ipv4, Entry, SocketId, Table};
+use super::entry::{established, ipv4, listener_in, Entry, Inline, SocketId, Wait};
+use super::Table;
 use crate::error::{Error, Result};
 use crate::handler::{AnyConnection, Event};
-
-/// What an inline connection waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// New data, or the peer closing.
-    Read,
-    /// Half the send buffer free, or the peer going away.
-    Write,
-}
-
-/// A connection run by its listener's handler on the net core.
-pub(crate) struct Inline {
-    pub(super) handle: SocketHandle,
-    peer: SocketAddrV4,
-    listener: SocketId,
-    /// The handler's state; out while the handler runs.
-    connection: Option<AnyConnection>,
-    wait: Wait,
-    deadline_ms: Option<u64>,
-    /// Bytes in the receive buffer when the handler last ran: `Read` is ready when
-    /// more arrived, not merely because unread bytes are there.
-    seen: usize,
-}
 
 /// Returns true when a socket in `state` will receive no more data.
 fn peer_done(state: tcp::State) -> bool {
@@ -49,7 +27,7 @@ impl Table {
         sockets: &SocketSet<'static>,
     ) -> Option<(SocketId, SocketHandle, SocketAddrV4)> {
         for &id in &self.listeners {
-            let Some(listener) = super::listener_in(&mut self.slots, id) else {
+            let Some(listener) = listener_in(&mut self.slots, id) else {
                 continue;
             };
             if !listener.handled {

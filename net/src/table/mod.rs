@@ -17,6 +17,7 @@
 //! ([`Error::TooManySockets`], [`Error::OutOfMemory`]) instead of ending the core. No
 //! call here allocates through an infallible path once the table exists.
 
+mod entry;
 mod inline;
 mod limits;
 
@@ -26,85 +27,14 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::iface::{Context, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
-use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
+use smoltcp::wire::IpListenEndpoint;
 
 use crate::error::{Error, Result};
-use crate::handler::AnyConnection;
 
-pub(crate) use inline::Wait;
+pub(crate) use entry::Wait;
+use entry::{endpoint, established, ipv4, listener_in, Entry, Inline, Listener, Slot};
+pub use entry::{SocketId, Want};
 pub use limits::Limits;
-
-/// Names one socket of the table; never names another one later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SocketId(u64);
-
-impl SocketId {
-    pub(crate) fn new(index: usize, generation: u32) -> SocketId {
-        SocketId(u64::from(generation) << 32 | index as u64)
-    }
-
-    fn index(self) -> usize {
-        (self.0 & u64::from(u32::MAX)) as usize
-    }
-
-    fn generation(self) -> u32 {
-        (self.0 >> 32) as u32
-    }
-}
-
-/// What a parked caller waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Want {
-    /// A connection to accept.
-    Accept,
-    /// Data to read (or the end of the stream).
-    Read,
-    /// Room to write.
-    Write,
-    /// The end of a connection attempt.
-    Connect,
-    /// A datagram to receive.
-    Datagram,
-    /// Room to send a datagram.
-    DatagramRoom,
-}
-
-struct Listener {
-    port: u16,
-    listening: Vec<SocketHandle>,
-    /// Connections that left `Listen`, with the time they did (roughly: the last
-    /// `maintain`), oldest first.
-    pending: VecDeque<(SocketHandle, u64)>,
-    /// The listener's connections are run by a handler on the net core; `accept`
-    /// takes only those its handler handed off.
-    handled: bool,
-    /// Handed-off connections waiting for `accept`, oldest first.
-    handed: VecDeque<SocketId>,
-}
-
-enum Entry {
-    Listener(Listener),
-    Stream {
-        handle: SocketHandle,
-        peer: SocketAddrV4,
-    },
-    Udp {
-        handle: SocketHandle,
-    },
-    Inline(inline::Inline),
-    HandedOff {
-        handle: SocketHandle,
-        peer: SocketAddrV4,
-        connection: AnyConnection,
-    },
-}
-
-struct Slot {
-    generation: u32,
-    entry: Option<Entry>,
-    /// The generation whose id is in the table's list of inline connections.
-    listed: Option<u32>,
-}
 
 /// The applications' sockets, by id.
 pub struct Table {
@@ -141,27 +71,6 @@ const EPHEMERAL_FIRST: u16 = 49152;
 /// queue is full, so they may outnumber sockets by a little.
 const SPARE_ENTRIES: usize = 16;
 
-/// Returns the listener `id` names among `slots`, while it still names it.
-fn listener_in(slots: &mut [Slot], id: SocketId) -> Option<&mut Listener> {
-    match slots.get_mut(id.index()) {
-        Some(Slot {
-            generation,
-            entry: Some(Entry::Listener(listener)),
-            ..
-        }) if *generation == id.generation() => Some(listener),
-        _ => None,
-    }
-}
-
-fn ipv4(endpoint: IpEndpoint) -> SocketAddrV4 {
-    let IpAddress::Ipv4(address) = endpoint.addr;
-    SocketAddrV4::new(address, endpoint.port)
-}
-
-fn endpoint(address: SocketAddrV4) -> IpEndpoint {
-    IpEndpoint::new(IpAddress::Ipv4(*address.ip()), address.port())
-}
-
 /// Returns `len` zeroed bytes, or `None` when this core has no memory for them.
 fn try_zeroed(len: usize) -> Option<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -183,11 +92,6 @@ fn tcp_socket(limits: &Limits) -> Result<tcp::Socket<'static>> {
     socket.set_ack_delay(None);
     socket.set_nagle_enabled(false);
     Ok(socket)
-}
-
-/// True for a connection that is open for the application: it may be accepted.
-fn established(state: tcp::State) -> bool {
-    matches!(state, tcp::State::Established | tcp::State::CloseWait)
 }
 
 impl Table {
@@ -814,7 +718,7 @@ impl Table {
             Some(
                 Entry::Stream { handle, .. }
                 | Entry::HandedOff { handle, .. }
-                | Entry::Inline(inline::Inline { handle, .. }),
+                | Entry::Inline(Inline { handle, .. }),
             ) => self.close_connection(sockets, handle),
             Some(Entry::Udp { handle }) => self.remove(sockets, handle),
             None => {}
