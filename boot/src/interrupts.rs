@@ -72,6 +72,32 @@ wakeup_stub:
     pop rax
     iretq
 
+    /* A device's MSI-X interrupt (the net core's network device): wakes its service. */
+    .p2align 4
+    .global device_stub
+device_stub:
+    push rax
+    push rcx
+    push rdx
+    push rsi
+    push rdi
+    push r8
+    push r9
+    push r10
+    push r11
+    cld
+    call device_interrupt
+    pop r11
+    pop r10
+    pop r9
+    pop r8
+    pop rdi
+    pop rsi
+    pop rdx
+    pop rcx
+    pop rax
+    iretq
+
     /* Spurious APIC interrupt: no acknowledgement is due. */
     .p2align 4
     .global spurious_stub
@@ -91,6 +117,7 @@ EXCEPTION_STUBS:
 extern "C" {
     static EXCEPTION_STUBS: [u64; 32];
     fn wakeup_stub();
+    fn device_stub();
     fn spurious_stub();
 }
 
@@ -98,6 +125,8 @@ extern "C" {
 pub const WAKEUP_VECTOR: u8 = 0xF0;
 /// The vector of each core's APIC timer (it only ends a `hlt`, like the wake-up IPI).
 pub const TIMER_VECTOR: u8 = 0xEF;
+/// The vector of the network device's MSI-X interrupt, sent to the net core.
+pub const DEVICE_VECTOR: u8 = 0xE0;
 /// The APIC's spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
@@ -191,6 +220,7 @@ fn build() -> Idt {
     }
     idt.0[usize::from(WAKEUP_VECTOR)] = Gate::interrupt(wakeup_stub as *const () as u64, 0);
     idt.0[usize::from(TIMER_VECTOR)] = Gate::interrupt(wakeup_stub as *const () as u64, 0);
+    idt.0[usize::from(DEVICE_VECTOR)] = Gate::interrupt(device_stub as *const () as u64, 0);
     idt.0[usize::from(SPURIOUS_VECTOR)] = Gate::interrupt(spurious_stub as *const () as u64, 0);
     idt
 }
@@ -242,6 +272,15 @@ fn describe(vector: u64) -> (&'static str, &'static str) {
 
 #[unsafe(no_mangle)]
 extern "C" fn wakeup_interrupt() {
+    crate::apic::end_of_interrupt();
+}
+
+/// The network device's interrupt: it came while the net core halted (interrupts are
+/// enabled only during `hlt`), with no borrow of the scheduler held, so the service
+/// thread can be made ready here.
+#[unsafe(no_mangle)]
+extern "C" fn device_interrupt() {
+    net::service::device_event();
     crate::apic::end_of_interrupt();
 }
 

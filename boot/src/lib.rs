@@ -57,6 +57,8 @@ mod kernel;
 #[cfg(target_os = "none")]
 mod mmio;
 #[cfg(target_os = "none")]
+mod msix;
+#[cfg(target_os = "none")]
 mod paging;
 #[cfg(target_os = "none")]
 mod panic;

@@ -85,6 +85,10 @@ fn find_virtio_devices(config: &dyn ConfigSpace, found: &Devices) {
         let kept = if is_blk {
             add_blk_transport(transport.into(), location)
         } else {
+            if net_count() == 0 {
+                // The net service uses the first device; it may wake its core.
+                crate::msix::enable_for_net(config, device);
+            }
             add_net_transport(transport.into(), location)
         };
         if !kept {

@@ -42,6 +42,8 @@ pub enum NetSetupError {
 pub struct VirtioNet<T: DeviceTransport = VirtioTransport> {
     transport: T,
     queues: NetQueues,
+    /// Received frames can raise an interrupt ([`VirtioNet::route_receive_interrupts`]).
+    wakes: bool,
 }
 
 impl<T: DeviceTransport> VirtioNet<T> {
@@ -50,7 +52,11 @@ impl<T: DeviceTransport> VirtioNet<T> {
     pub fn start(setup: NetSetup<T>) -> Result<VirtioNet<T>, NetSetupError> {
         let mut transport = setup.transport;
         match Self::bring_up(&mut transport, setup.dma) {
-            Ok(queues) => Ok(VirtioNet { transport, queues }),
+            Ok(queues) => Ok(VirtioNet {
+                transport,
+                queues,
+                wakes: false,
+            }),
             Err(error) => {
                 transport.add_status(STATUS_FAILED);
                 Err(error)
@@ -99,6 +105,17 @@ impl<T: DeviceTransport> VirtioNet<T> {
     }
 }
 
+impl VirtioNet<VirtioTransport> {
+    /// Routes the receive queue's interrupts to MSI-X table entry `vector` (which the
+    /// caller pointed at this core); from then on the net service may halt when idle and
+    /// be woken by a received frame. Returns false when the transport or the device
+    /// cannot (virtio-mmio has no MSI-X here).
+    pub fn route_receive_interrupts(&mut self, vector: u16) -> bool {
+        self.wakes = self.transport.set_queue_vector(net::RECEIVE_QUEUE, vector);
+        self.wakes
+    }
+}
+
 impl<T: DeviceTransport> ::net::Device for VirtioNet<T> {
     fn mac(&self) -> [u8; 6] {
         self.queues.config().mac
@@ -107,7 +124,9 @@ impl<T: DeviceTransport> ::net::Device for VirtioNet<T> {
     fn receive(&mut self, out: &mut [u8]) -> Option<usize> {
         self.queues.reclaim_transmitted();
         loop {
+            let started = ::net::trace::start();
             let received = self.queues.receive_into(out)?;
+            ::net::trace::finish(started, ::net::trace::Counter::DeviceCopyCycles, None);
             self.queues.kick(&mut self.transport);
             // A frame the device delivered badly is skipped; its buffer was re-posted.
             if let Ok(length) = received {
@@ -121,6 +140,22 @@ impl<T: DeviceTransport> ::net::Device for VirtioNet<T> {
         self.queues.transmits_in_flight() < usize::from(self.queues.transmit_queue().capacity())
     }
 
+    fn can_wake(&self) -> bool {
+        self.wakes
+    }
+
+    fn arm_wakeup(&mut self) -> bool {
+        self.queues.set_receive_interrupts(true);
+        // The device writes the used index, then reads our flag; we write the flag, then
+        // read its index: only a full fence keeps one of the two from missing the other.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+        self.queues.received_pending()
+    }
+
+    fn disarm_wakeup(&mut self) {
+        self.queues.set_receive_interrupts(false);
+    }
+
     fn checksum_offload(&self) -> ::net::ChecksumOffload {
         // The queues complete, fill in and check what was negotiated (virtio::net).
         self.queues.config().checksum
@@ -128,7 +163,9 @@ impl<T: DeviceTransport> ::net::Device for VirtioNet<T> {
 
     fn transmit(&mut self, frame: &[u8]) -> bool {
         self.queues.reclaim_transmitted();
+        let started = ::net::trace::start();
         let sent = self.queues.transmit(frame).is_ok();
+        ::net::trace::finish(started, ::net::trace::Counter::DeviceCopyCycles, None);
         if sent {
             self.queues.kick(&mut self.transport);
         }

@@ -39,6 +39,17 @@ macro_rules! dispatch {
     };
 }
 
+impl VirtioTransport {
+    /// Routes the interrupts of queue `index` to MSI-X table entry `vector`; false when
+    /// the device refused, or has no MSI-X (virtio-mmio, here).
+    pub fn set_queue_vector(&mut self, index: u16, vector: u16) -> bool {
+        match self {
+            VirtioTransport::Pci(transport) => transport.set_queue_vector(index, vector),
+            VirtioTransport::Mmio(_) => false,
+        }
+    }
+}
+
 impl Transport for VirtioTransport {
     fn notify(&mut self, queue: u16) {
         dispatch!(self, transport => transport.notify(queue))

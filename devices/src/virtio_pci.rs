@@ -133,6 +133,14 @@ impl VirtioPci {
             notify_offsets: [0; 8],
         })
     }
+
+    /// Routes the interrupts of queue `index` to MSI-X table entry `vector`; returns
+    /// false when the device refused (it reads back no vector).
+    pub fn set_queue_vector(&mut self, index: u16, vector: u16) -> bool {
+        mmio::write16(self.common, QUEUE_SELECT, index);
+        mmio::write16(self.common, QUEUE_MSIX_VECTOR, vector);
+        mmio::read16(self.common, QUEUE_MSIX_VECTOR) == vector
+    }
 }
 
 impl DeviceTransport for VirtioPci {

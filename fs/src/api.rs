@@ -39,13 +39,19 @@ impl File {
     /// Creates a file (or truncates an existing one) for writing.
     pub fn create(path: &str) -> Result<File> {
         let path = path.to_string();
-        call(move |volume| volume.create(&path)).map(|handle| File { handle })
+        changing(call(move |volume| volume.create(&path))).map(|handle| File { handle })
     }
 
     /// Opens `path` with `options`.
     pub fn open_with(path: &str, options: OpenOptions) -> Result<File> {
         let path = path.to_string();
-        call(move |volume| volume.open(&path, options)).map(|handle| File { handle })
+        let opened = call(move |volume| volume.open(&path, options));
+        let opened = if options.truncate || options.create || options.create_new {
+            changing(opened)
+        } else {
+            opened
+        };
+        opened.map(|handle| File { handle })
     }
 
     /// Reads up to `buffer.len()` bytes (at most [`READ_CHUNK`]); returns how many (0
@@ -117,14 +123,14 @@ impl File {
         for piece in data.chunks(CHUNK) {
             let mut handle = self.handle.clone();
             let piece = owned_bytes(piece)?;
-            self.handle = call(move |volume| {
+            self.handle = changing(call(move |volume| {
                 let written = volume.write(&mut handle, &piece)?;
                 if written == piece.len() {
                     Ok(handle)
                 } else {
                     Err(Error::NoSpace)
                 }
-            })?;
+            }))?;
         }
         Ok(())
     }
@@ -164,6 +170,13 @@ pub fn open_and_read(path: &str, max: usize) -> Result<(File, Metadata, Vec<u8>)
     })
 }
 
+/// Returns `result` after recording that the volume changed (see `generation`): a call
+/// that writes bumps the generation once it returned, whether it succeeded or not.
+fn changing<T>(result: Result<T>) -> Result<T> {
+    crate::generation::bump();
+    result
+}
+
 fn owned(path: &str) -> String {
     path.to_string()
 }
@@ -198,25 +211,25 @@ pub fn metadata(path: &str) -> Result<Metadata> {
 /// Removes the file at `path`.
 pub fn remove_file(path: &str) -> Result<()> {
     let path = owned(path);
-    call(move |volume| volume.remove_file(&path))
+    changing(call(move |volume| volume.remove_file(&path)))
 }
 
 /// Removes the empty directory at `path`.
 pub fn remove_dir(path: &str) -> Result<()> {
     let path = owned(path);
-    call(move |volume| volume.remove_dir(&path))
+    changing(call(move |volume| volume.remove_dir(&path)))
 }
 
 /// Renames `from` to `to` (across directories too).
 pub fn rename(from: &str, to: &str) -> Result<()> {
     let (from, to) = (owned(from), owned(to));
-    call(move |volume| volume.rename(&from, &to))
+    changing(call(move |volume| volume.rename(&from, &to)))
 }
 
 /// Creates the directory `path`.
 pub fn create_dir(path: &str) -> Result<()> {
     let path = owned(path);
-    call(move |volume| volume.create_dir(&path))
+    changing(call(move |volume| volume.create_dir(&path)))
 }
 
 /// Returns the whole content of the file at `path`. A file up to [`READ_CHUNK`] long

@@ -19,6 +19,7 @@ mod disk;
 mod error;
 mod fat;
 mod file;
+pub mod generation;
 mod lfn;
 mod mbr;
 mod metadata;

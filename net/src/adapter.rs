@@ -50,6 +50,7 @@ impl<D: Device> phy::TxToken for Transmit<'_, D> {
         // Tokens are only handed out when the device has room (`can_transmit`), so this
         // does not fail; if it did, TCP would retransmit.
         let _ = self.device.transmit(&self.buffer[..len]);
+        crate::trace::add(crate::trace::Counter::FramesOut, 1);
         result
     }
 }

@@ -38,6 +38,21 @@ pub trait Device {
     fn checksum_offload(&self) -> ChecksumOffload {
         ChecksumOffload::default()
     }
+
+    /// Returns true when the device can interrupt its core as a frame arrives, so the
+    /// service may halt when idle instead of polling (see [`Device::arm_wakeup`]).
+    fn can_wake(&self) -> bool {
+        false
+    }
+
+    /// Asks for an interrupt at the next received frame; returns true when a frame
+    /// already waits (no interrupt comes for it: poll instead of halting).
+    fn arm_wakeup(&mut self) -> bool {
+        true
+    }
+
+    /// Stops asking for interrupts (the service polls again).
+    fn disarm_wakeup(&mut self) {}
 }
 
 /// A simulated cable between two devices, for tests: what one end transmits the other
@@ -135,5 +150,17 @@ impl<D: Device + ?Sized> Device for alloc::boxed::Box<D> {
 
     fn checksum_offload(&self) -> ChecksumOffload {
         (**self).checksum_offload()
+    }
+
+    fn can_wake(&self) -> bool {
+        (**self).can_wake()
+    }
+
+    fn arm_wakeup(&mut self) -> bool {
+        (**self).arm_wakeup()
+    }
+
+    fn disarm_wakeup(&mut self) {
+        (**self).disarm_wakeup()
     }
 }

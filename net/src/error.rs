@@ -27,6 +27,9 @@ pub enum Error {
     NotConnected,
     /// Our sending half is closed (after `shutdown`), so nothing more can be written.
     Closed,
+    /// The net core has no memory for this now (its budget is spent); the sockets it
+    /// has keep working.
+    OutOfMemory,
 }
 
 impl fmt::Display for Error {
@@ -42,6 +45,7 @@ impl fmt::Display for Error {
             Error::NoAddress => "no address or no route",
             Error::NotConnected => "not connected",
             Error::Closed => "the sending half is closed",
+            Error::OutOfMemory => "the net core is out of memory",
         })
     }
 }

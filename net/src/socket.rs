@@ -7,15 +7,27 @@
 //! window, so the writer slows down instead of anything being dropped.
 
 use alloc::vec::Vec;
+use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 use core::net::SocketAddrV4;
 use core::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::handler::{try_box, unbox, AnyConnection, Handler, Typed};
 use crate::service::{call, post, Step};
 use crate::table::{SocketId, Want};
 
 /// Bytes moved per call at most.
 const CHUNK: usize = 64 * 1024;
+
+/// Returns a copy of `data` to travel with a call, or `OutOfMemory`.
+fn owned(data: &[u8]) -> Result<Vec<u8>> {
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(data.len())
+        .map_err(|_| Error::OutOfMemory)?;
+    copy.extend_from_slice(data);
+    Ok(copy)
+}
 
 /// A TCP socket listening for connections on one port.
 ///
@@ -116,6 +128,12 @@ impl TcpStream {
         self.peer
     }
 
+    /// Returns the stream's id, giving the stream up without closing it (it goes back
+    /// to a handler).
+    fn into_id(self) -> SocketId {
+        ManuallyDrop::new(self).id
+    }
+
     /// Makes `read` give up with [`Error::TimedOut`] after `timeout` without data
     /// (`None`: wait for ever).
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
@@ -144,7 +162,7 @@ impl TcpStream {
             return Ok(0);
         }
         let id = self.id;
-        let data: Vec<u8> = data[..data.len().min(CHUNK)].to_vec();
+        let data = owned(&data[..data.len().min(CHUNK)])?;
         call(None, move |state, _| {
             let (table, sockets, _) = state.parts();
             Ok(Step::or_wait(
@@ -156,11 +174,25 @@ impl TcpStream {
     }
 
     /// Queues all of `data`, waiting for room as often as needed.
+    ///
+    /// Each piece of up to 64 KiB is one call: the net core keeps it and queues more of
+    /// it whenever room comes, so a big write costs one round trip per piece instead of
+    /// one per send buffer's worth.
     pub fn write_all(&mut self, data: &[u8]) -> Result<()> {
-        let mut rest = data;
-        while !rest.is_empty() {
-            let count = self.write(rest)?;
-            rest = &rest[count..];
+        let id = self.id;
+        for piece in data.chunks(CHUNK) {
+            let piece = owned(piece)?;
+            let mut written = 0;
+            call(None, move |state, _| {
+                let (table, sockets, _) = state.parts();
+                while written < piece.len() {
+                    match table.write(sockets, id, &piece[written..])? {
+                        Some(0) | None => return Ok(Step::Wait(id, Want::Write)),
+                        Some(count) => written += count,
+                    }
+                }
+                Ok(Step::Done(()))
+            })?;
         }
         Ok(())
     }
@@ -206,7 +238,7 @@ impl UdpSocket {
     /// Sends `data` as one datagram to `to`, waiting for room in the send buffer.
     pub fn send_to(&self, data: &[u8], to: SocketAddrV4) -> Result<usize> {
         let id = self.id;
-        let data = data.to_vec();
+        let data = owned(data)?;
         call(None, move |state, _| {
             let (table, sockets, _) = state.parts();
             let sent = table.send_to(sockets, id, &data, to)?.map(|()| data.len());
@@ -235,5 +267,87 @@ impl UdpSocket {
 impl Drop for UdpSocket {
     fn drop(&mut self) {
         close(self.id);
+    }
+}
+
+/// A TCP listener whose connections a [`Handler`] runs on the net core (see
+/// `crate::handler`); threads get only the connections the handler hands off.
+///
+/// Dropping it closes the listener and resets the connections its handler runs.
+pub struct HandlerListener<H: Handler> {
+    id: SocketId,
+    port: u16,
+    _handler: PhantomData<fn() -> H>,
+}
+
+impl<H: Handler> core::fmt::Debug for HandlerListener<H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HandlerListener")
+            .field("id", &self.id)
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl<H: Handler> HandlerListener<H> {
+    /// Listens on `port`, with `handler` (moved to the net core, where
+    /// [`Handler::attach`] runs first) running every connection.
+    pub fn bind(port: u16, handler: H) -> Result<HandlerListener<H>> {
+        let mut handler = Some(handler);
+        let id = call(None, move |state, _| {
+            let handler = handler.take().ok_or(Error::InvalidInput)?;
+            let boxed = try_box(Typed(handler)).ok_or(Error::OutOfMemory)?;
+            state.bind_handler(port, boxed).map(Step::Done)
+        })?;
+        Ok(HandlerListener {
+            id,
+            port,
+            _handler: PhantomData,
+        })
+    }
+
+    /// Waits for a connection the handler handed off; returns it with the handler's
+    /// state and the peer's address.
+    pub fn accept(&self) -> Result<(TcpStream, H::Connection, SocketAddrV4)> {
+        let listener = self.id;
+        let (id, peer, connection) = call(None, move |state, _| {
+            Ok(Step::or_wait(
+                state.table.accept_handed(listener)?,
+                listener,
+                Want::Accept,
+            ))
+        })?;
+        let stream = TcpStream::new(id, peer);
+        match unbox::<H::Connection>(connection) {
+            Some(connection) => Ok((stream, connection, peer)),
+            // Only this listener's handler hands off here, so this does not happen.
+            None => Err(Error::InvalidInput),
+        }
+    }
+
+    /// Gives `stream` (handed off by this listener's handler) back to the handler with
+    /// its state `connection`, without waiting: the handler runs it again with
+    /// [`crate::Event::Resumed`].
+    pub fn resume(&self, stream: TcpStream, connection: H::Connection) -> Result<()> {
+        let boxed: AnyConnection = try_box(connection).ok_or(Error::OutOfMemory)?;
+        let (listener, id) = (self.id, stream.into_id());
+        post(move |state, now| state.resume(id, listener, boxed, now));
+        Ok(())
+    }
+
+    /// Returns the port it listens on.
+    pub fn local_port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl<H: Handler> Drop for HandlerListener<H> {
+    fn drop(&mut self) {
+        let id = self.id;
+        post(move |state, now| {
+            let (table, sockets, _) = state.parts();
+            table.close(sockets, id, now);
+            state.drop_handler(id);
+        });
     }
 }

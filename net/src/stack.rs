@@ -12,6 +12,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4C
 
 use crate::adapter::Adapter;
 use crate::device::Device;
+use crate::trace::{self, Counter};
 
 /// The address QEMU's user networking hands out, used when DHCP does not answer.
 pub const FALLBACK_ADDRESS: Ipv4Cidr = Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24);
@@ -48,6 +49,25 @@ impl<D: Device> core::fmt::Debug for Stack<D> {
 impl<D: Device> Stack<D> {
     /// Returns a stack on `device`, addressed as `addressing` says, at time `now_ms`.
     pub fn new(device: D, addressing: Addressing, now_ms: u64) -> Self {
+        Self::with_storage(device, addressing, now_ms, vec![])
+    }
+
+    /// Returns a stack like [`Stack::new`] whose socket set has room for `sockets`
+    /// sockets reserved up front (so adding one never allocates), or `None` when this
+    /// core has no memory for that.
+    pub fn try_new(device: D, addressing: Addressing, now_ms: u64, sockets: usize) -> Option<Self> {
+        let mut storage = alloc::vec::Vec::new();
+        // Besides the table's sockets: the DHCP client's.
+        storage.try_reserve_exact(sockets + 1).ok()?;
+        Some(Self::with_storage(device, addressing, now_ms, storage))
+    }
+
+    fn with_storage(
+        device: D,
+        addressing: Addressing,
+        now_ms: u64,
+        storage: alloc::vec::Vec<smoltcp::iface::SocketStorage<'static>>,
+    ) -> Self {
         let mac = EthernetAddress(device.mac());
         let mut adapter = Adapter::new(device);
         let mut config = Config::new(HardwareAddress::Ethernet(mac));
@@ -58,7 +78,7 @@ impl<D: Device> Stack<D> {
         let mut stack = Stack {
             interface,
             adapter,
-            sockets: SocketSet::new(vec![]),
+            sockets: SocketSet::new(storage),
             dhcp: None,
             fallback_at_ms: u64::MAX,
             address: None,
@@ -132,11 +152,26 @@ impl<D: Device> Stack<D> {
     pub fn poll_with(
         &mut self,
         now_ms: u64,
+        after_packet: impl FnMut(&mut SocketSet<'static>),
+    ) -> bool {
+        let received = self.poll_ingress(now_ms, after_packet);
+        self.poll_egress(now_ms) || received
+    }
+
+    /// Takes in every received frame, calling `after_packet` after each one that may
+    /// have changed a socket; returns true when one did. Sends nothing but what a frame
+    /// needs at once (an ARP reply, say): the caller answers on the sockets first, so an
+    /// acknowledgement leaves with the answer ([`poll_egress`](Self::poll_egress)).
+    pub fn poll_ingress(
+        &mut self,
+        now_ms: u64,
         mut after_packet: impl FnMut(&mut SocketSet<'static>),
     ) -> bool {
         let now = Instant::from_millis(now_ms as i64);
         self.interface.poll_maintenance(now);
         let mut changed = false;
+        let started = trace::start();
+        let mut frames = 0;
         loop {
             match self
                 .interface
@@ -149,7 +184,21 @@ impl<D: Device> Stack<D> {
                     after_packet(&mut self.sockets);
                 }
             }
+            frames += 1;
         }
+        if frames > 0 {
+            trace::finish(started, Counter::IngressCycles, None);
+            trace::add(Counter::FramesIn, frames);
+        }
+        changed
+    }
+
+    /// Sends what the sockets have to send (data, acknowledgements, retransmissions)
+    /// and runs DHCP; returns true when a socket changed.
+    pub fn poll_egress(&mut self, now_ms: u64) -> bool {
+        let now = Instant::from_millis(now_ms as i64);
+        let mut changed = false;
+        let started = trace::start();
         while self
             .interface
             .poll_egress(now, &mut self.adapter, &mut self.sockets)
@@ -157,6 +206,7 @@ impl<D: Device> Stack<D> {
         {
             changed = true;
         }
+        trace::finish(started, Counter::EgressCycles, None);
         if let Some(handle) = self.dhcp {
             let event = self
                 .sockets

@@ -256,7 +256,7 @@ fn a_reader_that_does_not_read_holds_the_writer_back_and_loses_nothing() {
     let blocked_at = blocked_at.expect("the writer was never held back");
     // The receiver's buffer and the sender's buffer together, no more.
     assert!(
-        blocked_at <= 2 * Limits::default().tcp_buffer,
+        blocked_at <= Limits::default().receive_buffer + Limits::default().send_buffer,
         "{blocked_at} bytes taken"
     );
     let accepted = accepted.expect("the connection was accepted");

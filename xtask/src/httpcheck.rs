@@ -195,6 +195,12 @@ impl Client {
         })
     }
 
+    /// Returns the connection, for a caller that goes on by hand (what was received
+    /// and not taken by a response is dropped).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
     /// Sends `bytes` as they are.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
         self.stream
@@ -204,9 +210,25 @@ impl Client {
 
     /// Sends `METHOD TARGET HTTP/1.1` with a Host header and returns the response.
     pub fn request(&mut self, method: &str, target: &str) -> Result<Response, String> {
-        self.send(format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
+        self.request_with(method, target, &[])
+    }
+
+    /// Sends `METHOD TARGET HTTP/1.1` with a Host header and `headers` (name, value),
+    /// and returns the response.
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response, String> {
+        let mut request = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        self.send(request.as_bytes())?;
         self.response(method == "HEAD")
-            .map_err(|error| format!("{method} {target}: {error}"))
+            .map_err(|error| format!("{method} {target} {headers:?}: {error}"))
     }
 
     /// Reads more bytes; returns how many (0: the server closed the connection).
@@ -243,6 +265,10 @@ impl Client {
             headers,
             body: Vec::new(),
         };
+        // A 304 has no body (and need not say how long the body it stands for is).
+        if response.status == 304 {
+            return Ok(response);
+        }
         let length: usize = response
             .header("Content-Length")
             .and_then(|value| value.parse().ok())
@@ -308,6 +334,121 @@ fn check_file(response: &Response, file: &SiteFile) -> Result<(), String> {
             response.header("Content-Type"),
             file.content_type
         ));
+    }
+    Ok(())
+}
+
+/// Returns `Ok` when `response` has `status` and exactly `body`.
+fn expect(response: &Response, what: &str, status: u16, body: &[u8]) -> Result<(), String> {
+    if response.status != status || response.body != body {
+        return Err(format!(
+            "{what}: status {} with {} bytes, expected {status} with {}",
+            response.status,
+            response.body.len(),
+            body.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks ranges (206, 416) and conditional requests (304) on a small file, which the
+/// net core answers from its cache, and on the big one, which a worker streams: every
+/// body byte for byte, every Content-Range and validator as it must be.
+fn check_ranges_and_conditions(client: &mut Client, site: &[SiteFile]) -> Result<(), String> {
+    for file in [&site[1], &site[2]] {
+        let target = file.target;
+        let bytes = &file.bytes;
+        let size = bytes.len();
+        let full = client.request("GET", target)?;
+        let etag = full
+            .header("ETag")
+            .ok_or(format!("GET {target}: no ETag"))?
+            .to_string();
+        let modified = full
+            .header("Last-Modified")
+            .ok_or(format!("GET {target}: no Last-Modified"))?
+            .to_string();
+        if !etag.starts_with('"') || full.header("Accept-Ranges") != Some("bytes") {
+            return Err(format!(
+                "GET {target}: ETag {etag:?}, Accept-Ranges {:?}",
+                full.header("Accept-Ranges")
+            ));
+        }
+        let cases: [(&str, usize, usize); 4] = [
+            ("bytes=10-19", 10, 20),
+            ("bytes=-123", size - 123, size),
+            ("bytes=600-", 600, size),
+            ("bytes=0-0", 0, 1),
+        ];
+        for (range, start, end) in cases {
+            let response = client.request_with("GET", target, &[("Range", range)])?;
+            let what = format!("GET {target} Range: {range}");
+            expect(&response, &what, 206, &bytes[start..end])?;
+            let content_range = format!("bytes {start}-{}/{size}", end - 1);
+            if response.header("Content-Range") != Some(content_range.as_str()) {
+                return Err(format!(
+                    "{what}: Content-Range {:?}, expected {content_range}",
+                    response.header("Content-Range")
+                ));
+            }
+        }
+        let beyond = format!("bytes={}-", size + 10);
+        let response = client.request_with("GET", target, &[("Range", &beyond)])?;
+        expect(
+            &response,
+            &format!("GET {target} Range: {beyond}"),
+            416,
+            b"",
+        )?;
+        let unsatisfied = format!("bytes */{size}");
+        if response.header("Content-Range") != Some(unsatisfied.as_str()) {
+            return Err(format!(
+                "416 for {target}: Content-Range {:?}",
+                response.header("Content-Range")
+            ));
+        }
+        for (name, value) in [
+            ("If-None-Match", etag.as_str()),
+            ("If-Modified-Since", modified.as_str()),
+        ] {
+            let response = client.request_with("GET", target, &[(name, value)])?;
+            expect(&response, &format!("GET {target} {name}"), 304, b"")?;
+            if response.header("ETag") != Some(etag.as_str()) {
+                return Err(format!(
+                    "304 for {target}: ETag {:?}",
+                    response.header("ETag")
+                ));
+            }
+        }
+        let response = client.request_with("GET", target, &[("If-None-Match", "\"other\"")])?;
+        expect(
+            &response,
+            &format!("GET {target} If-None-Match: other"),
+            200,
+            bytes,
+        )?;
+        let response = client.request_with(
+            "GET",
+            target,
+            &[("Range", "bytes=5-9"), ("If-Range", &etag)],
+        )?;
+        expect(
+            &response,
+            &format!("GET {target} If-Range: current"),
+            206,
+            &bytes[5..10],
+        )?;
+        let response = client.request_with(
+            "GET",
+            target,
+            &[("Range", "bytes=5-9"), ("If-Range", "\"stale\"")],
+        )?;
+        expect(
+            &response,
+            &format!("GET {target} If-Range: stale"),
+            200,
+            bytes,
+        )?;
     }
     Ok(())
 }
@@ -463,6 +604,7 @@ pub fn check(port: u16, site: &[SiteFile], idle: Duration) -> Result<Figures, St
             ));
         }
     }
+    check_ranges_and_conditions(&mut client, site)?;
     let missing = client.request("GET", "/no-such-file.txt")?;
     if missing.status != 404 {
         return Err(format!("a missing file gave {}", missing.status));

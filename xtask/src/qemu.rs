@@ -335,6 +335,9 @@ impl QemuConfig {
                 "-monitor",
                 "none",
                 "-no-reboot",
+                // Thread names ("CPU 1/TCG"): the web bench reads each vCPU's CPU time.
+                "-name",
+                "manada,debug-threads=on",
                 // No default VGA, NIC or drives: the guest gets what we add, nothing more.
                 "-nodefaults",
                 "-device",
@@ -899,7 +902,8 @@ mod tests {
     }
 
     const COMMON_TAIL: &str = "-kernel /t/manada -append app=hello -serial stdio -display none \
-        -monitor none -no-reboot -nodefaults -device isa-debug-exit,iobase=0xf4,iosize=0x04";
+        -monitor none -no-reboot -name manada,debug-threads=on -nodefaults \
+        -device isa-debug-exit,iobase=0xf4,iosize=0x04";
 
     #[test]
     fn builds_arguments_for_each_machine_and_accel() {

@@ -1,4 +1,5 @@
-//! The server's kernel arguments: `port=N`, `workers=N`, `idle_ms=N`.
+//! The server's kernel arguments: `port=N`, `workers=N`, `idle_ms=N`, `trace=1`,
+//! `trace_port=N`.
 
 use core::fmt;
 use core::time::Duration;
@@ -8,16 +9,24 @@ use core::time::Duration;
 pub struct Options {
     /// The TCP port served (`port=N`, default 80).
     pub port: u16,
-    /// Worker threads, each serving one connection at a time (`workers=N`, default 64).
+    /// Worker threads, each answering one handed-off request at a time: misses of the
+    /// net core's cache and big files (`workers=N`, default 16).
     pub workers: usize,
     /// How long a kept-alive connection may sit idle (`idle_ms=N`, default 5000).
     pub idle_timeout: Duration,
+    /// Count where requests spend their time (`trace=1`; see `net::trace`).
+    pub trace: bool,
+    /// The port that serves the trace's counters (`trace_port=N`, default 81).
+    pub trace_port: u16,
 }
 
 /// The default port.
 pub const DEFAULT_PORT: u16 = 80;
-/// The default number of workers: enough for 50 keep-alive clients at once.
-pub const DEFAULT_WORKERS: usize = 64;
+/// The default number of workers: cached files never reach them, so they are needed
+/// for misses and for big downloads at once.
+pub const DEFAULT_WORKERS: usize = 16;
+/// The default port of the trace's counters.
+pub const DEFAULT_TRACE_PORT: u16 = 81;
 /// The most workers accepted (each holds a 64 KiB stack and its buffers).
 pub const MAX_WORKERS: usize = 1024;
 /// The default idle timeout of a kept-alive connection, in milliseconds.
@@ -85,10 +94,20 @@ impl Options {
             DEFAULT_IDLE_MS,
             "milliseconds, 1 to 3600000",
         )?;
+        let trace = number(&get, "trace", 0..=1, 0, "0 or 1")? == 1;
+        let trace_port = number(
+            &get,
+            "trace_port",
+            1..=65535,
+            u64::from(DEFAULT_TRACE_PORT),
+            "a port, 1 to 65535",
+        )?;
         Ok(Options {
             port: u16::try_from(port).unwrap_or(DEFAULT_PORT),
             workers: usize::try_from(workers).unwrap_or(DEFAULT_WORKERS),
             idle_timeout: Duration::from_millis(idle),
+            trace,
+            trace_port: u16::try_from(trace_port).unwrap_or(DEFAULT_TRACE_PORT),
         })
     }
 }
@@ -112,16 +131,26 @@ mod tests {
             parse(&[]),
             Ok(Options {
                 port: 80,
-                workers: 64,
-                idle_timeout: Duration::from_secs(5)
+                workers: 16,
+                idle_timeout: Duration::from_secs(5),
+                trace: false,
+                trace_port: 81,
             })
         );
         assert_eq!(
-            parse(&[("port", "8080"), ("workers", "3"), ("idle_ms", "250")]),
+            parse(&[
+                ("port", "8080"),
+                ("workers", "3"),
+                ("idle_ms", "250"),
+                ("trace", "1"),
+                ("trace_port", "9")
+            ]),
             Ok(Options {
                 port: 8080,
                 workers: 3,
-                idle_timeout: Duration::from_millis(250)
+                idle_timeout: Duration::from_millis(250),
+                trace: true,
+                trace_port: 9,
             })
         );
     }
@@ -138,6 +167,8 @@ mod tests {
             ("idle_ms", "0"),
             ("idle_ms", "-5"),
             ("idle_ms", "3600001"),
+            ("trace", "2"),
+            ("trace_port", "0"),
         ] {
             let error = parse(&[(key, value)]).unwrap_err();
             assert_eq!(error.key, key);

@@ -6,8 +6,6 @@
 //! a bare LF is accepted too (RFC 9112, section 2.2). Every limit is checked on partial
 //! input as well, so a peer cannot make the buffer grow past the limits.
 
-use alloc::string::String;
-
 /// The longest method token accepted (longer ones are malformed requests).
 const MAX_METHOD: usize = 32;
 /// `HTTP/1.1` plus a CR.
@@ -56,19 +54,60 @@ pub enum Version {
     Http11,
 }
 
-/// A complete, well-formed request head.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
+/// A complete, well-formed request head, borrowing from the bytes it was parsed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request<'a> {
     /// The method.
     pub method: Method,
     /// The request target as sent: visible ASCII only, at most `Limits::max_target` bytes.
-    pub target: String,
+    pub target: &'a str,
     /// The protocol version.
     pub version: Version,
     /// Whether the client wants the connection kept open after the response.
     pub keep_alive: bool,
     /// How many bytes of the buffer the request took (the next request starts there).
     pub length: usize,
+    /// The headers that make the response conditional or partial.
+    pub conditions: Conditions<'a>,
+}
+
+/// The values of the headers that make a response conditional or partial, trimmed,
+/// as sent. A header sent more than once is left out ([`Conditions::repeated`]): the
+/// server then answers in full, as it may.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conditions<'a> {
+    /// `Range`.
+    pub range: Option<&'a [u8]>,
+    /// `If-Range`.
+    pub if_range: Option<&'a [u8]>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<&'a [u8]>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<&'a [u8]>,
+    /// One of them came more than once.
+    pub repeated: bool,
+}
+
+impl<'a> Conditions<'a> {
+    /// Records `value` for the header kept in `slot`.
+    fn set(slot: &mut Option<&'a [u8]>, repeated: &mut bool, value: &'a [u8]) {
+        if slot.is_some() {
+            *repeated = true;
+        }
+        *slot = Some(value);
+    }
+
+    /// Returns the headers, without those that came more than once.
+    fn settled(self) -> Conditions<'a> {
+        if self.repeated {
+            Conditions {
+                repeated: true,
+                ..Conditions::default()
+            }
+        } else {
+            self
+        }
+    }
 }
 
 /// Why bytes can never become an acceptable request.
@@ -87,19 +126,19 @@ pub enum RequestError {
 }
 
 /// What the bytes received so far amount to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Parse {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parse<'a> {
     /// A request head may still come; read more.
     Incomplete,
     /// A whole request head.
-    Complete(Request),
+    Complete(Request<'a>),
     /// No continuation makes this a request the server accepts.
     Error(RequestError),
 }
 
 /// Returns what `buffer`, the bytes received on a connection since the end of the
 /// previous request, holds. Never panics, whatever the bytes.
-pub fn parse(buffer: &[u8], limits: &Limits) -> Parse {
+pub fn parse<'a>(buffer: &'a [u8], limits: &Limits) -> Parse<'a> {
     match parse_head(buffer, limits) {
         Ok(Some(request)) => Parse::Complete(request),
         Ok(None) => Parse::Incomplete,
@@ -107,7 +146,7 @@ pub fn parse(buffer: &[u8], limits: &Limits) -> Parse {
     }
 }
 
-fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Request>, RequestError> {
+fn parse_head<'a>(buffer: &'a [u8], limits: &Limits) -> Result<Option<Request<'a>>, RequestError> {
     // Empty lines before the request line are ignored (RFC 9112, section 2.2).
     let mut start = 0;
     while let Some(rest) = buffer.get(start..) {
@@ -167,6 +206,7 @@ fn parse_head(buffer: &[u8], limits: &Limits) -> Result<Option<Request>, Request
         version,
         keep_alive,
         length: position,
+        conditions: headers.conditions.settled(),
     }))
 }
 
@@ -212,7 +252,10 @@ fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
-fn request_line(line: &[u8], limits: &Limits) -> Result<(Method, String, Version), RequestError> {
+fn request_line<'a>(
+    line: &'a [u8],
+    limits: &Limits,
+) -> Result<(Method, &'a str, Version), RequestError> {
     let mut parts = line.split(|&byte| byte == b' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -249,14 +292,15 @@ fn request_line(line: &[u8], limits: &Limits) -> Result<(Method, String, Version
         b"HEAD" => Method::Head,
         _ => Method::Other,
     };
-    // Every byte is visible ASCII, so this is one byte per character.
-    let target = target.iter().map(|&byte| char::from(byte)).collect();
+    // Every byte is visible ASCII, so this is valid UTF-8.
+    let target = core::str::from_utf8(target)
+        .map_err(|_| RequestError::Malformed("the target is not visible ASCII"))?;
     Ok((method, target, version))
 }
 
 /// What the header lines said that matters to this server.
 #[derive(Debug, Default)]
-struct Headers {
+struct Headers<'a> {
     /// A body is announced (Content-Length above zero, or any Transfer-Encoding).
     body: bool,
     /// Host header lines seen.
@@ -265,10 +309,12 @@ struct Headers {
     close: bool,
     /// `Connection: keep-alive` seen.
     keep_alive: bool,
+    /// The conditional and range headers.
+    conditions: Conditions<'a>,
 }
 
-impl Headers {
-    fn add(&mut self, line: &[u8]) -> Result<(), RequestError> {
+impl<'a> Headers<'a> {
+    fn add(&mut self, line: &'a [u8]) -> Result<(), RequestError> {
         let Some(colon) = line.iter().position(|&byte| byte == b':') else {
             return Err(RequestError::Malformed("a header line without a colon"));
         };
@@ -298,6 +344,26 @@ impl Headers {
             self.body = true;
         } else if name.eq_ignore_ascii_case(b"host") {
             self.hosts += 1;
+        } else if name.eq_ignore_ascii_case(b"range") {
+            let conditions = &mut self.conditions;
+            Conditions::set(&mut conditions.range, &mut conditions.repeated, value);
+        } else if name.eq_ignore_ascii_case(b"if-range") {
+            let conditions = &mut self.conditions;
+            Conditions::set(&mut conditions.if_range, &mut conditions.repeated, value);
+        } else if name.eq_ignore_ascii_case(b"if-none-match") {
+            let conditions = &mut self.conditions;
+            Conditions::set(
+                &mut conditions.if_none_match,
+                &mut conditions.repeated,
+                value,
+            );
+        } else if name.eq_ignore_ascii_case(b"if-modified-since") {
+            let conditions = &mut self.conditions;
+            Conditions::set(
+                &mut conditions.if_modified_since,
+                &mut conditions.repeated,
+                value,
+            );
         } else if name.eq_ignore_ascii_case(b"connection") {
             for option in value.split(|&byte| byte == b',') {
                 let option = option.trim_ascii();
@@ -321,7 +387,7 @@ mod tests {
         Limits::default()
     }
 
-    fn complete(text: &[u8]) -> Request {
+    fn complete(text: &[u8]) -> Request<'_> {
         match parse(text, &limits()) {
             Parse::Complete(request) => request,
             other => panic!("{:?} gave {other:?}", String::from_utf8_lossy(text)),
@@ -356,6 +422,31 @@ mod tests {
         assert_eq!(request.method, Method::Head);
         assert_eq!(request.version, Version::Http10);
         assert!(request.keep_alive);
+    }
+
+    #[test]
+    fn conditions_are_kept_as_sent_and_repeats_drop_them() {
+        let text = b"GET /a HTTP/1.1\r\nHost: h\r\nRange:  bytes=0-99 \r\n\
+                     If-None-Match: \"abc\", W/\"d\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+                     if-range: \"abc\"\r\n\r\n";
+        let request = complete(text);
+        let conditions = request.conditions;
+        assert_eq!(conditions.range, Some(&b"bytes=0-99"[..]));
+        assert_eq!(conditions.if_none_match, Some(&b"\"abc\", W/\"d\""[..]));
+        assert_eq!(
+            conditions.if_modified_since,
+            Some(&b"Sun, 06 Nov 1994 08:49:37 GMT"[..])
+        );
+        assert_eq!(conditions.if_range, Some(&b"\"abc\""[..]));
+        assert!(!conditions.repeated);
+        let twice = complete(b"GET /a HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\nRange: bytes=2-3\r\nIf-None-Match: *\r\n\r\n");
+        assert!(twice.conditions.repeated);
+        assert_eq!(twice.conditions.range, None);
+        assert_eq!(twice.conditions.if_none_match, None);
+        assert_eq!(
+            complete(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").conditions,
+            Conditions::default()
+        );
     }
 
     #[test]

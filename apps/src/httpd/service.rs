@@ -1,21 +1,63 @@
-//! The server in the kernel: a listener from the net service, the share through the fs
-//! service, and worker threads on the application cores that accept connections and
-//! serve them with the connection loop.
+//! The server in the kernel: the net-core part ([`Server`]) runs as the connection
+//! handler of a `net::HandlerListener`, and worker threads on the application cores
+//! take the requests it hands off, answer them from the fs service ([`Share`]) and give
+//! the connections back.
 
-use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use percore::{println, Instant};
+use net::trace::{self, Counter};
+use percore::println;
 
-use super::connection::{
-    self, Entry, FileReader, Settings, Site, SiteError, Transport, TransportError,
-};
+use super::date;
 use super::options::Options;
+use super::server::{Reply, Server, Session, Settings};
+use super::worker::{self, FileReader, Found, Site, SiteError, Transport, TransportError};
 use crate::app::AppError;
 
-/// Starts the workers and serves until they all stop (normally never).
+/// The net core's part as a connection handler.
+struct Httpd {
+    server: Server,
+}
+
+/// The most memory the net core's cache takes.
+const MAX_CACHE: usize = 64 << 20;
+
+impl net::Handler for Httpd {
+    type Connection = Session;
+
+    fn attach(&mut self) -> net::Result<()> {
+        // On the net core: the cache takes an eighth of what its heap has left.
+        let heap = percore::global::heap_stats();
+        let free = heap.bytes_total.saturating_sub(heap.bytes_in_use);
+        let cache = (free / 8).min(MAX_CACHE);
+        let max_entry = (cache / 8).min(worker::CACHEABLE as usize + 4096);
+        if self.server.attach(cache, max_entry) {
+            Ok(())
+        } else {
+            Err(net::Error::OutOfMemory)
+        }
+    }
+
+    fn open(&mut self, _peer: net::SocketAddrV4, now_ms: u64) -> Option<Session> {
+        Some(self.server.open(now_ms))
+    }
+
+    fn event(
+        &mut self,
+        session: &mut Session,
+        io: &mut net::Io<'_>,
+        event: net::Event,
+        now_ms: u64,
+    ) -> net::Next {
+        self.server.event(session, io, event, now_ms)
+    }
+}
+
+type Listener = net::HandlerListener<Httpd>;
+
+/// Starts the server and its workers and serves until they all stop (normally never).
 pub(super) fn main() -> Result<(), AppError> {
     let command_line = percore::boot_info().command_line();
     let options = Options::from_arguments(|key| command_line.get(key)).map_err(|error| {
@@ -23,20 +65,36 @@ pub(super) fn main() -> Result<(), AppError> {
         AppError("a bad kernel argument")
     })?;
     if fs::service::service_core().is_none() {
-        println!("httpd: no file system to serve: share a folder (cargo xtask run --share DIR)");
+        match command_line.get("fs.disk") {
+            None => println!(
+                "httpd: no file system to serve: share a folder (cargo xtask run --share DIR) \
+                 or attach a FAT16 image (--disk IMAGE)"
+            ),
+            Some(disk) => println!(
+                "httpd: the fs service did not start on {disk}; the manada: lines above say \
+                 why (a disk without a FAT16 volume, or too little memory for the devices: \
+                 then give the guest more with --mem)"
+            ),
+        }
         return Err(AppError("no fs service"));
     }
-    let listener = net::TcpListener::bind(options.port).map_err(|error| {
-        println!("httpd: cannot listen on port {}: {error}", options.port);
-        AppError("cannot listen")
-    })?;
-    let cores = crate::app::app_cores();
+    if options.trace {
+        trace::enable();
+    }
     let settings = Settings {
         idle_timeout: options.idle_timeout,
         ..Settings::default()
     };
+    let handler = Httpd {
+        server: Server::new(settings, date::unix_now, fs::generation::current),
+    };
+    let listener = Listener::bind(options.port, handler).map_err(|error| {
+        println!("httpd: cannot listen on port {}: {error}", options.port);
+        AppError("cannot listen")
+    })?;
     let listener = Arc::new(listener);
-    let mut workers = Vec::with_capacity(options.workers);
+    let cores = crate::app::app_cores();
+    let mut workers = Vec::new();
     for index in 0..options.workers {
         let core = cores[index % cores.len()];
         let listener = listener.clone();
@@ -51,9 +109,17 @@ pub(super) fn main() -> Result<(), AppError> {
     if workers.is_empty() {
         return Err(AppError("no worker started"));
     }
+    if options.trace {
+        let port = options.trace_port;
+        if percore::try_spawn_on(cores[0], move || report_trace(port)).is_err() {
+            println!("httpd: no trace report on port {port}");
+        }
+    }
     println!(
-        "httpd: serving the share on port {} with {} workers on cores {:?}; forwarded: see xtask",
+        "httpd: serving the share on port {} from the net core (core {}), {} workers on \
+         cores {:?} for misses and big files",
         options.port,
+        net::service_core().unwrap_or(0),
         workers.len(),
         cores
     );
@@ -64,19 +130,12 @@ pub(super) fn main() -> Result<(), AppError> {
     Err(AppError("every worker stopped"))
 }
 
-/// Accepts and serves connections, one at a time, until the listener fails for good.
-fn work(listener: &net::TcpListener, settings: &Settings) {
-    let start = Instant::now();
-    let now = move || start.elapsed();
+/// Answers what the net core hands off, until the listener fails for good.
+fn work(listener: &Listener, settings: &Settings) {
+    let mut share = Share;
     loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let mut socket = Socket {
-                    stream,
-                    timeout: None,
-                };
-                connection::serve(&mut socket, &mut Share::default(), settings, &now);
-            }
+        let (stream, mut session, _) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(error @ (net::Error::NoService | net::Error::Closed)) => {
                 println!(
                     "httpd: a worker on core {} stops: {error}",
@@ -85,54 +144,64 @@ fn work(listener: &net::TcpListener, settings: &Settings) {
                 return;
             }
             // A connection that failed before it was ours; the next may be fine.
-            Err(_) => percore::sleep(Duration::from_millis(1)),
+            Err(_) => {
+                percore::sleep(Duration::from_millis(1));
+                continue;
+            }
+        };
+        // Read before the file is, so a change meanwhile outdates what is cached.
+        let generation = fs::generation::current();
+        let mut socket = Socket(stream);
+        let Some(head) = session.head() else {
+            continue;
+        };
+        let reply = worker::answer(
+            head,
+            settings,
+            &mut share,
+            &mut socket,
+            generation,
+            date::unix_now(),
+        );
+        if let Reply::Answered { keep_alive: false } = reply {
+            // Dropping the stream closes it once what was written went out.
+            continue;
         }
+        session.set_reply(reply);
+        // A failure here dropped the stream, which closes it.
+        let _ = listener.resume(socket.0, session);
     }
 }
 
-/// A client connection from the net service.
-struct Socket {
-    stream: net::TcpStream,
-    /// The read timeout last set (set again only when it changes).
-    timeout: Option<Duration>,
-}
+/// A handed-off connection, as a worker writes a big file on it.
+struct Socket(net::TcpStream);
 
 impl Transport for Socket {
-    fn read(&mut self, buffer: &mut [u8], timeout: Duration) -> Result<usize, TransportError> {
-        if self.timeout != Some(timeout) {
-            self.stream.set_read_timeout(Some(timeout));
-            self.timeout = Some(timeout);
-        }
-        self.stream.read(buffer).map_err(|error| match error {
-            net::Error::TimedOut => TransportError::TimedOut,
-            _ => TransportError::Failed,
-        })
-    }
-
     fn write_all(&mut self, data: &[u8]) -> Result<(), TransportError> {
-        self.stream
-            .write_all(data)
-            .map_err(|_| TransportError::Failed)
-    }
-
-    fn finish(&mut self) {
-        // The stream closes when dropped; a failed shutdown leaves nothing to do.
-        let _ = self.stream.shutdown();
+        self.0.write_all(data).map_err(|_| TransportError)
     }
 }
 
-/// The shared folder, through the fs service.
-///
-/// A lookup opens the file and reads its first chunk in the same call to the fs core
-/// (`fs::api::open_and_read`); the connection loop opens the file it just looked up, so
-/// a small file costs one round trip instead of three (lookup, open, read).
-#[derive(Default)]
-struct Share {
-    /// The file the last lookup opened, with its path.
-    opened: Option<(String, ShareFile)>,
+/// Serves the trace counters, one line per core, to whoever connects to `port`
+/// (`cargo xtask bench http --trace` reads them before and after a load).
+fn report_trace(port: u16) {
+    let Ok(listener) = net::TcpListener::bind(port) else {
+        println!("httpd: cannot listen on port {port} for the trace");
+        return;
+    };
+    while let Ok((mut stream, _)) = listener.accept() {
+        let mut report = trace::report(percore::core_count());
+        if let Ok((bytes, sockets)) = net::service::usage() {
+            report.push_str(&alloc::format!(
+                "net heap_bytes_in_use={bytes} sockets_in_use={sockets}\n"
+            ));
+        }
+        let _ = stream.write_all(report.as_bytes());
+        let _ = stream.shutdown();
+    }
 }
 
-/// Bytes the lookup reads ahead: the connection loop's chunk.
+/// Bytes a lookup reads ahead: one fs round trip answers a small file.
 const READ_AHEAD: usize = 64 * 1024;
 
 /// Returns how the server reports an fs error: names that do not resolve are not found;
@@ -147,56 +216,52 @@ fn site_error(error: fs::Error) -> SiteError {
     }
 }
 
+/// Runs an fs call, counted in the trace.
+fn fs_call<T>(call: impl FnOnce() -> T) -> T {
+    let started = trace::start();
+    let result = call();
+    trace::finish(started, Counter::FsCallCycles, Some(Counter::FsCalls));
+    result
+}
+
+/// The shared folder, through the fs service.
+///
+/// A lookup opens the file and reads its first 64 KiB in the same call to the fs core
+/// (`fs::api::open_and_read`), so a small file costs one round trip.
+struct Share;
+
 impl Site for Share {
     type Reader = ShareFile;
 
-    fn entry(&mut self, path: &str) -> Result<Entry, SiteError> {
-        self.opened = None;
-        match fs::api::open_and_read(path, READ_AHEAD) {
+    fn lookup(&mut self, path: &str) -> Result<Found<ShareFile>, SiteError> {
+        let file = |file, metadata: fs::Metadata, ahead| Found::File {
+            size: u64::from(metadata.size),
+            modified: date::from_fat(metadata.modified),
+            reader: ShareFile {
+                file,
+                ahead,
+                taken: 0,
+            },
+        };
+        match fs_call(|| fs::api::open_and_read(path, READ_AHEAD)) {
             Ok((_, metadata, _)) if metadata.attributes.contains(fs::Attributes::VOLUME_ID) => {
                 Err(SiteError::NotFound)
             }
-            Ok((file, metadata, ahead)) => {
-                self.opened = Some((
-                    path.into(),
-                    ShareFile {
-                        file,
-                        ahead,
-                        taken: 0,
-                    },
-                ));
-                Ok(Entry::File {
-                    size: u64::from(metadata.size),
-                })
-            }
-            Err(fs::Error::IsADirectory) => Ok(Entry::Folder),
+            Ok((opened, metadata, ahead)) => Ok(file(opened, metadata, ahead)),
+            Err(fs::Error::IsADirectory) => Ok(Found::Folder),
             Err(fs::Error::NotFound) => Err(SiteError::NotFound),
             // Anything else (the root folder, say): ask for the metadata alone.
             Err(_) => {
-                let metadata = fs::api::metadata(path).map_err(site_error)?;
+                let metadata = fs_call(|| fs::api::metadata(path)).map_err(site_error)?;
                 if metadata.attributes.contains(fs::Attributes::VOLUME_ID) {
                     Err(SiteError::NotFound)
                 } else if metadata.is_dir() {
-                    Ok(Entry::Folder)
+                    Ok(Found::Folder)
                 } else {
-                    Ok(Entry::File {
-                        size: u64::from(metadata.size),
-                    })
+                    let opened = fs_call(|| fs::api::File::open(path)).map_err(site_error)?;
+                    Ok(file(opened, metadata, Vec::new()))
                 }
             }
-        }
-    }
-
-    fn open(&mut self, path: &str) -> Result<ShareFile, SiteError> {
-        match self.opened.take() {
-            Some((opened, file)) if opened == path => Ok(file),
-            _ => fs::api::File::open(path)
-                .map(|file| ShareFile {
-                    file,
-                    ahead: Vec::new(),
-                    taken: 0,
-                })
-                .map_err(site_error),
         }
     }
 }
@@ -217,6 +282,21 @@ impl FileReader for ShareFile {
             self.taken += count;
             return Ok(count);
         }
-        self.file.read(buffer).map_err(site_error)
+        fs_call(|| self.file.read(buffer)).map_err(site_error)
+    }
+
+    fn seek(&mut self, position: u64) -> Result<(), SiteError> {
+        // The file itself stands right after the bytes read ahead.
+        if let Ok(position) = usize::try_from(position) {
+            if position <= self.ahead.len() {
+                self.taken = position;
+                return Ok(());
+            }
+        }
+        self.ahead = Vec::new();
+        self.taken = 0;
+        fs_call(|| self.file.seek(fs::SeekFrom::Start(position)))
+            .map(|_| ())
+            .map_err(site_error)
     }
 }

@@ -55,25 +55,52 @@ pub fn start() {
 /// networking; socket calls then fail with `NoService`).
 fn start_here(setup: NetSetup) -> bool {
     let location = setup.location.clone();
-    let device = match VirtioNet::start(setup) {
+    let mut device = match VirtioNet::start(setup) {
         Ok(device) => device,
         Err(error) => {
             println!("manada: net: virtio-net {location} not used: {error:?}");
             return false;
         }
     };
+    // The receive queue's interrupt goes to this core, so the service halts when idle.
+    let wanted = percore::boot_info().command_line().get("net.interrupts") != Some("0");
+    let interrupts = wanted
+        && crate::msix::route_net(0, crate::apic::id(), crate::interrupts::DEVICE_VECTOR)
+        && device.route_receive_interrupts(0);
     let mac = device.config().mac;
     println!(
-        "manada: net: virtio-net {location}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}",
+        "manada: net: virtio-net {location}, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}, link {}, {}",
         mac[0], mac[1], mac[2], mac[3], mac[4], mac[5],
-        if device.config().link_up { "up" } else { "down" }
+        if device.config().link_up { "up" } else { "down" },
+        if interrupts { "MSI-X to this core" } else { "polled" }
     );
-    net::service::start(
+    // The socket limit follows the memory this core has left (see `Limits::for_memory`).
+    let heap = percore::global::heap_stats();
+    let limits = net::Limits::for_memory(heap.bytes_total.saturating_sub(heap.bytes_in_use));
+    let started = net::service::start(
         alloc::boxed::Box::new(device),
         net::Addressing::Dhcp {
             fallback_after_ms: 3000,
         },
-        net::Limits::default(),
+        limits,
     );
-    true
+    match started {
+        Ok(()) => {
+            println!(
+                "manada: net: up to {} sockets ({} KiB each) on core {}",
+                limits.sockets,
+                limits.bytes_per_socket() / 1024,
+                percore::current_core()
+            );
+            true
+        }
+        Err(error) => {
+            println!(
+                "manada: net: no network: the net core has {} KiB of heap free, too little \
+                 for the socket table ({error}); give the guest more memory (--mem)",
+                heap.bytes_total.saturating_sub(heap.bytes_in_use) / 1024
+            );
+            false
+        }
+    }
 }

@@ -317,6 +317,17 @@ impl NetQueues {
         self.transmit.set_interrupts(enabled);
     }
 
+    /// Asks the device for an interrupt when it delivers a received frame, or not (the
+    /// transmit queue never interrupts: a finished send wakes nobody).
+    pub fn set_receive_interrupts(&mut self, enabled: bool) {
+        self.receive.set_interrupts(enabled);
+    }
+
+    /// Returns true when a received frame waits to be taken.
+    pub fn received_pending(&self) -> bool {
+        self.receive.has_used()
+    }
+
     /// Makes transmitted frames (and re-posted receive buffers) visible to the device.
     /// Returns which queues the caller must notify.
     pub fn publish_and_needs_notify(&mut self) -> Notify {
@@ -334,6 +345,10 @@ impl NetQueues {
         }
         if notify.transmit {
             transport.notify(TRANSMIT_QUEUE);
+        }
+        let notifies = u64::from(notify.receive) + u64::from(notify.transmit);
+        if notifies > 0 {
+            ::net::trace::add(::net::trace::Counter::DeviceNotifies, notifies);
         }
     }
 

@@ -312,6 +312,12 @@ impl SplitQueue {
         self.region.write_u16(self.available_offset, flags);
     }
 
+    /// Returns true when the device has finished a chain that [`Self::pop_used`] has not
+    /// taken yet (it takes nothing).
+    pub fn has_used(&self) -> bool {
+        self.region.read_u16(self.used_offset + 2) != self.last_used_index
+    }
+
     /// Returns the next chain the device has finished with, `None` if there is none yet, or
     /// an error if the device wrote a used entry that cannot be ours.
     pub fn pop_used(&mut self) -> Option<Result<Used, QueueError>> {

@@ -1,6 +1,10 @@
-//! The http suite: app `httpd` serving a FAT16 share on port 80, loaded from the host by
-//! `wrk` with and without keep-alive: requests per second and latency percentiles.
+//! The http suite: app `httpd` serving a FAT16 share on port 80, at 2 and 4 cores (or
+//! `--cores`), loaded from the host: single requests timed with curl, then `wrk` with
+//! and without keep-alive (requests per second and latency percentiles), and a
+//! per-request breakdown of the keep-alive runs (`breakdown`): host CPU per vCPU, and
+//! with `--trace` the guest's own counters.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,12 +13,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::breakdown::{self, Trace};
 use super::{progress, Context, Record};
 use crate::qemu;
 use crate::tools;
 
-/// The cores the httpd guest boots with (app, net, fs and blk services).
-pub(super) const CORES: usize = 4;
+/// The core counts measured unless `--cores` says otherwise: the two the web issue's
+/// figures compare (a service core and an application core; each service on its own).
+pub(super) const CORES: &[usize] = &[2, 4];
+/// The guest port that serves the trace's counters (`trace_port`).
+const TRACE_PORT: u16 = 81;
+/// Single requests timed with curl, each on a new connection.
+const SINGLE_REQUESTS: usize = 20;
 /// The file served, of nginx's default page's size.
 const FILE_NAME: &str = "index.html";
 const FILE_SIZE: usize = 615;
@@ -195,76 +205,196 @@ fn run_wrk(port: u16, seconds: u64, close: bool) -> Result<WrkResult, String> {
     Ok(result)
 }
 
-/// What the host measures while the guest serves.
+/// Times `count` single requests with curl, each a new connection (curl's
+/// `time_total`, in milliseconds), after one to warm the server's cache.
+fn single_requests(port: u16, count: usize) -> Result<Vec<f64>, String> {
+    let url = format!("http://127.0.0.1:{port}/{FILE_NAME}");
+    let mut times = Vec::new();
+    for index in 0..=count {
+        let output = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{time_total}",
+                &url,
+            ])
+            .output()
+            .map_err(|error| format!("cannot run curl: {error}"))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let (status, seconds) = text.split_once(' ').unwrap_or(("", ""));
+        if status != "200" {
+            return Err(format!("curl {url}: status {status:?}"));
+        }
+        let seconds: f64 = seconds
+            .trim()
+            .parse()
+            .map_err(|_| format!("curl printed {text:?}"))?;
+        if index > 0 {
+            times.push(seconds * 1000.0);
+        }
+    }
+    Ok(times)
+}
+
+/// One keep-alive wrk run with what it cost: wrk's figures, host CPU per request by
+/// QEMU thread, and the guest's trace per request (when it has one).
+struct Measured {
+    wrk: WrkResult,
+    cpu: BTreeMap<String, f64>,
+    trace: Option<BTreeMap<String, f64>>,
+}
+
+/// Runs wrk with keep-alive and reads what it cost around it.
+fn measured_run(port: u16, trace_port: u16, seconds: u64) -> Result<Measured, String> {
+    let pid = breakdown::qemu_pid(port);
+    let trace_before: Option<Trace> = breakdown::read_trace(trace_port);
+    let threads_before = pid.map(breakdown::thread_times);
+    let wrk = run_wrk(port, seconds, false)?;
+    let threads_after = pid.map(breakdown::thread_times);
+    let trace_after = trace_before.as_ref().and(breakdown::read_trace(trace_port));
+    let cpu = match (threads_before, threads_after) {
+        (Some(before), Some(after)) => {
+            breakdown::cpu_per_request(&before, &after, wrk.requests, breakdown::ticks_per_second())
+        }
+        _ => BTreeMap::new(),
+    };
+    let trace = match (trace_before, trace_after) {
+        (Some(before), Some(after)) => breakdown::trace_per_request(&before, &after),
+        _ => None,
+    };
+    Ok(Measured { wrk, cpu, trace })
+}
+
+/// Returns the records of `mode`'s wrk runs at `cores`.
+fn wrk_records(mode: &str, cores: usize, results: &[WrkResult]) -> Vec<Record> {
+    let pick = |value: fn(&WrkResult) -> f64| results.iter().map(value).collect::<Vec<f64>>();
+    vec![
+        Record::new(
+            format!("{mode}/requests_per_s"),
+            cores,
+            "req/s",
+            pick(|r| r.requests_per_s),
+        ),
+        Record::new(format!("{mode}/p50"), cores, "ms", pick(|r| r.p50_ms)),
+        Record::new(format!("{mode}/p90"), cores, "ms", pick(|r| r.p90_ms)),
+        Record::new(format!("{mode}/p99"), cores, "ms", pick(|r| r.p99_ms)),
+        Record::new(
+            format!("{mode}/socket_errors"),
+            cores,
+            "errors",
+            pick(|r| r.socket_errors as f64),
+        ),
+    ]
+}
+
+/// Returns the breakdown records of the keep-alive runs at `cores`: each measure's
+/// runs, its median reported.
+fn breakdown_records(cores: usize, runs: &[Measured]) -> Vec<Record> {
+    let mut by_measure: BTreeMap<String, (String, Vec<f64>)> = BTreeMap::new();
+    for run in runs {
+        for (column, value) in &run.cpu {
+            by_measure
+                .entry(format!("{column}_cpu"))
+                .or_insert_with(|| ("us".into(), Vec::new()))
+                .1
+                .push(*value);
+        }
+        for (measure, value) in run.trace.iter().flatten() {
+            let unit = if measure.contains("kcycles") {
+                "kcycles"
+            } else if measure == "requests" {
+                "requests"
+            } else {
+                "per req"
+            };
+            by_measure
+                .entry(measure.clone())
+                .or_insert_with(|| (unit.into(), Vec::new()))
+                .1
+                .push(*value);
+        }
+    }
+    by_measure
+        .into_iter()
+        .map(|(measure, (unit, values))| {
+            Record::new(format!("breakdown/{measure}"), cores, unit, values)
+        })
+        .collect()
+}
+
+/// What the host measures while the guest at `cores` serves.
 fn measure(
     context: &Context,
-    port: u16,
+    cores: usize,
+    ports: (u16, u16),
     expected: &[u8],
     ended: &AtomicBool,
 ) -> Result<Vec<Record>, String> {
+    let (port, trace_port) = ports;
     let seconds = if context.args.quick { 3 } else { 15 };
     eprintln!("xtask: waiting for httpd ...");
     wait_ready(port, expected, ended)?;
     let repeat = context.repeat;
-    let mut records = Vec::new();
-    for (index, (mode, close)) in [("keep-alive", false), ("close", true)]
-        .into_iter()
-        .enumerate()
-    {
-        let mut results = Vec::new();
-        for run in 1..=repeat {
-            progress(
-                "http",
-                index * repeat + run,
-                2 * repeat,
-                &format!("wrk -t2 -c16 -d{seconds}s, {mode}, repeat {run}/{repeat}"),
-            );
-            let result = run_wrk(port, seconds, close)?;
-            eprintln!(
-                "xtask: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
-                result.requests_per_s, result.p50_ms, result.p99_ms
-            );
-            results.push(result);
-        }
-        let pick = |value: fn(&WrkResult) -> f64| results.iter().map(value).collect::<Vec<f64>>();
-        records.push(Record::new(
-            format!("{mode}/requests_per_s"),
-            CORES,
-            "req/s",
-            pick(|r| r.requests_per_s),
-        ));
-        records.push(Record::new(
-            format!("{mode}/p50"),
-            CORES,
-            "ms",
-            pick(|r| r.p50_ms),
-        ));
-        records.push(Record::new(
-            format!("{mode}/p90"),
-            CORES,
-            "ms",
-            pick(|r| r.p90_ms),
-        ));
-        records.push(Record::new(
-            format!("{mode}/p99"),
-            CORES,
-            "ms",
-            pick(|r| r.p99_ms),
-        ));
-        records.push(Record::new(
-            format!("{mode}/socket_errors"),
-            CORES,
-            "errors",
-            pick(|r| r.socket_errors as f64),
-        ));
+    let steps = 2 * repeat + 1;
+    progress(
+        "http",
+        1,
+        steps,
+        &format!("{cores} cores: {SINGLE_REQUESTS} single requests with curl"),
+    );
+    let single = single_requests(
+        port,
+        if context.args.quick {
+            5
+        } else {
+            SINGLE_REQUESTS
+        },
+    )?;
+    let mut records = vec![Record::new("single/curl", cores, "ms", single)];
+    eprintln!("xtask: curl median {:.2} ms", records[0].value);
+    let mut measured = Vec::new();
+    for run in 1..=repeat {
+        progress(
+            "http",
+            1 + run,
+            steps,
+            &format!("{cores} cores: wrk -t2 -c16 -d{seconds}s, keep-alive, repeat {run}/{repeat}"),
+        );
+        let result = measured_run(port, trace_port, seconds)?;
+        eprintln!(
+            "xtask: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+            result.wrk.requests_per_s, result.wrk.p50_ms, result.wrk.p99_ms
+        );
+        measured.push(result);
     }
+    let results: Vec<WrkResult> = measured.iter().map(|run| run.wrk.clone()).collect();
+    records.extend(wrk_records("keep-alive", cores, &results));
+    records.extend(breakdown_records(cores, &measured));
+    let mut results = Vec::new();
+    for run in 1..=repeat {
+        progress(
+            "http",
+            1 + repeat + run,
+            steps,
+            &format!("{cores} cores: wrk -t2 -c16 -d{seconds}s, close, repeat {run}/{repeat}"),
+        );
+        let result = run_wrk(port, seconds, true)?;
+        eprintln!(
+            "xtask: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+            result.requests_per_s, result.p50_ms, result.p99_ms
+        );
+        results.push(result);
+    }
+    records.extend(wrk_records("close", cores, &results));
     Ok(records)
 }
 
-/// The http suite: boots `httpd` on a share holding a 615-byte page, forwards a host
-/// port to its port 80, and runs wrk with and without keep-alive.
+/// The http suite: boots `httpd` on a share holding a 615-byte page at each core count,
+/// forwards a host port to its port 80 (and one to its trace port), and measures.
 pub(super) fn http_suite(context: &Context) -> Result<Vec<Record>, String> {
-    tools::ensure_tool("wrk", "wrk")?;
+    tools::ensure_tools(&[("wrk", "wrk"), ("curl", "curl")])?;
     let args = context.args;
     let workspace = tools::workspace()?;
     let share = workspace.target_dir.join("bench").join("http-share");
@@ -273,27 +403,40 @@ pub(super) fn http_suite(context: &Context) -> Result<Vec<Record>, String> {
         .map_err(|error| format!("cannot create {}: {error}", share.display()))?;
     let content = page(FILE_SIZE);
     fs::write(share.join(FILE_NAME), &content).map_err(|error| error.to_string())?;
-    let port = tools::free_port()?;
-    let mut config = context.guest("httpd", CORES, vec!["fs.disk=disk0".into()]);
-    config.disks = vec![qemu::DiskSpec {
-        path: format!("fat:rw:{}", share.display()),
-        read_only: false,
-    }];
-    config.net = Some(vec![(port, 80)]);
-    eprintln!("xtask: httpd guest on 127.0.0.1:{port} (port 80)");
-    let limit = Duration::from_secs(args.timeout + 3600);
-    let (outcome, measured) = qemu::serve_while(&config, limit, |ended| {
-        measure(context, port, &content, ended)
-    });
-    let outcome = outcome?;
-    let tail = || outcome.tail(20).join("\n    | ");
-    if let Some(message) = &outcome.unknown_app {
-        return Err(message.clone());
+    let counts = if args.cores.is_empty() {
+        CORES.to_vec()
+    } else {
+        args.cores.clone()
+    };
+    let mut records = Vec::new();
+    for cores in counts {
+        let (port, trace_port) = (tools::free_port()?, tools::free_port()?);
+        let mut kernel_args = vec!["fs.disk=disk0".into()];
+        if args.trace {
+            kernel_args.extend(["trace=1".to_string(), format!("trace_port={TRACE_PORT}")]);
+        }
+        let mut config = context.guest("httpd", cores, kernel_args);
+        config.disks = vec![qemu::DiskSpec {
+            path: format!("fat:rw:{}", share.display()),
+            read_only: false,
+        }];
+        config.net = Some(vec![(port, 80), (trace_port, TRACE_PORT)]);
+        eprintln!("xtask: httpd guest at {cores} cores on 127.0.0.1:{port} (port 80)");
+        let limit = Duration::from_secs(args.timeout + 3600);
+        let (outcome, measured) = qemu::serve_while(&config, limit, |ended| {
+            measure(context, cores, (port, trace_port), &content, ended)
+        });
+        let outcome = outcome?;
+        let tail = || outcome.tail(20).join("\n    | ");
+        if let Some(message) = &outcome.unknown_app {
+            return Err(message.clone());
+        }
+        if let Some(fatal) = &outcome.fatal {
+            return Err(format!("the kernel failed: {fatal}\n    | {}", tail()));
+        }
+        records.extend(measured.map_err(|reason| format!("http: {reason}\n    | {}", tail()))?);
     }
-    if let Some(fatal) = &outcome.fatal {
-        return Err(format!("the kernel failed: {fatal}\n    | {}", tail()));
-    }
-    measured.map_err(|reason| format!("http: {reason}\n    | {}", tail()))
+    Ok(records)
 }
 
 #[cfg(test)]

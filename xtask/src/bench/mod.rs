@@ -4,6 +4,7 @@
 //! `<out>/report.md` is rewritten from all the JSON files there, with SVG plots for the
 //! suites that measure throughput at several core counts (`report`, `plot`).
 
+mod breakdown;
 mod http;
 mod net;
 mod plot;
@@ -62,6 +63,10 @@ pub struct BenchArgs {
     /// Where the reports go [default: <target>/bench].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// http suite: switch the guest's trace on (`trace=1`) and add its counters per
+    /// request (cross-core calls, frames, cycles of the net core) to the breakdown.
+    #[arg(long)]
+    pub trace: bool,
 }
 
 /// A benchmark suite.
@@ -88,9 +93,10 @@ pub enum Suite {
     /// The net service from the host: TCP echo throughput, connections per second, and
     /// the net core's heap before and after many connections.
     Net,
-    /// App `httpd` serving a 615-byte page from a FAT16 share, loaded by `wrk` from the
-    /// host with and without keep-alive: requests/s and latency percentiles (4 cores:
-    /// the httpd workers on core 0, the net, fs and blk services on the others). `wrk`
+    /// App `httpd` serving a 615-byte page from a FAT16 share at 2 and 4 cores (or
+    /// `--cores`): single requests timed with curl, then `wrk` with and without
+    /// keep-alive (requests/s, latency percentiles), and a per-request breakdown of the
+    /// keep-alive runs (host CPU per vCPU; with `--trace` the guest's counters). `wrk`
     /// is installed when missing (as root), else xtask says what to run.
     Http,
 }
@@ -130,7 +136,7 @@ impl Suite {
             Suite::Blk => vec![2],
             Suite::Fs => vec![3],
             Suite::Net => vec![net::CORES],
-            Suite::Http => vec![http::CORES],
+            Suite::Http => http::CORES.to_vec(),
         }
     }
 

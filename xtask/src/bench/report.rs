@@ -224,7 +224,11 @@ pub(super) fn to_markdown(report: &SuiteReport) -> String {
     if let Some(warning) = report.warning() {
         let _ = writeln!(markdown, "> **Warning:** {warning}.\n");
     }
-    let shown = |record: &&Record| !record.name.contains("->") && !record.name.starts_with("host/");
+    let shown = |record: &&Record| {
+        !record.name.contains("->")
+            && !record.name.starts_with("host/")
+            && !record.name.starts_with("breakdown/")
+    };
     let (grouped, plain): (Vec<&Record>, Vec<&Record>) = report
         .records
         .iter()
@@ -238,6 +242,14 @@ pub(super) fn to_markdown(report: &SuiteReport) -> String {
             markdown.push('\n');
         }
         markdown.push_str(&grouped_table(&grouped));
+    }
+    let breakdown: Vec<&Record> = report
+        .records
+        .iter()
+        .filter(|record| record.name.starts_with("breakdown/"))
+        .collect();
+    if !breakdown.is_empty() {
+        markdown.push_str(&breakdown_table(&breakdown));
     }
     let host: Vec<&Record> = report
         .records
@@ -259,6 +271,41 @@ pub(super) fn to_markdown(report: &SuiteReport) -> String {
         }
     }
     markdown
+}
+
+/// The per-request breakdown: one row per measure, one column per core count.
+fn breakdown_table(records: &[&Record]) -> String {
+    let measures = unique(
+        records
+            .iter()
+            .map(|record| &record.name["breakdown/".len()..]),
+    );
+    let mut cores = unique(records.iter().map(|record| record.cores));
+    cores.sort_unstable();
+    let mut table = String::from(
+        "\n### per request (keep-alive runs)\n\n`vcpuK_cpu`: host CPU of vCPU K; `qemu_main_cpu`: \
+         QEMU's main thread (user networking, device emulation). With `--trace`, the guest's \
+         counters per request: cross-core calls (`net_calls`, `fs_calls`), requests handed \
+         to a worker, cache hits, frames, device notifications, and thousands of TSC cycles \
+         of the net core's work.\n\n| measure |",
+    );
+    for count in &cores {
+        let _ = write!(table, " {count} cores |");
+    }
+    table.push_str("\n|---|");
+    table.push_str(&"---:|".repeat(cores.len()));
+    table.push('\n');
+    for measure in measures {
+        let _ = write!(table, "| {measure} |");
+        for &count in &cores {
+            let found = records.iter().find(|record| {
+                record.cores == count && &record.name["breakdown/".len()..] == measure
+            });
+            let _ = write!(table, " {} |", cell(found));
+        }
+        table.push('\n');
+    }
+    table
 }
 
 /// Returns the items of `items` once each, in the order they first appear.
