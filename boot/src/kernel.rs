@@ -67,8 +67,12 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         x86::io::outb(0xA1, 0xFF);
     }
     let mut timeline = Timeline::new(entry::boot_tsc());
-    let topology = match acpi::read_topology(params.rsdp) {
-        Ok(topology) => topology,
+    let found = acpi::locate(params.rsdp).and_then(|tables| {
+        let topology = tables.topology()?;
+        Ok((tables, topology))
+    });
+    let (tables, topology) = match found {
+        Ok(found) => found,
         Err(error) => fatal(format_args!("cannot read ACPI: {error}")),
     };
     timeline.end(Phase::Acpi, rdtsc());
@@ -88,7 +92,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     let every_processor_planned = topology.processors_disabled == 0
         && topology.processors_dropped == 0
         && apic_ids.len() == topology.processors.len();
-    let machine = crate::report::Machine::new(&params.ram, &topology, x2apic);
+    let machine = crate::report::Machine::new(&params.ram, &topology, &tables, x2apic);
     timeline.end(Phase::Plan, rdtsc());
     let plan = PLAN.call_once(|| Plan {
         service_reserve,
@@ -99,7 +103,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         every_processor_planned,
         machine,
     });
-    STARTING.call_once(|| spin::Mutex::new(Some(Starting { topology, frames })));
+    STARTING.call_once(|| spin::Mutex::new(Some(Starting { tables, frames })));
     // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
     unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
     tsc::poll();
@@ -110,7 +114,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
 
 /// What the boot core carries over its stack switch for the steps after it.
 struct Starting {
-    topology: acpi::Topology,
+    tables: acpi::Tables,
     frames: plan::TableFrames,
 }
 
@@ -119,10 +123,7 @@ static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
 
 extern "C" fn boot_core_continue(_: usize) -> ! {
     let plan = PLAN.get().expect("plan published before the switch");
-    let Starting {
-        topology,
-        mut frames,
-    } = STARTING
+    let Starting { tables, mut frames } = STARTING
         .get()
         .and_then(|starting| starting.lock().take())
         .expect("set before the switch");
@@ -163,7 +164,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     crate::report::machine(plan, devices::rtc::publish_wall_clock());
     console::init();
     crate::mmio::read_command_line(&plan.cmdline);
-    crate::pci::discover(&topology, &mut || frames.take());
+    crate::pci::discover(&acpi::device_tables(&tables), &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
 
     let online_count = (0..plan.slots.len())

@@ -5,7 +5,7 @@
 //! so the boot core keeps numbers while it brings the machine up and prints them here,
 //! in the order they happened, while the other cores set themselves up.
 
-use crate::acpi::Topology;
+use crate::acpi::{self, Tables, Topology};
 use crate::plan::Plan;
 use crate::{console, selftest, smp, tsc};
 use percore::time::DateTime;
@@ -28,11 +28,11 @@ pub struct Machine {
 
 impl Machine {
     /// Returns the summary of `ram` and of what ACPI said (`topology`, `x2apic` mode).
-    pub fn new(ram: &[PhysRange], topology: &Topology, x2apic: bool) -> Machine {
+    pub fn new(ram: &[PhysRange], topology: &Topology, tables: &Tables, x2apic: bool) -> Machine {
         Machine {
             ram_bytes: ram.iter().map(PhysRange::len).sum(),
             ram_ranges: ram.len(),
-            rsdp_source: topology.rsdp_source,
+            rsdp_source: acpi::rsdp_source(tables),
             processors_enabled: topology.processors.len() + topology.processors_dropped,
             processors_disabled: topology.processors_disabled,
             io_apics: topology.io_apics.len(),

@@ -220,10 +220,10 @@ pub fn find_clocks(topology: &Topology) -> heapless::Vec<Clock, 3> {
             }
         }
     }
-    if let Some((port, is_32_bit)) = topology.pm_timer {
+    if let Some(timer) = topology.pm_timer {
         let _ = clocks.push(Clock::PmTimer {
-            port,
-            reference: Reference::pm_timer(is_32_bit),
+            port: timer.port,
+            reference: Reference::pm_timer(timer.is_32_bit),
         });
     }
     // SAFETY: channel 0, lobyte/hibyte, mode 2 (rate generator), reload 65536. Its IRQ
