@@ -224,11 +224,6 @@ pub fn send_startup_to_others(page: u8) {
     send_ipi(0, ICR_ALL_BUT_SELF | ICR_STARTUP | u32::from(page));
 }
 
-/// Sends INIT to the core with APIC id `destination`.
-pub fn send_init(destination: u32) {
-    send_ipi(destination, ICR_INIT_ASSERT);
-}
-
 /// Sends STARTUP to `destination`: it starts in real mode at `page * 4096`.
 pub fn send_startup(destination: u32, page: u8) {
     send_ipi(destination, ICR_STARTUP | u32::from(page));

@@ -82,10 +82,14 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     let x2apic = apic::choose_mode(topology.local_apic_address);
     apic::enable();
     let boot_apic_id = apic::id();
+    // The other processors are reset now, so that they are ready for their STARTUP by
+    // the time the plan is (and the old 10 ms wait, where one is needed, runs meanwhile).
+    let others_listed = topology.processors.len() + topology.processors_dropped > 1;
+    let init_sent = others_listed.then(smp::send_init_to_others);
     timeline.end(Phase::Paging, rdtsc());
 
     // The TSC is measured while the boot core goes on, until the cores are online.
-    tsc::begin(&topology);
+    let facts = tsc::begin(&topology);
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
     let (slots, service_reserve) = plan::carve(&params.ram, usable, &apic_ids);
     interrupts::init();
@@ -93,47 +97,17 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         && topology.processors_dropped == 0
         && apic_ids.len() == topology.processors.len();
     let machine = crate::report::Machine::new(&params.ram, &topology, &tables, x2apic);
-    timeline.end(Phase::Plan, rdtsc());
     let plan = PLAN.call_once(|| Plan {
         service_reserve,
         slots,
         cmdline: params.cmdline.clone(),
         app,
-        timeline,
         every_processor_planned,
         machine,
     });
-    STARTING.call_once(|| spin::Mutex::new(Some(Starting { tables, frames })));
     // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
     unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
-    tsc::poll();
-    // SAFETY: slot 0's stack was carved from the boot core's own memory just now and is
-    // used by nothing else; nothing on the boot stack is needed afterwards.
-    unsafe { smp::switch_stack(plan.slots[0].stack_top, boot_core_continue, 0) }
-}
 
-/// What the boot core carries over its stack switch for the steps after it.
-struct Starting {
-    tables: acpi::Tables,
-    frames: plan::TableFrames,
-}
-
-/// Set once before the boot core's stack switch; taken right after it.
-static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
-
-extern "C" fn boot_core_continue(_: usize) -> ! {
-    let plan = PLAN.get().expect("plan published before the switch");
-    let Starting { tables, mut frames } = STARTING
-        .get()
-        .and_then(|starting| starting.lock().take())
-        .expect("set before the switch");
-    let mut timeline = plan.timeline;
-    enter_own_tables(&plan.slots[0]);
-    smp::mark_online(0);
-
-    // The others start in parallel, while this core halts (under QEMU's TCG anything
-    // else it did would compete with them for the emulator's lock).
-    tsc::provisional();
     let others: heapless::Vec<u32, MAX_CORES> =
         plan.slots.iter().skip(1).map(|slot| slot.apic_id).collect();
     let left_asleep = if crate::selftest::simulate_dead_core(&plan.cmdline) {
@@ -148,8 +122,73 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     } else {
         smp::Wake::Each
     };
-    let init_delay = tsc::cpuid_facts().needs_init_delay();
-    smp::wake_application_processors(&others, wake, left_asleep, init_delay);
+    let init_delay = facts.needs_init_delay();
+    if let (Some(init_sent), true) = (init_sent, init_delay) {
+        tsc::provisional();
+        tsc::spin_until(init_sent.saturating_add(tsc::hz() / 100));
+    }
+    timeline.end(Phase::Plan, rdtsc());
+    // The others start in parallel from here, while this core moves onto its own stack
+    // and tables, finds a provisional TSC rate, then halts (under QEMU's TCG anything
+    // else it did would compete with them for the emulator's lock).
+    let started = rdtsc();
+    smp::start_application_processors(&others, wake, left_asleep);
+    STARTING.call_once(|| {
+        spin::Mutex::new(Some(Starting {
+            tables,
+            frames,
+            timeline,
+            others,
+            wake,
+            left_asleep,
+            second_startup: facts
+                .needs_second_startup()
+                .then_some((started, if init_delay { 200 } else { 10 })),
+        }))
+    });
+    tsc::poll();
+    // SAFETY: slot 0's stack was carved from the boot core's own memory just now and is
+    // used by nothing else; nothing on the boot stack is needed afterwards.
+    unsafe { smp::switch_stack(plan.slots[0].stack_top, boot_core_continue, 0) }
+}
+
+/// What the boot core carries over its stack switch for the steps after it.
+struct Starting {
+    tables: acpi::Tables,
+    frames: plan::TableFrames,
+    timeline: Timeline,
+    /// The APIC ids of the cores started, how, and the one left asleep (self test).
+    others: heapless::Vec<u32, MAX_CORES>,
+    wake: smp::Wake,
+    left_asleep: Option<u32>,
+    /// When the first STARTUP went out and how many microseconds after it a second one
+    /// is due, where the processor wants one.
+    second_startup: Option<(u64, u64)>,
+}
+
+/// Set once before the boot core's stack switch; taken right after it.
+static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
+
+extern "C" fn boot_core_continue(_: usize) -> ! {
+    let plan = PLAN.get().expect("plan published before the switch");
+    let Starting {
+        tables,
+        mut frames,
+        mut timeline,
+        others,
+        wake,
+        left_asleep,
+        second_startup,
+    } = STARTING
+        .get()
+        .and_then(|starting| starting.lock().take())
+        .expect("set before the switch");
+    enter_own_tables(&plan.slots[0]);
+    smp::mark_online(0);
+    tsc::provisional();
+    if let Some((first, micros)) = second_startup {
+        smp::repeat_startup(&others, wake, left_asleep, first, micros);
+    }
     let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
     timeline.end(Phase::Aps, online);
 

@@ -10,7 +10,6 @@ use ipc::Doorbell;
 use percore::bootinfo;
 use percore::mailbox::{MailboxLocation, Ring};
 use percore::memory::{self, CoreMemory, PhysRange};
-use percore::timeline::Timeline;
 use percore::{println, CoreLocal, MAX_CORES};
 
 const KERNEL_STACK_SIZE: u64 = 64 * 1024;
@@ -42,8 +41,6 @@ pub struct Plan {
     pub cmdline: heapless::String<{ bootinfo::CMDLINE_MAX }>,
     pub app: &'static crate::App,
     pub service_reserve: Option<PhysRange>,
-    /// The boot timeline up to the plan.
-    pub timeline: Timeline,
     /// True when every processor the firmware lists (enabled or not) has a slot, so
     /// waking "all but self" wakes exactly the planned cores.
     pub every_processor_planned: bool,

@@ -4,10 +4,11 @@
 //! through protected mode into long mode on the kernel's page tables, takes a ticket
 //! (`lock xadd`) that picks a small bootstrap stack, and calls `ap_entry(ticket)`. There
 //! it finds its APIC id in the start-up plan and moves onto its own stack, carved from
-//! its own memory. All cores are woken together (INIT to each, STARTUP to each, 10 µs,
-//! STARTUP again; the old 10 ms after INIT and 200 µs only where the processor needs
-//! them) and start in parallel, so bring-up time does not grow with the core count; the
-//! boot core halts meanwhile, and the last core to come online wakes it.
+//! its own memory. All cores are woken together (INIT to all as soon as the boot core's
+//! APIC is on, STARTUP to each once the plan is ready; a second STARTUP 10 µs later on
+//! bare processors, and the old 10 ms after INIT and 200 µs only where the processor
+//! needs them) and start in parallel, so bring-up time does not grow with the core
+//! count; the boot core halts meanwhile, and the last core to come online wakes it.
 
 use crate::cpu::rdtsc;
 use crate::{apic, interrupts, tsc};
@@ -209,60 +210,72 @@ pub unsafe fn install_trampoline(cr3: u64, entry: extern "C" fn(u32) -> !) {
     };
 }
 
-/// How the application processors are woken.
+/// How the application processors are started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
-    /// One INIT and one STARTUP to all but the boot core (destination shorthand): right
-    /// when every processor there is is planned, since the shorthand reaches them all.
-    /// Under QEMU each IPI takes the emulator's global lock, so one for all instead of
-    /// one per core lets the cores start at once.
+    /// One STARTUP to all but the boot core (destination shorthand): right when every
+    /// processor there is is planned, since the shorthand reaches them all. Under QEMU
+    /// each IPI takes the emulator's global lock, so one for all instead of one per core
+    /// lets the cores start at once.
     All,
-    /// An INIT and a STARTUP to each planned core (some processor must stay asleep:
-    /// disabled by firmware, beyond what this kernel runs, or the dead-core self test).
+    /// A STARTUP to each planned core (some processor must stay asleep: disabled by
+    /// firmware, beyond what this kernel runs, or the dead-core self test).
     Each,
 }
 
-/// Wakes the cores with APIC ids `apic_ids` (start-up slots 1..) and returns at once:
-/// they start in parallel while the boot core goes on ([`wait_until_online`]).
-/// `left_asleep` (a self test; only with [`Wake::Each`]) is never woken, as a core that
-/// does not answer would not be. `init_delay`: the processor needs the MultiProcessor
-/// Specification's 10 ms between INIT and STARTUP (old ones only; see
-/// `percore::calibration::CpuidFacts::needs_init_delay`).
+/// Sends INIT to every processor but this one (destination shorthand) and returns the
+/// TSC value at which it was sent. Each then waits for a STARTUP, which is harmless to a
+/// processor that will never get one, so this goes out as soon as the boot core's APIC
+/// is on: the processors' (or the emulator's) work on INIT overlaps the plan.
+pub fn send_init_to_others() -> u64 {
+    apic::send_init_to_others();
+    rdtsc()
+}
+
+/// Sends STARTUP to the cores with APIC ids `apic_ids` (start-up slots 1..), reset by
+/// [`send_init_to_others`] (at least 10 ms before, on a processor that needs that), and
+/// returns at once: they start in parallel while the boot core goes on
+/// ([`repeat_startup`], [`wait_until_online`]). `left_asleep` (a self test; only with
+/// [`Wake::Each`]) is never started, as a core that does not answer would not be.
 ///
-/// Boot core, on its own tables (the IDT loaded), with a TSC rate set.
-pub fn wake_application_processors(
-    apic_ids: &[u32],
-    wake: Wake,
-    left_asleep: Option<u32>,
-    init_delay: bool,
-) {
-    let vector = (TRAMPOLINE_PAGE >> 12) as u8;
-    let woken = || apic_ids.iter().filter(|&&id| Some(id) != left_asleep);
-    let woken_count = woken().count();
+/// Boot core, with the plan published and the trampoline in place.
+pub fn start_application_processors(apic_ids: &[u32], wake: Wake, left_asleep: Option<u32>) {
+    let woken_count = woken(apic_ids, left_asleep).count();
     if woken_count == 0 {
         return;
     }
     BOOT_APIC_ID.store(apic::id(), Ordering::Relaxed);
-    // Slot 0, the boot core, is online already.
+    // Slot 0, the boot core, is counted when it reports online itself.
     AWAITED.store(1 + woken_count, Ordering::Release);
-    let startup = || match wake {
-        Wake::All => apic::send_startup_to_others(vector),
-        Wake::Each => woken().for_each(|&id| apic::send_startup(id, vector)),
-    };
-    match wake {
-        Wake::All => apic::send_init_to_others(),
-        Wake::Each => woken().for_each(|&id| apic::send_init(id)),
-    }
-    if init_delay {
-        tsc::delay_us(10_000);
-    }
-    // Every core gets its STARTUP at once and starts in parallel.
-    startup();
-    tsc::delay_us(if init_delay { 200 } else { 10 });
-    // The specification's second STARTUP, for a core that missed the first; one that
-    // took it already ignores this one.
+    send_startup(apic_ids, wake, left_asleep);
+}
+
+/// Sends the specification's second STARTUP if some core started by
+/// [`start_application_processors`] has not taken its ticket `micros` after the TSC
+/// value `first` (a core that did start ignores it). Needs a TSC rate.
+pub fn repeat_startup(
+    apic_ids: &[u32],
+    wake: Wake,
+    left_asleep: Option<u32>,
+    first: u64,
+    micros: u64,
+) {
+    let woken_count = woken(apic_ids, left_asleep).count();
+    tsc::spin_until(first.saturating_add(micros * tsc::hz() / 1_000_000));
     if (AP_TICKETS.load(Ordering::Acquire) as usize) < woken_count {
-        startup();
+        send_startup(apic_ids, wake, left_asleep);
+    }
+}
+
+fn woken(apic_ids: &[u32], left_asleep: Option<u32>) -> impl Iterator<Item = &u32> {
+    apic_ids.iter().filter(move |&&id| Some(id) != left_asleep)
+}
+
+fn send_startup(apic_ids: &[u32], wake: Wake, left_asleep: Option<u32>) {
+    let vector = (TRAMPOLINE_PAGE >> 12) as u8;
+    match wake {
+        Wake::All => apic::send_startup_to_others(vector),
+        Wake::Each => woken(apic_ids, left_asleep).for_each(|&id| apic::send_startup(id, vector)),
     }
 }
 

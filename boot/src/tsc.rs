@@ -322,14 +322,16 @@ struct Pending {
     running: Option<Running>,
     clocks: heapless::Vec<Clock, 3>,
     apic_start: Reading,
+    /// Set once [`provisional`] ran (the APIC timer's count is stopped then).
+    provisional: bool,
 }
 
 /// The measurement in progress; the boot core's alone, between [`begin`] and [`finish`].
 static PENDING: spin::Mutex<Option<Pending>> = spin::Mutex::new(None);
 
-/// Starts finding the TSC rate (see [`Pending`]). Boot core, with its APIC enabled and
-/// the clocks' registers mapped.
-pub fn begin(topology: &Topology) {
+/// Starts finding the TSC rate (see [`Pending`]) and returns what CPUID says. Boot core,
+/// with its APIC enabled and the clocks' registers mapped.
+pub fn begin(topology: &Topology) -> CpuidFacts {
     let facts = cpuid_facts();
     apic::start_counting();
     let apic_start = apic::timer_reading();
@@ -346,7 +348,9 @@ pub fn begin(topology: &Topology) {
         running,
         clocks,
         apic_start,
+        provisional: false,
     });
+    facts
 }
 
 /// Reads the clock once, so that the window sees every wrap of it. The boot core calls
@@ -359,12 +363,14 @@ pub fn poll() {
 
 /// Sets a provisional TSC rate from the window so far (at least 100 µs of it) and the
 /// APIC timer's rate for good (measured against the TSC since [`begin`], at least
-/// 200 µs), and stops the APIC timer's count so the timer can be used.
+/// 200 µs), and stops the APIC timer's count so the timer can be used. Once; a second
+/// call changes nothing.
 pub fn provisional() {
     let mut guard = PENDING.lock();
-    let Some(pending) = guard.as_mut() else {
+    let Some(pending) = guard.as_mut().filter(|pending| !pending.provisional) else {
         return;
     };
+    pending.provisional = true;
     let hz = match (pending.stated, pending.running.as_mut()) {
         (Some((hz, _)), _) => hz,
         (None, Some(running)) => {
@@ -455,10 +461,9 @@ pub fn hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
-/// Spins for at least `micros` microseconds.
-pub fn delay_us(micros: u64) {
-    let end = deadline_us(micros);
-    while rdtsc() < end {
+/// Spins until the TSC reaches `deadline`.
+pub fn spin_until(deadline: u64) {
+    while rdtsc() < deadline {
         core::hint::spin_loop();
     }
 }

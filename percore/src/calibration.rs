@@ -139,6 +139,14 @@ impl CpuidFacts {
         };
         !(modern || self.hypervisor)
     }
+
+    /// Returns true when a second STARTUP should follow the first for a processor that
+    /// has not started yet, as the MultiProcessor Specification asks: on bare processors.
+    /// A hypervisor delivers every STARTUP it is sent (KVM, QEMU), and under QEMU's TCG
+    /// a second one costs every core that did start an exit and the emulator's lock.
+    pub fn needs_second_startup(&self) -> bool {
+        !self.hypervisor
+    }
 }
 
 /// A reference clock: a counter of known rate and width.
@@ -575,6 +583,16 @@ mod tests {
             CpuidFacts::default().needs_init_delay(),
             "unknown: be careful"
         );
+    }
+
+    #[test]
+    fn second_startup_only_on_bare_processors() {
+        assert!(intel().needs_second_startup());
+        let guest = CpuidFacts {
+            hypervisor: true,
+            ..intel()
+        };
+        assert!(!guest.needs_second_startup());
     }
 
     #[test]
