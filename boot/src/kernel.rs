@@ -91,25 +91,26 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     // The TSC is measured while the boot core goes on, until the cores are online.
     let facts = tsc::begin(&topology);
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
-    let (slots, service_reserve) = plan::carve(&params.ram, usable, &apic_ids);
+    let layout = plan::lay_out(&params.ram, usable, &apic_ids);
     interrupts::init();
     let every_processor_planned = topology.processors_disabled == 0
         && topology.processors_dropped == 0
         && apic_ids.len() == topology.processors.len();
     let machine = crate::report::Machine::new(&params.ram, &topology, &tables, x2apic);
-    let plan = PLAN.call_once(|| Plan {
-        service_reserve,
-        slots,
-        cmdline: params.cmdline.clone(),
-        app,
-        every_processor_planned,
-        machine,
+    let plan = PLAN.call_once(|| {
+        Plan::new(
+            apic_ids,
+            layout,
+            params.cmdline.clone(),
+            app,
+            every_processor_planned,
+            machine,
+        )
     });
     // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
     unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
 
-    let others: heapless::Vec<u32, MAX_CORES> =
-        plan.slots.iter().skip(1).map(|slot| slot.apic_id).collect();
+    let others: heapless::Vec<u32, MAX_CORES> = plan.apic_ids.iter().skip(1).copied().collect();
     let left_asleep = if crate::selftest::simulate_dead_core(&plan.cmdline) {
         others.last().copied()
     } else {
@@ -147,9 +148,9 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         }))
     });
     tsc::poll();
-    // SAFETY: slot 0's stack was carved from the boot core's own memory just now and is
-    // used by nothing else; nothing on the boot stack is needed afterwards.
-    unsafe { smp::switch_stack(plan.slots[0].stack_top, boot_core_continue, 0) }
+    // SAFETY: slot 0's stack is in the boot core's block of the start-up area and is used
+    // by nothing else; nothing on the boot stack is needed afterwards.
+    unsafe { smp::switch_stack(plan.slot(0).stack_top, boot_core_continue, 0) }
 }
 
 /// What the boot core carries over its stack switch for the steps after it.
@@ -183,7 +184,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         .get()
         .and_then(|starting| starting.lock().take())
         .expect("set before the switch");
-    enter_own_tables(&plan.slots[0]);
+    enter_own_tables(&plan.slot(0));
     smp::mark_online(0);
     tsc::provisional();
     if let Some((first, micros)) = second_startup {
@@ -206,19 +207,24 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     crate::pci::discover(&acpi::device_tables(&tables), &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
 
-    let online_count = (0..plan.slots.len())
+    let online_count = (0..plan.cores())
         .filter(|&slot| smp::is_online(slot))
         .count();
     let mut cores = heapless::Vec::new();
-    for (slot_index, slot) in plan.slots.iter().enumerate() {
-        if smp::is_online(slot_index) {
-            let memory = slot.memory.extents().iter().copied().collect();
-            let _ = cores.push(CoreDesc {
-                apic_id: slot.apic_id,
-                memory,
-                mailbox: plan::mailbox_location(slot, online_count),
-            });
-        }
+    for slot_index in (0..plan.cores()).filter(|&slot| smp::is_online(slot)) {
+        let slot = plan.slot(slot_index);
+        let memory = plan
+            .memory(slot_index)
+            .1
+            .extents()
+            .iter()
+            .copied()
+            .collect();
+        let _ = cores.push(CoreDesc {
+            apic_id: slot.apic_id,
+            memory,
+            mailbox: plan::mailbox_location(&slot, online_count),
+        });
     }
     let command_line = percore::cmdline::CommandLine::new(&plan.cmdline);
     crate::selftest::check(&plan.cmdline, cores.len());
@@ -250,7 +256,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     crate::report::print(plan, info, AP_START_TIMEOUT_US / 1000);
     services::prepare(info);
     REPORTED_TSC.store(rdtsc(), Ordering::Release);
-    run_core(&plan.slots[0])
+    run_core(0)
 }
 
 /// Each core's page-table frames (by core index), for splitting its 2 MiB pages.
@@ -300,20 +306,20 @@ extern "C" fn ap_entry(_ticket: u32) -> ! {
     let plan = PLAN
         .get()
         .expect("APs are woken after the plan is published");
-    let Some(slot) = plan.slots.iter().position(|slot| slot.apic_id == apic_id) else {
+    let Some(slot) = plan.apic_ids.iter().position(|&id| id == apic_id) else {
         percore::console::CONSOLE.print_fatal(format_args!(
             "manada: woke a core with unplanned APIC id {apic_id}; parking it\n"
         ));
         halt_forever()
     };
-    // SAFETY: the slot's stack was carved from this core's own memory for it alone.
-    unsafe { smp::switch_stack(plan.slots[slot].stack_top, ap_continue, slot) }
+    // SAFETY: the slot's stack is in this core's block of the start-up area, for it alone.
+    unsafe { smp::switch_stack(plan.slot(slot).stack_top, ap_continue, slot) }
 }
 
 extern "C" fn ap_continue(slot_index: usize) -> ! {
     let plan = PLAN.get().expect("plan published");
-    let slot = &plan.slots[slot_index];
-    enter_own_tables(slot);
+    let slot = plan.slot(slot_index);
+    enter_own_tables(&slot);
     smp::mark_online(slot_index);
     // Halted, not spinning: under TCG a spinning vCPU takes a host CPU from those
     // still starting. The boot core's wake-up follows `GO`, so none is missed.
@@ -327,7 +333,7 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
         // Came up after the boot core gave up on it: it is not part of this run.
         halt_forever()
     }
-    run_core(slot)
+    run_core(slot_index)
 }
 
 /// Loads this core's own GDT/TSS (in its local page) and the shared IDT.
@@ -337,8 +343,8 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
 #[inline(never)]
 fn enter_own_tables(slot: &Slot) {
     let page = slot.local_page as *mut LocalPage;
-    // SAFETY: the local page was carved from this core's memory for this core alone;
-    // it is written once here and stays in place for the life of the core.
+    // SAFETY: the local page is in this core's block of the start-up area, for this
+    // core alone; it is written once here and stays in place for the life of the core.
     let tables: &'static mut CoreTables = unsafe {
         core::ptr::write(&raw mut (*page).tables, CoreTables::new(slot.ist_tops));
         &mut (*page).tables
@@ -349,11 +355,11 @@ fn enter_own_tables(slot: &Slot) {
 
     // The mailbox's memory, in this core's share, made ready before the core reports
     // online; senders take their ends only after `GO`.
-    let planned = PLAN.get().map_or(0, |plan| plan.slots.len());
+    let planned = PLAN.get().map_or(0, Plan::cores);
     let rings = slot.rings as *mut Ring;
-    // SAFETY: `rings` was carved for `planned` rings from this core's own memory, and
-    // the doorbell is a field of this core's local page; no other core reads either
-    // before this core reports online.
+    // SAFETY: `rings` has room for `planned` rings in this core's block of the start-up
+    // area, and the doorbell is a field of this core's local page; no other core reads
+    // either before this core reports online.
     unsafe {
         core::ptr::write(&raw mut (*page).doorbell, Doorbell::new());
         for i in 0..planned {
@@ -364,7 +370,9 @@ fn enter_own_tables(slot: &Slot) {
 
 /// Makes this core a kernel instance of its own (mailbox, heap, scheduler) and runs it;
 /// core 0 also starts the application's main thread.
-fn run_core(slot: &Slot) -> ! {
+fn run_core(slot_index: usize) -> ! {
+    let plan = PLAN.get().expect("plan published");
+    let slot = plan.slot(slot_index);
     let info = percore::boot_info();
     let index = info
         .core_index(slot.apic_id)
@@ -381,10 +389,10 @@ fn run_core(slot: &Slot) -> ! {
         .iter()
         .map(|extent| extent.start as usize..extent.end as usize)
         .collect();
-    // SAFETY: these extents are this core's share minus what was carved for its stacks,
-    // tables and rings; nothing else uses them, and the core owns them for good.
+    // SAFETY: these extents are this core's share minus its page-table frames; nothing
+    // else uses them, and the core owns them for good.
     let heap = unsafe { Heap::new(&extents) };
-    TABLE_POOLS[index].fill(slot.table_frames);
+    TABLE_POOLS[index].fill(plan.memory(slot_index).0);
     let page = slot.local_page as *mut LocalPage;
     // SAFETY: same page as in `enter_own_tables`; `local` is a separate field, written
     // once here before being installed, never written again.
@@ -403,7 +411,7 @@ fn run_core(slot: &Slot) -> ! {
 
     crate::selftest::start_core(index, info.cores.len());
     if index == MAIN_CORE {
-        let app = PLAN.get().expect("plan published").app;
+        let app = plan.app;
         percore::spawn(move || {
             // This thread ends the run: if it faults, its core fails, and another core
             // ends the run (`main_core_failed`).

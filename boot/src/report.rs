@@ -85,21 +85,20 @@ pub fn machine(plan: &Plan, now: Option<DateTime>) {
 /// cores online, the app. Core 0, after `GO`.
 pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
     console::release();
-    if plan.slots.len() > 1 {
+    if plan.cores() > 1 {
         println!(
             "manada: starting {} application processors",
-            plan.slots.len() - 1
+            plan.cores() - 1
         );
         if selftest::simulate_dead_core(&plan.cmdline) {
-            let asleep = plan.slots.last().map(|slot| slot.apic_id);
+            let asleep = plan.apic_ids.last();
             println!("manada: selftest: leaving the core with APIC id {asleep:?} asleep");
         }
     }
-    for (index, slot) in plan.slots.iter().enumerate() {
+    for (index, apic_id) in plan.apic_ids.iter().enumerate() {
         if !smp::is_online(index) {
             println!(
-                "manada: core with APIC id {} did not come up within {timeout_ms} ms; going on without it",
-                slot.apic_id
+                "manada: core with APIC id {apic_id} did not come up within {timeout_ms} ms; going on without it"
             );
         }
     }
