@@ -88,8 +88,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     let init_sent = others_listed.then(smp::send_init_to_others);
     timeline.end(Phase::Paging, rdtsc());
 
-    // The TSC is measured while the boot core goes on, until the cores are online.
-    let facts = tsc::begin(&topology);
+    let facts = tsc::cpuid_facts();
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
     let layout = plan::lay_out(&params.ram, usable, &apic_ids);
     interrupts::init();
@@ -125,6 +124,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     };
     let init_delay = facts.needs_init_delay();
     if let (Some(init_sent), true) = (init_sent, init_delay) {
+        tsc::begin(&topology, facts);
         tsc::provisional();
         tsc::spin_until(init_sent.saturating_add(tsc::hz() / 100));
     }
@@ -134,8 +134,15 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     // else it did would compete with them for the emulator's lock).
     let started = rdtsc();
     smp::start_application_processors(&others, wake, left_asleep);
+    // The TSC is measured from here until the cores are online, while the boot core goes
+    // on; with no core to start, from once this one is online.
+    if !others.is_empty() {
+        tsc::begin(&topology, facts);
+    }
     STARTING.call_once(|| {
         spin::Mutex::new(Some(Starting {
+            topology,
+            facts,
             tables,
             frames,
             timeline,
@@ -147,7 +154,6 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
                 .then_some((started, if init_delay { 200 } else { 10 })),
         }))
     });
-    tsc::poll();
     // SAFETY: slot 0's stack is in the boot core's block of the start-up area and is used
     // by nothing else; nothing on the boot stack is needed afterwards.
     unsafe { smp::switch_stack(plan.slot(0).stack_top, boot_core_continue, 0) }
@@ -155,6 +161,8 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
 
 /// What the boot core carries over its stack switch for the steps after it.
 struct Starting {
+    topology: acpi::Topology,
+    facts: percore::calibration::CpuidFacts,
     tables: acpi::Tables,
     frames: plan::TableFrames,
     timeline: Timeline,
@@ -173,6 +181,8 @@ static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
 extern "C" fn boot_core_continue(_: usize) -> ! {
     let plan = PLAN.get().expect("plan published before the switch");
     let Starting {
+        topology,
+        facts,
         tables,
         mut frames,
         mut timeline,
@@ -186,6 +196,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         .expect("set before the switch");
     enter_own_tables(&plan.slot(0));
     smp::mark_online(0);
+    tsc::begin(&topology, facts);
     tsc::provisional();
     if let Some((first, micros)) = second_startup {
         smp::repeat_startup(&others, wake, left_asleep, first, micros);

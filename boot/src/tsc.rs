@@ -329,10 +329,14 @@ struct Pending {
 /// The measurement in progress; the boot core's alone, between [`begin`] and [`finish`].
 static PENDING: spin::Mutex<Option<Pending>> = spin::Mutex::new(None);
 
-/// Starts finding the TSC rate (see [`Pending`]) and returns what CPUID says. Boot core,
-/// with its APIC enabled and the clocks' registers mapped.
-pub fn begin(topology: &Topology) -> CpuidFacts {
-    let facts = cpuid_facts();
+/// Starts finding the TSC rate (see [`Pending`]), given what CPUID says (`facts`,
+/// from [`cpuid_facts`]). Once; a second call changes nothing. Boot core, with its APIC
+/// enabled and the clocks' registers mapped.
+pub fn begin(topology: &Topology, facts: CpuidFacts) {
+    let mut pending = PENDING.lock();
+    if pending.is_some() || FOUND.get().is_some() {
+        return;
+    }
     apic::start_counting();
     let apic_start = apic::timer_reading();
     let stated = facts.stated_tsc_hz();
@@ -342,7 +346,7 @@ pub fn begin(topology: &Topology) -> CpuidFacts {
         heapless::Vec::new()
     };
     let running = clocks.first().map(|&clock| Running::open(clock));
-    *PENDING.lock() = Some(Pending {
+    *pending = Some(Pending {
         facts,
         stated,
         running,
@@ -350,7 +354,6 @@ pub fn begin(topology: &Topology) -> CpuidFacts {
         apic_start,
         provisional: false,
     });
-    facts
 }
 
 /// Reads the clock once, so that the window sees every wrap of it. The boot core calls
