@@ -13,7 +13,6 @@ const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 const APIC_X2_ENABLE: u64 = 1 << 10;
 const X2APIC_MSR_BASE: u32 = 0x800;
 
-const REG_ID: u32 = 0x20;
 const REG_EOI: u32 = 0xB0;
 const REG_TIMER: u32 = 0x320;
 const REG_TIMER_INITIAL: u32 = 0x380;
@@ -95,16 +94,6 @@ pub fn enable() {
     write(REG_SPURIOUS, SOFTWARE_ENABLE | SPURIOUS_VECTOR);
 }
 
-/// Returns this core's APIC id (call after [`enable`]).
-pub fn id() -> u32 {
-    let raw = read(REG_ID);
-    if is_x2apic() {
-        raw
-    } else {
-        raw >> 24
-    }
-}
-
 /// Returns this core's initial APIC id from CPUID (works before [`enable`]).
 pub fn id_from_cpuid() -> u32 {
     if cpuid(0, 0).0 >= 0xB && cpuid(0xB, 0).1 != 0 {
@@ -124,13 +113,16 @@ fn send_ipi(destination: u32, command: u32) {
             )
         };
     } else {
-        write(REG_ICR_HIGH, destination << 24);
-        write(REG_ICR_LOW, command);
+        // The previous IPI must have left the ICR first. Waiting before the write
+        // rather than after it (as Linux does) leaves the register alone right after
+        // an IPI, when under QEMU the cores it woke want the emulator's lock.
         let mut spins = 0u32;
         while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 && spins < 1_000_000 {
             core::hint::spin_loop();
             spins += 1;
         }
+        write(REG_ICR_HIGH, destination << 24);
+        write(REG_ICR_LOW, command);
     }
 }
 

@@ -43,23 +43,6 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         Ok(params) => params,
         Err(error) => fatal(format_args!("cannot read PVH start_info: {error}")),
     };
-    let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
-    // Without `app=`, the image's first application runs.
-    let applications = crate::app::registered();
-    let app_name = command_line
-        .get("app")
-        .or(applications.first().map(|app| app.name))
-        .unwrap_or("(none)");
-    let Some(app) = crate::find(applications, app_name) else {
-        let mut names = heapless::String::<256>::new();
-        for (i, name) in applications.iter().map(|app| app.name).enumerate() {
-            let _ = names.push_str(if i == 0 { "" } else { ", " });
-            let _ = names.push_str(name);
-        }
-        fatal(format_args!(
-            "unknown app '{app_name}' (available: {names})"
-        ));
-    };
 
     // SAFETY: masking both 8259 PICs (all IRQ lines) only stops legacy interrupts.
     unsafe {
@@ -77,47 +60,44 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     };
     timeline.end(Phase::Acpi, rdtsc());
 
-    let (usable, mut frames) = plan::usable_memory(&params.ram);
+    let (mut usable, mut frames) = plan::usable_memory(&params.ram);
     plan::map_memory(&params.ram, &topology, &mut frames);
     let x2apic = apic::choose_mode(topology.local_apic_address);
     apic::enable();
-    let boot_apic_id = apic::id();
+    // From CPUID, as the others take theirs: no APIC register read, and the code the
+    // others run is translated by the time they run it.
+    let boot_apic_id = apic::id_from_cpuid();
     // The other processors are reset now, so that they are ready for their STARTUP by
     // the time the plan is (and the old 10 ms wait, where one is needed, runs meanwhile).
     let others_listed = topology.processors.len() + topology.processors_dropped > 1;
     let init_sent = others_listed.then(smp::send_init_to_others);
     timeline.end(Phase::Paging, rdtsc());
 
+    // Only what the others need to come online is decided before they start: which
+    // cores, their blocks of the start-up area, the IDT. The memory shares, the app and
+    // the report wait until they are online.
     let facts = tsc::cpuid_facts();
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
-    let layout = plan::lay_out(&params.ram, usable, &apic_ids);
+    let area = plan::take_area(&mut usable, apic_ids.len());
     interrupts::init();
     let every_processor_planned = topology.processors_disabled == 0
         && topology.processors_dropped == 0
         && apic_ids.len() == topology.processors.len();
-    let machine = crate::report::Machine::new(&params.ram, &topology, &tables, x2apic);
-    let plan = PLAN.call_once(|| {
-        Plan::new(
-            apic_ids,
-            layout,
-            params.cmdline.clone(),
-            app,
-            every_processor_planned,
-            machine,
-        )
-    });
-    // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
-    unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
-
+    let plan = PLAN.call_once(|| Plan::new(apic_ids, area));
     let others: heapless::Vec<u32, MAX_CORES> = plan.apic_ids.iter().skip(1).copied().collect();
-    let left_asleep = if crate::selftest::simulate_dead_core(&plan.cmdline) {
+    if !others.is_empty() {
+        // SAFETY: boot core only, no AP started yet; the page is below 1 MiB, never
+        // handed out.
+        unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
+    }
+    let left_asleep = if crate::selftest::simulate_dead_core(&params.cmdline) {
         others.last().copied()
     } else {
         None
     };
     // The shorthand that wakes all at once reaches every processor there is: only when
     // each one the firmware lists is in the plan and none is to stay asleep.
-    let wake = if plan.every_processor_planned && left_asleep.is_none() {
+    let wake = if every_processor_planned && left_asleep.is_none() {
         smp::Wake::All
     } else {
         smp::Wake::Each
@@ -130,17 +110,14 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     }
     timeline.end(Phase::Plan, rdtsc());
     // The others start in parallel from here, while this core moves onto its own stack
-    // and tables, finds a provisional TSC rate, then halts (under QEMU's TCG anything
-    // else it did would compete with them for the emulator's lock).
+    // and tables, then measures the TSC and halts (under QEMU's TCG anything else it did
+    // would compete with them for the emulator's lock).
     let started = rdtsc();
-    smp::start_application_processors(&others, wake, left_asleep);
-    // The TSC is measured from here until the cores are online, while the boot core goes
-    // on; with no core to start, from once this one is online.
-    if !others.is_empty() {
-        tsc::begin(&topology, facts);
-    }
+    smp::start_application_processors(boot_apic_id, &others, wake, left_asleep);
     STARTING.call_once(|| {
         spin::Mutex::new(Some(Starting {
+            params,
+            usable,
             topology,
             facts,
             tables,
@@ -161,6 +138,9 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
 
 /// What the boot core carries over its stack switch for the steps after it.
 struct Starting {
+    params: pvh::BootParams,
+    /// Usable memory not in the start-up area: for the shares and the service reserve.
+    usable: heapless::Vec<percore::PhysRange, 64>,
     topology: acpi::Topology,
     facts: percore::calibration::CpuidFacts,
     tables: acpi::Tables,
@@ -178,9 +158,14 @@ struct Starting {
 /// Set once before the boot core's stack switch; taken right after it.
 static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
 
+/// The application that runs, found once the cores are online.
+static APP: spin::Once<&'static crate::App> = spin::Once::new();
+
 extern "C" fn boot_core_continue(_: usize) -> ! {
     let plan = PLAN.get().expect("plan published before the switch");
     let Starting {
+        params,
+        usable,
         topology,
         facts,
         tables,
@@ -196,6 +181,9 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
         .expect("set before the switch");
     enter_own_tables(&plan.slot(0));
     smp::mark_online(0);
+    // The TSC is measured from here until the cores are online. Not earlier: under QEMU
+    // every read of a clock or an APIC register takes the emulator's lock, which the
+    // cores just started want too.
     tsc::begin(&topology, facts);
     tsc::provisional();
     if let Some((first, micros)) = second_startup {
@@ -204,17 +192,24 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
     timeline.end(Phase::Aps, online);
 
-    // The TSC's window closes: it spanned the plan and the APs' start.
+    // The TSC's window closes: it spanned the APs' start.
     tsc::finish();
     timeline.end(Phase::Tsc, rdtsc());
 
+    let app = APP.call_once(|| find_app(&params.cmdline));
+    let shares = plan.set_shares(plan::share_out(&params.ram, usable, plan.cores()));
     // What the start-up found so far goes to the (held) console, then the clock and the
     // devices (the placement of the services depends on them). The UART is set up (it
     // holds no output yet) before any other core may print a fatal report: its
     // self-test loops output back and would swallow one.
-    crate::report::machine(plan, devices::rtc::publish_wall_clock());
+    let machine = crate::report::Machine::new(&params.ram, &topology, &tables, apic::is_x2apic());
+    crate::report::machine(
+        &machine,
+        &params.cmdline,
+        devices::rtc::publish_wall_clock(),
+    );
     console::init();
-    crate::mmio::read_command_line(&plan.cmdline);
+    crate::mmio::read_command_line(&params.cmdline);
     crate::pci::discover(&acpi::device_tables(&tables), &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
 
@@ -237,16 +232,16 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
             mailbox: plan::mailbox_location(&slot, online_count),
         });
     }
-    let command_line = percore::cmdline::CommandLine::new(&plan.cmdline);
-    crate::selftest::check(&plan.cmdline, cores.len());
+    let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
+    crate::selftest::check(&params.cmdline, cores.len());
     let placement = services::decide(cores.len(), &command_line);
     let info = bootinfo::publish(BootInfo {
         cores,
-        cmdline: plan.cmdline.clone(),
+        cmdline: params.cmdline.clone(),
         tsc_hz: tsc::hz(),
         timeline,
         x2apic: apic::is_x2apic(),
-        service_reserve: plan.service_reserve,
+        service_reserve: shares.service_reserve,
         services: placement,
     });
     mailbox::install_hooks(Hooks {
@@ -264,10 +259,31 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     if info.cores.len() > 1 {
         apic::send_interrupt_to_others(interrupts::WAKEUP_VECTOR);
     }
-    crate::report::print(plan, info, AP_START_TIMEOUT_US / 1000);
+    crate::report::print(plan, info, app, AP_START_TIMEOUT_US / 1000);
     services::prepare(info);
     REPORTED_TSC.store(rdtsc(), Ordering::Release);
     run_core(0)
+}
+
+/// Returns the application `command_line` names with `app=` (without one, the image's
+/// first), or ends the run naming the ones there are.
+fn find_app(command_line: &str) -> &'static crate::App {
+    let applications = crate::app::registered();
+    let app_name = percore::cmdline::CommandLine::new(command_line)
+        .get("app")
+        .or(applications.first().map(|app| app.name))
+        .unwrap_or("(none)");
+    let Some(app) = crate::find(applications, app_name) else {
+        let mut names = heapless::String::<256>::new();
+        for (i, name) in applications.iter().map(|app| app.name).enumerate() {
+            let _ = names.push_str(if i == 0 { "" } else { ", " });
+            let _ = names.push_str(name);
+        }
+        fatal(format_args!(
+            "unknown app '{app_name}' (available: {names})"
+        ));
+    };
+    app
 }
 
 /// Each core's page-table frames (by core index), for splitting its 2 MiB pages.
@@ -422,7 +438,7 @@ fn run_core(slot_index: usize) -> ! {
 
     crate::selftest::start_core(index, info.cores.len());
     if index == MAIN_CORE {
-        let app = plan.app;
+        let app = *APP.get().expect("found before GO");
         percore::spawn(move || {
             // This thread ends the run: if it faults, its core fails, and another core
             // ends the run (`main_core_failed`).
@@ -488,7 +504,7 @@ fn main_core_failed(core: usize) {
     if lowest_running != Some(percore::current_core()) {
         return;
     }
-    let app = PLAN.get().expect("plan published").app;
+    let app = *APP.get().expect("found before GO");
     println!(
         "manada: core {MAIN_CORE}, which ran the main thread of app {}, failed; the run ends",
         app.name

@@ -10,7 +10,6 @@ use crate::gdt::{CoreTables, IST_STACKS};
 use crate::kernel::fatal;
 use crate::paging;
 use ipc::Doorbell;
-use percore::bootinfo;
 use percore::mailbox::{MailboxLocation, Ring};
 use percore::memory::{self, CoreMemory, PhysRange};
 use percore::{println, CoreLocal, MAX_CORES};
@@ -43,42 +42,36 @@ const RINGS_PIECE: usize = 2 + IST_STACKS;
 pub struct Plan {
     /// The planned cores' APIC ids in start-up slot order; slot 0 is the boot core.
     pub apic_ids: heapless::Vec<u32, MAX_CORES>,
-    /// Each planned core's share of memory, in slot order.
-    shares: heapless::Vec<CoreMemory, MAX_CORES>,
     /// Where the start-up area begins (one block per slot), and its blocks' layout.
     area: u64,
     block: memory::BlockLayout<PIECES>,
-    pub cmdline: heapless::String<{ bootinfo::CMDLINE_MAX }>,
-    pub app: &'static crate::App,
+    /// The memory shares, set by the boot core once the cores are online (they need
+    /// them only after `GO`).
+    shares: spin::Once<Shares>,
+}
+
+/// The cores' shares of memory and the service reserve ([`share_out`]).
+#[derive(Debug)]
+pub struct Shares {
+    /// Each planned core's share, in slot order.
+    pub cores: heapless::Vec<CoreMemory, MAX_CORES>,
     pub service_reserve: Option<PhysRange>,
-    /// True when every processor the firmware lists (enabled or not) has a slot, so
-    /// waking "all but self" wakes exactly the planned cores.
-    pub every_processor_planned: bool,
-    /// What the start-up report says about the machine.
-    pub machine: crate::report::Machine,
 }
 
 impl Plan {
-    /// Returns the plan for the cores of `apic_ids` laid out by [`lay_out`].
-    pub fn new(
-        apic_ids: heapless::Vec<u32, MAX_CORES>,
-        layout: Layout,
-        cmdline: heapless::String<{ bootinfo::CMDLINE_MAX }>,
-        app: &'static crate::App,
-        every_processor_planned: bool,
-        machine: crate::report::Machine,
-    ) -> Plan {
+    /// Returns the plan for the cores of `apic_ids`, whose blocks [`take_area`] found.
+    pub fn new(apic_ids: heapless::Vec<u32, MAX_CORES>, area: Area) -> Plan {
         Plan {
             apic_ids,
-            shares: layout.shares,
-            area: layout.area,
-            block: layout.block,
-            cmdline,
-            app,
-            service_reserve: layout.service_reserve,
-            every_processor_planned,
-            machine,
+            area: area.start,
+            block: area.block,
+            shares: spin::Once::new(),
         }
+    }
+
+    /// Records the shares ([`share_out`]). Boot core, before `GO`.
+    pub fn set_shares(&self, shares: Shares) -> &Shares {
+        self.shares.call_once(|| shares)
     }
 
     /// Returns how many cores are planned.
@@ -103,7 +96,8 @@ impl Plan {
     /// (`paging::TablePool`; one per 2 MiB page of the share, their own included), and
     /// the rest, its heap's.
     pub fn memory(&self, index: usize) -> (PhysRange, CoreMemory) {
-        let mut share = self.shares[index].clone();
+        let shares = self.shares.get().expect("shares are set before GO");
+        let mut share = shares.cores[index].clone();
         let tables: u64 = share
             .extents()
             .iter()
@@ -252,51 +246,50 @@ pub fn map_memory(ram: &[PhysRange], topology: &Topology, frames: &mut TableFram
     }
 }
 
-/// What [`lay_out`] decided.
+/// The start-up area: where it begins, and the layout of its blocks.
 #[derive(Debug)]
-pub struct Layout {
-    pub shares: heapless::Vec<CoreMemory, MAX_CORES>,
-    /// Where the start-up area begins, and its blocks' layout.
-    pub area: u64,
+pub struct Area {
+    pub start: u64,
     pub block: memory::BlockLayout<PIECES>,
-    pub service_reserve: Option<PhysRange>,
 }
 
-/// Takes the start-up area (one block per core of `apic_ids`) from the front of `usable`
-/// (of `ram`), sets the service reserve aside, and splits the rest among the cores.
-pub fn lay_out(
-    ram: &[PhysRange],
-    mut usable: heapless::Vec<PhysRange, 64>,
-    apic_ids: &[u32],
-) -> Layout {
-    let block = block_layout(apic_ids.len());
-    let Some(area) = memory::take_front(&mut usable, block.size() * apic_ids.len() as u64) else {
+/// Takes the start-up area, one block per core of a run of `cores`, from the front of
+/// `usable`.
+pub fn take_area(usable: &mut heapless::Vec<PhysRange, 64>, cores: usize) -> Area {
+    let block = block_layout(cores);
+    let Some(area) = memory::take_front(usable, block.size() * cores as u64) else {
         fatal(format_args!(
-            "no room for the start-up area of {} cores",
-            apic_ids.len()
+            "no room for the start-up area of {cores} cores"
         ))
     };
+    Area {
+        start: area.start,
+        block,
+    }
+}
+
+/// Sets the service reserve aside from `usable` (what is left of `ram` after the
+/// start-up area) and splits the rest among `cores` cores.
+pub fn share_out(
+    ram: &[PhysRange],
+    mut usable: heapless::Vec<PhysRange, 64>,
+    cores: usize,
+) -> Shares {
     let total: u64 = usable.iter().map(PhysRange::len).sum();
     crate::services::MEMORY_TOTALS.call_once(|| (ram.iter().map(PhysRange::len).sum(), total));
     let service_reserve =
         memory::take_reserve(&mut usable, memory::service_reserve_size(total), FOUR_GIB);
-    let Some(shares) = memory::partition::<MAX_CORES>(&usable, apic_ids.len()) else {
-        fatal(format_args!(
-            "cannot split memory among {} cores",
-            apic_ids.len()
-        ))
+    let Some(shares) = memory::partition::<MAX_CORES>(&usable, cores) else {
+        fatal(format_args!("cannot split memory among {cores} cores"))
     };
     if shares.iter().any(|share| share.bytes() < MIN_SHARE) {
         fatal(format_args!(
-            "too little memory for {} cores: each needs {} KiB",
-            apic_ids.len(),
+            "too little memory for {cores} cores: each needs {} KiB",
             MIN_SHARE / 1024
         ));
     }
-    Layout {
-        shares,
-        area: area.start,
-        block,
+    Shares {
+        cores: shares,
         service_reserve,
     }
 }

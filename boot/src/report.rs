@@ -45,11 +45,10 @@ impl Machine {
 /// Prints the machine, the TSC rate, the real-time clock's time (`now`; `None`: it had no
 /// valid time) and what ACPI said, into the held console. The boot core, once the cores
 /// are online.
-pub fn machine(plan: &Plan, now: Option<DateTime>) {
-    let machine = &plan.machine;
+pub fn machine(machine: &Machine, command_line: &str, now: Option<DateTime>) {
     println!(
         "manada: PVH boot, command line '{}', {} MiB RAM in {} ranges",
-        plan.cmdline,
+        command_line,
         machine.ram_bytes / MIB,
         machine.ram_ranges
     );
@@ -83,14 +82,14 @@ pub fn machine(plan: &Plan, now: Option<DateTime>) {
 /// Writes out what the console held (the lines above, PCI's and any warnings), then the
 /// rest of the report: the application processors (and any that did not come up), the
 /// cores online, the app. Core 0, after `GO`.
-pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
+pub fn print(plan: &Plan, info: &BootInfo, app: &crate::App, timeout_ms: u64) {
     console::release();
     if plan.cores() > 1 {
         println!(
             "manada: starting {} application processors",
             plan.cores() - 1
         );
-        if selftest::simulate_dead_core(&plan.cmdline) {
+        if selftest::simulate_dead_core(&info.cmdline) {
             let asleep = plan.apic_ids.last();
             println!("manada: selftest: leaving the core with APIC id {asleep:?} asleep");
         }
@@ -117,7 +116,7 @@ pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
         .unwrap_or(0);
     println!(
         "manada: running app {} on {} cores ({} MiB of memory each, {} MiB reserved for device services)",
-        plan.app.name,
+        app.name,
         info.cores.len(),
         per_core / MIB,
         info.service_reserve.map_or(0, |r| r.len() / MIB)

@@ -236,15 +236,21 @@ pub fn send_init_to_others() -> u64 {
 /// [`send_init_to_others`] (at least 10 ms before, on a processor that needs that), and
 /// returns at once: they start in parallel while the boot core goes on
 /// ([`repeat_startup`], [`wait_until_online`]). `left_asleep` (a self test; only with
-/// [`Wake::Each`]) is never started, as a core that does not answer would not be.
+/// [`Wake::Each`]) is never started, as a core that does not answer would not be. The
+/// last of them to come online wakes `boot_apic_id`, the boot core.
 ///
 /// Boot core, with the plan published and the trampoline in place.
-pub fn start_application_processors(apic_ids: &[u32], wake: Wake, left_asleep: Option<u32>) {
+pub fn start_application_processors(
+    boot_apic_id: u32,
+    apic_ids: &[u32],
+    wake: Wake,
+    left_asleep: Option<u32>,
+) {
     let woken_count = woken(apic_ids, left_asleep).count();
     if woken_count == 0 {
         return;
     }
-    BOOT_APIC_ID.store(apic::id(), Ordering::Relaxed);
+    BOOT_APIC_ID.store(boot_apic_id, Ordering::Relaxed);
     // Slot 0, the boot core, is counted when it reports online itself.
     AWAITED.store(1 + woken_count, Ordering::Release);
     send_startup(apic_ids, wake, left_asleep);

@@ -35,6 +35,10 @@ const ACCEPTED_ERROR_PPM: u64 = 5_000;
 /// How long a window may wait for its clock to move, in TSC ticks (20 ms at 2.5 GHz,
 /// 100 ms at the slowest TSC): a clock that does not move by then is not there.
 const LONGEST_WAIT_TICKS: u64 = 50_000_000;
+/// How long a wait on a clock spins between two reads of it, in TSC ticks (4 µs at
+/// 2.5 GHz, 20 µs at the slowest TSC): under QEMU each read takes the emulator's lock,
+/// which the cores starting meanwhile want too.
+const POLL_GAP_TICKS: u64 = 10_000;
 /// The APIC timer is measured for at least this long when the TSC rate was stated.
 /// Under KVM, where the hypervisor states both rates, it is not measured at all.
 const APIC_WINDOW_US: u64 = 200;
@@ -278,6 +282,7 @@ impl Running {
         let mut counts = self.poll();
         let mut moved = rdtsc();
         while counts < want {
+            spin_until(rdtsc() + POLL_GAP_TICKS);
             let now = self.poll();
             if now != counts {
                 counts = now;
