@@ -232,6 +232,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
             mailbox: plan::mailbox_location(&slot, online_count),
         });
     }
+    tsc::settle_apic_timer();
     let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
     crate::selftest::check(&params.cmdline, cores.len());
     let placement = services::decide(cores.len(), &command_line);

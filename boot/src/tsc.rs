@@ -4,9 +4,12 @@
 //! leaves 0x15 and 0x16); else a short measurement against the best reference clock the
 //! machine has: the HPET (10 ns on QEMU), the ACPI PM timer (279 ns), or the PIT
 //! (838 ns; the only one on microvm), each read between two TSC reads so that the
-//! bound of the result is known. The window stays open while the boot core plans, wakes
-//! the other cores and enumerates PCI (see [`Pending`]), so it costs no wait of its own.
-//! The local APIC timer is measured against the TSC over the first part of it.
+//! bound of the result is known. The window opens once the boot core is online and stays
+//! open while the others start (see [`Pending`]), so it costs no wait of its own where
+//! there are others (at one core it waits out 0.5 ms, 1 ms on the PIT). The local APIC
+//! timer is measured against the TSC twice: roughly at the start of the window, for the
+//! boot core's wait for the others, and for good while the boot core then enumerates
+//! the devices ([`settle_apic_timer`]).
 //!
 //! The PIT's channel 0 is read by latching, without its gate or speaker port, so the
 //! same code works on `pc`, `q35` and `microvm`.
@@ -39,9 +42,15 @@ const LONGEST_WAIT_TICKS: u64 = 50_000_000;
 /// 2.5 GHz, 20 µs at the slowest TSC): under QEMU each read takes the emulator's lock,
 /// which the cores starting meanwhile want too.
 const POLL_GAP_TICKS: u64 = 10_000;
-/// The APIC timer is measured for at least this long when the TSC rate was stated.
-/// Under KVM, where the hypervisor states both rates, it is not measured at all.
+/// The APIC timer's rate for good is measured over at least this long (while the boot
+/// core enumerates the devices, so normally with no wait). Under KVM, where the
+/// hypervisor states both rates, it is not measured at all.
 const APIC_WINDOW_US: u64 = 200;
+/// The provisional rates (TSC and APIC timer, for the start-up's own delays and
+/// time-outs, good to a few percent) are taken over at least this long, spun out while
+/// the others start: short, since under TCG a spinning boot core takes a host CPU from
+/// them.
+const PROVISIONAL_WINDOW_US: u64 = 20;
 /// What the TSC is taken to run at when nothing states or measures it.
 const ASSUMED_HZ: u64 = 2_000_000_000;
 
@@ -317,9 +326,9 @@ impl Running {
 /// The TSC rate being found while the boot core does other work: stated (nothing to
 /// wait for), or a window open on the best clock since [`begin`], which the boot core
 /// [`poll`]s between its steps (so that it sees every wrap of the clock) and closes in
-/// [`finish`] once the cores are online. Meanwhile [`provisional`] gives a rate good to
-/// a fraction of a percent for the start-up's own delays and time-outs. The window is
-/// as long as all that work took, so the measurement costs no waiting of its own.
+/// [`finish`] once the cores are online. Meanwhile [`provisional`] gives rates good to a
+/// few percent for the start-up's own delays and time-outs. The window is as long as the
+/// others took to start, so the measurement costs no waiting of its own.
 #[derive(Debug)]
 struct Pending {
     facts: CpuidFacts,
@@ -369,10 +378,10 @@ pub fn poll() {
     }
 }
 
-/// Sets a provisional TSC rate from the window so far (at least 100 µs of it) and the
-/// APIC timer's rate for good (measured against the TSC since [`begin`], at least
-/// 200 µs), and stops the APIC timer's count so the timer can be used. Once; a second
-/// call changes nothing.
+/// Sets provisional rates for the TSC (from the window so far) and the APIC timer
+/// (against the TSC since [`begin`]), both over at least [`PROVISIONAL_WINDOW_US`], and
+/// stops the APIC timer's count so the timer can be used. [`finish`] and
+/// [`settle_apic_timer`] replace them. Once; a second call changes nothing.
 pub fn provisional() {
     let mut guard = PENDING.lock();
     let Some(pending) = guard.as_mut().filter(|pending| !pending.provisional) else {
@@ -382,7 +391,7 @@ pub fn provisional() {
     let hz = match (pending.stated, pending.running.as_mut()) {
         (Some((hz, _)), _) => hz,
         (None, Some(running)) => {
-            let want = running.clock.reference().hz / 10_000;
+            let want = running.clock.reference().hz * PROVISIONAL_WINDOW_US / 1_000_000;
             match running
                 .wait_for(want)
                 .ok()
@@ -404,10 +413,7 @@ pub fn provisional() {
     match pending.facts.stated_apic_hz() {
         Some(apic_hz) => apic::set_timer_rate_from_hz(apic_hz, hz),
         None => {
-            let ready = pending.apic_start.tsc_after + APIC_WINDOW_US * hz / 1_000_000;
-            while rdtsc() < ready {
-                core::hint::spin_loop();
-            }
+            spin_until(pending.apic_start.tsc_after + PROVISIONAL_WINDOW_US * hz / 1_000_000);
             apic::set_timer_rate(apic::rate_between(
                 pending.apic_start,
                 apic::timer_reading(),
@@ -439,7 +445,28 @@ pub fn finish() -> (u64, Found) {
     };
     TSC_HZ.store(hz, Ordering::Relaxed);
     FOUND.call_once(|| how);
+    if pending.facts.stated_apic_hz().is_none() {
+        // The APIC timer counts again, to be measured over what the boot core does next.
+        apic::start_counting();
+        *APIC_COUNT.lock() = Some(apic::timer_reading());
+    }
     (hz, how)
+}
+
+/// Where the APIC timer's second count began ([`finish`]); taken by
+/// [`settle_apic_timer`].
+static APIC_COUNT: spin::Mutex<Option<Reading>> = spin::Mutex::new(None);
+
+/// Sets the APIC timer's rate for good from the count [`finish`] began (at least
+/// [`APIC_WINDOW_US`] of it, waited out if need be) and stops the count. Boot core,
+/// after [`finish`], before any core arms its timer for the run.
+pub fn settle_apic_timer() {
+    let Some(start) = APIC_COUNT.lock().take() else {
+        return;
+    };
+    spin_until(start.tsc_after + APIC_WINDOW_US * hz() / 1_000_000);
+    apic::set_timer_rate(apic::rate_between(start, apic::timer_reading()));
+    apic::stop_counting();
 }
 
 /// Measures against `clock` in windows of their own until one is within
