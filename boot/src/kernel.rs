@@ -114,26 +114,32 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     // would compete with them for the emulator's lock).
     let started = rdtsc();
     smp::start_application_processors(boot_apic_id, &others, wake, left_asleep);
-    STARTING.call_once(|| {
-        spin::Mutex::new(Some(Starting {
-            params,
-            usable,
-            topology,
-            facts,
-            tables,
-            frames,
-            timeline,
-            others,
-            wake,
-            left_asleep,
-            second_startup: facts
-                .needs_second_startup()
-                .then_some((started, if init_delay { 200 } else { 10 })),
-        }))
-    });
+    let mut starting = Starting {
+        params,
+        usable,
+        topology,
+        facts,
+        tables,
+        frames,
+        timeline,
+        others,
+        wake,
+        left_asleep,
+        second_startup: facts
+            .needs_second_startup()
+            .then_some((started, if init_delay { 200 } else { 10 })),
+    };
     // SAFETY: slot 0's stack is in the boot core's block of the start-up area and is used
-    // by nothing else; nothing on the boot stack is needed afterwards.
-    unsafe { smp::switch_stack(plan.slot(0).stack_top, boot_core_continue, 0) }
+    // by nothing else. `starting` stays where it is, in this frame on the boot stack:
+    // this function never returns and nothing else uses the boot stack, so the pointer
+    // stays valid, and `boot_core_continue` is the only one to use it.
+    unsafe {
+        smp::switch_stack(
+            plan.slot(0).stack_top,
+            boot_core_continue,
+            &raw mut starting as usize,
+        )
+    }
 }
 
 /// What the boot core carries over its stack switch for the steps after it.
@@ -155,39 +161,38 @@ struct Starting {
     second_startup: Option<(u64, u64)>,
 }
 
-/// Set once before the boot core's stack switch; taken right after it.
-static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
-
 /// The application that runs, found once the cores are online.
 static APP: spin::Once<&'static crate::App> = spin::Once::new();
 
-extern "C" fn boot_core_continue(_: usize) -> ! {
+/// Goes on from `boot_core_main` on the boot core's own stack; `starting` is the address
+/// of what `boot_core_main` left for it on the boot stack.
+extern "C" fn boot_core_continue(starting: usize) -> ! {
     let plan = PLAN.get().expect("plan published before the switch");
-    let Starting {
-        params,
-        usable,
-        topology,
+    // SAFETY: `boot_core_main` passes the address of its `Starting`, which stays in its
+    // frame on the boot stack for good (see there), used by this function alone.
+    let starting = unsafe { &mut *(starting as *mut Starting) };
+    let &mut Starting {
+        ref params,
+        ref mut usable,
+        ref topology,
         facts,
-        tables,
-        mut frames,
+        ref tables,
+        ref mut frames,
         mut timeline,
-        others,
+        ref others,
         wake,
         left_asleep,
         second_startup,
-    } = STARTING
-        .get()
-        .and_then(|starting| starting.lock().take())
-        .expect("set before the switch");
+    } = starting;
     enter_own_tables(&plan.slot(0));
     smp::mark_online(0);
     // The TSC is measured from here until the cores are online. Not earlier: under QEMU
     // every read of a clock or an APIC register takes the emulator's lock, which the
     // cores just started want too.
-    tsc::begin(&topology, facts);
+    tsc::begin(topology, facts);
     tsc::provisional();
     if let Some((first, micros)) = second_startup {
-        smp::repeat_startup(&others, wake, left_asleep, first, micros);
+        smp::repeat_startup(others, wake, left_asleep, first, micros);
     }
     let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
     timeline.end(Phase::Aps, online);
@@ -197,12 +202,16 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     timeline.end(Phase::Tsc, rdtsc());
 
     let app = APP.call_once(|| find_app(&params.cmdline));
-    let shares = plan.set_shares(plan::share_out(&params.ram, usable, plan.cores()));
+    let shares = plan.set_shares(plan::share_out(
+        &params.ram,
+        core::mem::take(usable),
+        plan.cores(),
+    ));
     // What the start-up found so far goes to the (held) console, then the clock and the
     // devices (the placement of the services depends on them). The UART is set up (it
     // holds no output yet) before any other core may print a fatal report: its
     // self-test loops output back and would swallow one.
-    let machine = crate::report::Machine::new(&params.ram, &topology, &tables, apic::is_x2apic());
+    let machine = crate::report::Machine::new(&params.ram, topology, tables, apic::is_x2apic());
     crate::report::machine(
         &machine,
         &params.cmdline,
@@ -210,7 +219,7 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     );
     console::init();
     crate::mmio::read_command_line(&params.cmdline);
-    crate::pci::discover(&acpi::device_tables(&tables), &mut || frames.take());
+    crate::pci::discover(&acpi::device_tables(tables), &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
 
     let online_count = (0..plan.cores())

@@ -16,7 +16,6 @@ use percore::{println, CoreLocal, MAX_CORES};
 
 const KERNEL_STACK_SIZE: u64 = 64 * 1024;
 const IST_STACK_SIZE: u64 = 16 * 1024;
-const MIB: u64 = 1 << 20;
 const FOUR_GIB: u64 = 4 << 30;
 
 /// One core's start-up resources: its block of the start-up area.
@@ -112,7 +111,6 @@ impl Plan {
 
 pub static PLAN: spin::Once<Plan> = spin::Once::new();
 extern "C" {
-    static __kernel_start: u8;
     static __kernel_end: u8;
 }
 
@@ -196,16 +194,14 @@ impl TableFrames {
 /// Returns the RAM the cores may have (all of `ram` but the first MiB and the kernel
 /// image) less the page-table frames, and those frames.
 pub fn usable_memory(ram: &[PhysRange]) -> (heapless::Vec<PhysRange, 64>, TableFrames) {
-    let mut usable: heapless::Vec<PhysRange, 64> = ram.iter().copied().collect();
-    let kernel = PhysRange::new(
-        &raw const __kernel_start as u64,
-        &raw const __kernel_end as u64,
-    );
-    for hole in [PhysRange::new(0, MIB), kernel] {
-        if !memory::subtract(&mut usable, hole) {
-            fatal(format_args!("memory map too fragmented"));
-        }
-    }
+    // The image is linked at 1 MiB (linker script), so the first MiB and the image are
+    // one hole, below its end.
+    let image_end = &raw const __kernel_end as u64;
+    let mut usable: heapless::Vec<PhysRange, 64> = ram
+        .iter()
+        .map(|range| PhysRange::new(range.start.max(image_end), range.end))
+        .filter(|range| !range.is_empty())
+        .collect();
     // A page directory per GiB above 4 GiB, their directory-pointer tables, and room for
     // device windows anywhere (each may need a pointer table and a directory).
     let gib_above_4g: u64 = ram
@@ -214,17 +210,14 @@ pub fn usable_memory(ram: &[PhysRange]) -> (heapless::Vec<PhysRange, 64>, TableF
         .map(|r| (r.end - r.start.max(FOUR_GIB)).div_ceil(1 << 30))
         .sum();
     let table_bytes = (gib_above_4g + 16) * memory::PAGE_SIZE;
-    let Some(table_area) = usable
-        .iter_mut()
-        .find(|r| r.end <= FOUR_GIB && r.len() >= table_bytes + memory::PAGE_SIZE)
+    let Some(tables) =
+        memory::take_front(&mut usable, table_bytes).filter(|tables| tables.end <= FOUR_GIB)
     else {
         fatal(format_args!("no room below 4 GiB for page tables"))
     };
-    let next = (table_area.start + memory::PAGE_SIZE - 1) & !(memory::PAGE_SIZE - 1);
-    table_area.start = next + table_bytes;
     let frames = TableFrames {
-        next,
-        end: next + table_bytes,
+        next: tables.start,
+        end: tables.end,
     };
     (usable, frames)
 }
