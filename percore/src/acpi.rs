@@ -125,23 +125,25 @@ pub struct Table<'a> {
 impl<'a> Table<'a> {
     /// Reads the table at `address`: its header, then the length it states, checked.
     pub fn read(memory: &'a impl PhysicalMemory, address: u64) -> Result<Table<'a>, AcpiError> {
-        let signature = signature_at(memory, address).unwrap_or(*b"????");
+        let header = memory.read(address, HEADER_LENGTH);
         let refuse = |problem| AcpiError::Table {
-            signature,
+            signature: header.and_then(|h| field(h, 0)).unwrap_or(*b"????"),
             address,
             problem,
         };
-        let header = memory
-            .read(address, HEADER_LENGTH)
+        let length = header
+            .and_then(|h| u32_at(h, 4))
             .ok_or(refuse(Problem::Unreadable))?;
-        let length = u32_at(header, 4).unwrap_or(0);
         if !(HEADER_LENGTH..=MAX_TABLE_LENGTH).contains(&(length as usize)) {
             return Err(refuse(Problem::Length(length)));
         }
         let bytes = memory
             .read(address, length as usize)
             .ok_or(refuse(Problem::Unreadable))?;
-        Table::from_bytes(address, bytes).map_err(refuse)
+        if !sums_to_zero(bytes) {
+            return Err(refuse(Problem::Checksum));
+        }
+        Ok(Table { address, bytes })
     }
 
     /// Returns the table in `bytes` (found at `address`) once its stated length equals
@@ -254,12 +256,7 @@ impl<'a, M: PhysicalMemory> Root<'a, M> {
     /// Returns the physical addresses the root table lists, in its order.
     pub fn entries(&self) -> impl Iterator<Item = u64> + 'a {
         let (bytes, size) = (self.table.bytes, self.entry_size);
-        bytes[HEADER_LENGTH..]
-            .chunks_exact(size)
-            .map(move |entry| match size {
-                8 => u64_at(entry, 0).unwrap_or(0),
-                _ => u64::from(u32_at(entry, 0).unwrap_or(0)),
-            })
+        (0..(bytes.len() - HEADER_LENGTH) / size).map(move |index| entry(bytes, size, index))
     }
 
     /// Returns every listed table with `signature`, each read and checked, in the root
@@ -275,9 +272,16 @@ impl<'a, M: PhysicalMemory> Root<'a, M> {
     }
 
     /// Returns the first listed table with `signature`, read and checked; `None` when
-    /// there is none.
+    /// there is none. A plain loop: it runs before the cores start.
     pub fn find(&self, signature: [u8; 4]) -> Option<Result<Table<'a>, AcpiError>> {
-        self.tables(signature).next()
+        let (bytes, size) = (self.table.bytes, self.entry_size);
+        for index in 0..(bytes.len() - HEADER_LENGTH) / size {
+            let address = entry(bytes, size, index);
+            if signature_at(self.memory, address) == Some(signature) {
+                return Some(Table::read(self.memory, address));
+            }
+        }
+        None
     }
 
     /// Returns what the kernel needs before the cores start: the processors and
@@ -333,6 +337,16 @@ impl<'a, M: PhysicalMemory> Root<'a, M> {
             .take(MAX_AML_TABLES)
             .collect()
     }
+}
+
+/// Returns entry `index` of a root table's `bytes` (entries of `size` bytes: 4 or 8).
+fn entry(bytes: &[u8], size: usize, index: usize) -> u64 {
+    let at = HEADER_LENGTH + index * size;
+    match size {
+        8 => u64_at(bytes, at),
+        _ => u32_at(bytes, at).map(u64::from),
+    }
+    .unwrap_or(0)
 }
 
 /// Returns the root table's address and entry size from the RSDP at `address`, if one
