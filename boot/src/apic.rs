@@ -170,6 +170,17 @@ pub fn set_timer_rate_from_hz(bus_hz: u64, tsc_hz: u64) {
     set_timer_rate(((divided << 20) / u128::from(tsc_hz.max(1))) as u64);
 }
 
+/// Divide configuration value for "divide by 1".
+const TIMER_DIVIDE_1: u32 = 0b1011;
+
+/// Makes this core's timer interrupt at `vector` once, after `counts` of its input
+/// clock (divided by 1), whose rate need not be known yet.
+pub fn arm_timer_counts(vector: u8, counts: u32) {
+    write(REG_TIMER_DIVIDE, TIMER_DIVIDE_1);
+    write(REG_TIMER, u32::from(vector));
+    write(REG_TIMER_INITIAL, counts);
+}
+
 /// Sets this core's timer up: one-shot, `vector`, stopped.
 pub fn enable_timer(vector: u8) {
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_16);

@@ -186,9 +186,10 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
     } = starting;
     enter_own_tables(&plan.slot(0));
     smp::mark_online(0);
-    // The TSC is measured from here until the cores are online. Not earlier: under QEMU
-    // every read of a clock or an APIC register takes the emulator's lock, which the
-    // cores just started want too.
+    // The TSC is measured from here until the cores are online, once they are, or after
+    // a moment (at one core, at once). Not earlier: under QEMU every read of a clock or
+    // an APIC register takes the emulator's lock, which the cores just started want too.
+    smp::rest_while_starting(others.len());
     tsc::begin(topology, facts);
     tsc::provisional();
     if let Some((first, micros)) = second_startup {

@@ -285,6 +285,30 @@ fn send_startup(apic_ids: &[u32], wake: Wake, left_asleep: Option<u32>) {
     }
 }
 
+/// Counts of the APIC timer's input clock that [`rest_while_starting`] halts for at most:
+/// 1 ms at QEMU's 1 GHz, at most 0.1 s at 10 MHz (no processor's APIC timer runs slower:
+/// their crystals and buses run at 19.2 MHz and more).
+const REST_COUNTS: u32 = 1_000_000;
+
+/// Halts until the `planned` application processors are online (the last one wakes this
+/// core) or the APIC timer ran [`REST_COUNTS`], whichever comes first. Boot core, right
+/// after it started them and came online itself, before it measures the TSC: under QEMU
+/// every access to a clock or an APIC register takes the emulator's lock, which the
+/// starting cores want too (measured at 8 cores: 0.2 ms sooner online when the boot core
+/// keeps off it). Its timer's rate is not known yet, hence a count with a bound, not a
+/// time; [`wait_until_online`] then waits with the time-out.
+pub fn rest_while_starting(planned: usize) {
+    if planned == 0 {
+        return;
+    }
+    apic::arm_timer_counts(interrupts::TIMER_VECTOR, REST_COUNTS);
+    // The timer's count was loaded before the first halt: once it reads zero it fired.
+    while ONLINE_COUNT.load(Ordering::Acquire) <= planned && apic::timer_reading().value != 0 {
+        interrupts::halt_until_interrupt();
+    }
+    apic::stop_counting();
+}
+
 /// Waits, halted, until the `planned` application processors are online or
 /// `timeout_us` passed, calling `poll` at least every [`POLL_US`]. Returns how many
 /// came online and the TSC value at which the wait ended: when the last of them came
