@@ -198,29 +198,28 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
     let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
     timeline.end(Phase::Aps, online);
 
-    // The TSC's window closes: it spanned the APs' start.
-    tsc::finish();
-    timeline.end(Phase::Tsc, rdtsc());
-
+    // Before the TSC's window closes (it needs 0.5 ms of its clock, 1 ms of the PIT), the
+    // work that prints nothing: the app, the memory shares, the real-time clock and the
+    // device tables. Then what the start-up found goes to the (held) console, then the
+    // devices (the placement of the services depends on them). The UART is set up (it
+    // holds no output yet) before any other core may print a fatal report: its
+    // self-test loops output back and would swallow one.
     let app = APP.call_once(|| find_app(&params.cmdline));
     let shares = plan.set_shares(plan::share_out(
         &params.ram,
         core::mem::take(usable),
         plan.cores(),
     ));
-    // What the start-up found so far goes to the (held) console, then the clock and the
-    // devices (the placement of the services depends on them). The UART is set up (it
-    // holds no output yet) before any other core may print a fatal report: its
-    // self-test loops output back and would swallow one.
+    let now = devices::rtc::publish_wall_clock();
+    let device_tables = acpi::device_tables(tables);
+    tsc::finish();
+    timeline.end(Phase::Tsc, rdtsc());
+
     let machine = crate::report::Machine::new(&params.ram, topology, tables, apic::is_x2apic());
-    crate::report::machine(
-        &machine,
-        &params.cmdline,
-        devices::rtc::publish_wall_clock(),
-    );
+    crate::report::machine(&machine, &params.cmdline, now);
     console::init();
     crate::mmio::read_command_line(&params.cmdline);
-    crate::pci::discover(&acpi::device_tables(tables), &mut || frames.take());
+    crate::pci::discover(&device_tables, &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
 
     let online_count = (0..plan.cores())
