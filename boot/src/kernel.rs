@@ -84,7 +84,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         && topology.processors_dropped == 0
         && apic_ids.len() == topology.processors.len();
     let plan = PLAN.call_once(|| Plan::new(apic_ids, area));
-    let others: heapless::Vec<u32, MAX_CORES> = plan.apic_ids.iter().skip(1).copied().collect();
+    let others: &'static [u32] = &plan.apic_ids[1..];
     if !others.is_empty() {
         // SAFETY: boot core only, no AP started yet; the page is below 1 MiB, never
         // handed out.
@@ -113,7 +113,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
     // and tables, then measures the TSC and halts (under QEMU's TCG anything else it did
     // would compete with them for the emulator's lock).
     let started = rdtsc();
-    smp::start_application_processors(boot_apic_id, &others, wake, left_asleep);
+    smp::start_application_processors(boot_apic_id, others, wake, left_asleep);
     let mut starting = Starting {
         params,
         usable,
@@ -153,7 +153,7 @@ struct Starting {
     frames: plan::TableFrames,
     timeline: Timeline,
     /// The APIC ids of the cores started, how, and the one left asleep (self test).
-    others: heapless::Vec<u32, MAX_CORES>,
+    others: &'static [u32],
     wake: smp::Wake,
     left_asleep: Option<u32>,
     /// When the first STARTUP went out and how many microseconds after it a second one
@@ -179,7 +179,7 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
         ref tables,
         ref mut frames,
         mut timeline,
-        ref others,
+        others,
         wake,
         left_asleep,
         second_startup,
