@@ -3,12 +3,12 @@
 //! The trampoline is copied to [`TRAMPOLINE_PAGE`]. A woken core runs it from real mode
 //! through protected mode into long mode on the kernel's page tables, takes a ticket
 //! (`lock xadd`) that picks a small bootstrap stack, and calls `ap_entry(ticket)`. There
-//! it finds its APIC id in the start-up plan and moves onto its own stack, carved from
-//! its own memory. All cores are woken together (INIT to all as soon as the boot core's
-//! APIC is on, STARTUP to each once the plan is ready; a second STARTUP 10 µs later on
-//! bare processors, and the old 10 ms after INIT and 200 µs only where the processor
-//! needs them) and start in parallel, so bring-up time does not grow with the core
-//! count; the boot core halts meanwhile, and the last core to come online wakes it.
+//! it finds its APIC id in the start-up plan and moves onto its own stack, in
+//! its own block of the start-up area. All cores are woken together (INIT to all, then
+//! STARTUP once the plan is ready; a second STARTUP 10 µs later on bare processors, and
+//! the old 10 ms after INIT and 200 µs only where the processor needs them) and start in
+//! parallel, so bring-up time does not grow with the core count; the boot core halts
+//! meanwhile, and the last core to come online wakes it.
 
 use crate::cpu::rdtsc;
 use crate::{apic, interrupts, tsc};
@@ -224,9 +224,9 @@ pub enum Wake {
 }
 
 /// Sends INIT to every processor but this one (destination shorthand) and returns the
-/// TSC value at which it was sent. Each then waits for a STARTUP, which is harmless to a
-/// processor that will never get one, so this goes out as soon as the boot core's APIC
-/// is on: the processors' (or the emulator's) work on INIT overlaps the plan.
+/// TSC value at which it was sent. Each then waits for a STARTUP; INIT is harmless to a
+/// processor that will never get one, so the shorthand serves even when some processor
+/// stays asleep.
 pub fn send_init_to_others() -> u64 {
     apic::send_init_to_others();
     rdtsc()
