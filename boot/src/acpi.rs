@@ -1,11 +1,11 @@
 //! ACPI through the identity map: the boot core's reads of the firmware's tables with
 //! `percore::acpi`'s walk. Before the cores start it reads only what starting them
-//! needs (the MADT, and the HPET and FADT for the TSC's reference clock); the MCFG and
-//! the AML tables (DSDT, SSDTs, which are large and checksummed whole) wait until the
-//! devices are looked for, once the cores are online.
+//! needs (the MADT); the HPET and FADT (the TSC's reference clocks), the MCFG and the
+//! AML tables (DSDT, SSDTs, which are large and checksummed whole) wait until the cores
+//! are online.
 
 use percore::acpi::{AcpiError, PhysicalMemory, Root, RsdpSource};
-pub use percore::acpi::{AmlBlock, Ecam, Topology};
+pub use percore::acpi::{AmlBlock, Clocks, Ecam, Topology};
 
 /// The end of what the entry code identity-maps (and `paging` never unmaps).
 const IDENTITY_MAPPED_END: u64 = 4 << 30;

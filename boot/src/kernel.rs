@@ -106,7 +106,7 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         smp::Wake::Each
     };
     if let Some(init_sent) = early_init {
-        tsc::begin(&topology, facts);
+        tsc::begin(&tables.clocks(), facts);
         tsc::provisional();
         tsc::spin_until(init_sent.saturating_add(tsc::hz() / 100));
     }
@@ -195,7 +195,7 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
     // a moment (at one core, at once). Not earlier: under QEMU every read of a clock or
     // an APIC register takes the emulator's lock, which the cores just started want too.
     smp::rest_while_starting(others.len());
-    tsc::begin(topology, facts);
+    tsc::begin(&tables.clocks(), facts);
     tsc::provisional();
     if let Some((first, micros)) = second_startup {
         smp::repeat_startup(others, wake, left_asleep, first, micros);

@@ -14,7 +14,7 @@
 //! The PIT's channel 0 is read by latching, without its gate or speaker port, so the
 //! same code works on `pc`, `q35` and `microvm`.
 
-use crate::acpi::Topology;
+use crate::acpi::Clocks;
 use crate::cpu::{cpuid, rdtsc};
 use crate::{apic, paging};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -209,9 +209,9 @@ pub fn cpuid_facts() -> CpuidFacts {
 /// Returns the reference clocks this machine may have, best first: the HPET (enabled
 /// here if firmware left it off), the PM timer, the PIT (started here; a machine
 /// without one shows a counter that never moves, and the window on it fails).
-pub fn find_clocks(topology: &Topology) -> heapless::Vec<Clock, 3> {
+pub fn find_clocks(firmware: &Clocks) -> heapless::Vec<Clock, 3> {
     let mut clocks = heapless::Vec::new();
-    if let Some(base) = topology.hpet {
+    if let Some(base) = firmware.hpet {
         // The HPET's page is uncached since `paging::init` (below 4 GiB) or mapped here.
         let mut no_frames = || None;
         if paging::map_mmio(base, 4096, &mut no_frames).is_ok() {
@@ -233,7 +233,7 @@ pub fn find_clocks(topology: &Topology) -> heapless::Vec<Clock, 3> {
             }
         }
     }
-    if let Some(timer) = topology.pm_timer {
+    if let Some(timer) = firmware.pm_timer {
         let _ = clocks.push(Clock::PmTimer {
             port: timer.port,
             reference: Reference::pm_timer(timer.is_32_bit),
@@ -346,7 +346,7 @@ static PENDING: spin::Mutex<Option<Pending>> = spin::Mutex::new(None);
 /// Starts finding the TSC rate (see [`Pending`]), given what CPUID says (`facts`,
 /// from [`cpuid_facts`]). Once; a second call changes nothing. Boot core, with its APIC
 /// enabled and the clocks' registers mapped.
-pub fn begin(topology: &Topology, facts: CpuidFacts) {
+pub fn begin(firmware: &Clocks, facts: CpuidFacts) {
     let mut pending = PENDING.lock();
     if pending.is_some() || FOUND.get().is_some() {
         return;
@@ -355,7 +355,7 @@ pub fn begin(topology: &Topology, facts: CpuidFacts) {
     let apic_start = apic::timer_reading();
     let stated = facts.stated_tsc_hz();
     let clocks = if stated.is_none() {
-        find_clocks(topology)
+        find_clocks(firmware)
     } else {
         heapless::Vec::new()
     };

@@ -1,6 +1,6 @@
 //! ACPI tables as the boot core reads them: the RSDP, the root table (RSDT or XSDT) and
-//! the few tables the kernel uses (MADT, HPET, FADT before the cores start; MCFG and
-//! where the DSDT and SSDTs lie, after).
+//! the few tables the kernel uses (the MADT before the other cores start; the HPET,
+//! FADT, MCFG and where the DSDT and SSDTs lie, after).
 //!
 //! Pure parsing over [`PhysicalMemory`]: the boot core passes its identity map, the host
 //! tests pass QEMU's own tables dumped into files. A [`Table`] exists only once its
@@ -284,21 +284,26 @@ impl<'a, M: PhysicalMemory> Root<'a, M> {
         None
     }
 
-    /// Returns what the kernel needs before the cores start: the processors and
-    /// interrupt controllers (MADT, required) and the clocks (HPET, FADT's PM timer; a
-    /// table of these that fails its checks is left out, as if absent).
+    /// Returns the processors and interrupt controllers (the MADT): what the kernel
+    /// needs before the other cores start.
     pub fn topology(&self) -> Result<Topology, AcpiError> {
         let madt = self.find(*b"APIC").ok_or(AcpiError::NoMadt)??;
-        let mut topology = read_madt(&madt)?;
-        topology.hpet = self
-            .find(*b"HPET")
-            .and_then(Result::ok)
-            .and_then(|t| hpet_base(&t));
-        topology.pm_timer = self
-            .find(*b"FACP")
-            .and_then(Result::ok)
-            .and_then(|t| pm_timer(&t));
-        Ok(topology)
+        read_madt(&madt)
+    }
+
+    /// Returns the clocks the TSC can be measured against: the HPET and the FADT's PM
+    /// timer (a table of these that fails its checks is left out, as if absent).
+    pub fn clocks(&self) -> Clocks {
+        Clocks {
+            hpet: self
+                .find(*b"HPET")
+                .and_then(Result::ok)
+                .and_then(|t| hpet_base(&t)),
+            pm_timer: self
+                .find(*b"FACP")
+                .and_then(Result::ok)
+                .and_then(|t| pm_timer(&t)),
+        }
     }
 
     /// Returns PCI Express configuration space for segment 0, from the MCFG table (none
@@ -397,7 +402,7 @@ pub struct Processor {
     pub x2apic_entry: bool,
 }
 
-/// The processors, interrupt controllers and clocks the firmware describes.
+/// The processors and interrupt controllers the firmware describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     /// Enabled processors, each once, in MADT order.
@@ -408,10 +413,15 @@ pub struct Topology {
     pub processors_disabled: usize,
     pub local_apic_address: u64,
     pub io_apics: heapless::Vec<u64, 8>,
-    /// The ACPI PM timer (FADT); `None` on hardware-reduced ACPI (microvm).
-    pub pm_timer: Option<PmTimer>,
+}
+
+/// The clocks the firmware describes besides the PIT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
     /// The HPET's register block (physical address), from the HPET table.
     pub hpet: Option<u64>,
+    /// The ACPI PM timer (FADT); `None` on hardware-reduced ACPI (microvm).
+    pub pm_timer: Option<PmTimer>,
 }
 
 /// The ACPI PM timer: its I/O port and whether it counts 32 bits (else 24).
@@ -444,8 +454,8 @@ const MADT_LOCAL_X2APIC: u8 = 9;
 /// Flags of a processor entry: bit 0, enabled.
 const PROCESSOR_ENABLED: u32 = 1;
 
-/// Returns the processors and interrupt controllers the MADT `madt` lists (the clocks
-/// left empty). Every entry must fit the table and be as long as its type needs.
+/// Returns the processors and interrupt controllers the MADT `madt` lists. Every entry
+/// must fit the table and be as long as its type needs.
 pub fn read_madt(madt: &Table<'_>) -> Result<Topology, AcpiError> {
     let bytes = madt.bytes;
     let truncated = || madt.problem(Problem::Truncated);
@@ -455,8 +465,6 @@ pub fn read_madt(madt: &Table<'_>) -> Result<Topology, AcpiError> {
         processors_disabled: 0,
         local_apic_address: u64::from(u32_at(bytes, HEADER_LENGTH).ok_or_else(truncated)?),
         io_apics: heapless::Vec::new(),
-        pm_timer: None,
-        hpet: None,
     };
     // Ids below 256 (every xAPIC id) are checked for duplicates in a bitmap, so the walk
     // stays linear in the processors; a larger id is looked for among the others.

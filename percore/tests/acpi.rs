@@ -3,8 +3,8 @@
 //! crate as an oracle; then on corrupted, truncated and made-up tables.
 
 use percore::acpi::{
-    self, AcpiError, AmlBlock, Ecam, PhysicalMemory, PmTimer, Problem, Processor, Root, RsdpSource,
-    Table, Topology, HEADER_LENGTH,
+    self, AcpiError, AmlBlock, Clocks, Ecam, PhysicalMemory, PmTimer, Problem, Processor, Root,
+    RsdpSource, Table, Topology, HEADER_LENGTH,
 };
 
 /// Physical memory made of a few regions; everything else is unreadable.
@@ -125,13 +125,15 @@ fn q35_tables() {
     assert_eq!(topology.processors_disabled, 0);
     assert_eq!(topology.local_apic_address, 0xFEE0_0000);
     assert_eq!(topology.io_apics.as_slice(), [0xFEC0_0000]);
-    assert_eq!(topology.hpet, Some(0xFED0_0000));
     assert_eq!(
-        topology.pm_timer,
-        Some(PmTimer {
-            port: 0x608,
-            is_32_bit: false
-        })
+        root.clocks(),
+        Clocks {
+            hpet: Some(0xFED0_0000),
+            pm_timer: Some(PmTimer {
+                port: 0x608,
+                is_32_bit: false
+            })
+        }
     );
     assert_eq!(
         root.ecam(),
@@ -156,10 +158,7 @@ fn pc_and_microvm_tables() {
     let root = Root::locate(&pc, Some(pc.rsdp())).unwrap();
     assert_eq!(apic_ids(&root.topology().unwrap()), [0, 1, 2, 3]);
     assert_eq!(root.ecam(), None, "pc has no PCI Express");
-    assert_eq!(
-        root.topology().unwrap().pm_timer.map(|timer| timer.port),
-        Some(0x608)
-    );
+    assert_eq!(root.clocks().pm_timer.map(|timer| timer.port), Some(0x608));
 
     let microvm = Regions::load("microvm-4");
     let root = Root::locate(&microvm, Some(microvm.rsdp())).unwrap();
@@ -167,9 +166,10 @@ fn pc_and_microvm_tables() {
     assert_eq!(&root.table().signature(), b"XSDT");
     let topology = root.topology().unwrap();
     assert_eq!(apic_ids(&topology), [0, 1, 2, 3]);
-    assert_eq!(topology.hpet, None);
+    assert_eq!(root.clocks().hpet, None);
     assert_eq!(
-        topology.pm_timer, None,
+        root.clocks().pm_timer,
+        None,
         "hardware-reduced ACPI has no PM timer"
     );
     assert_eq!(root.ecam(), None);
@@ -319,9 +319,10 @@ fn agrees_with_the_acpi_crate() {
             ecam,
             aml,
         } = oracle::others(&memory);
-        let timer = ours.pm_timer.map(|timer| (timer.port, timer.is_32_bit));
-        assert_eq!((timer, ours.hpet), (pm_timer, hpet), "{name}");
         let root = Root::locate(&memory, Some(memory.rsdp())).unwrap();
+        let clocks = root.clocks();
+        let timer = clocks.pm_timer.map(|timer| (timer.port, timer.is_32_bit));
+        assert_eq!((timer, clocks.hpet), (pm_timer, hpet), "{name}");
         assert_eq!(root.ecam().map(|ecam| ecam.base), ecam, "{name}");
         let blocks: Vec<(u64, usize)> = root
             .aml_tables()
@@ -350,8 +351,14 @@ fn a_bad_checksum_refuses_the_madt_and_skips_a_clock() {
     memory.table_mut(b"FACP")[76] ^= 1;
     memory.table_mut(b"MCFG")[44] ^= 1;
     let root = Root::locate(&memory, Some(memory.rsdp())).unwrap();
-    let topology = root.topology().unwrap();
-    assert_eq!((topology.hpet, topology.pm_timer), (None, None));
+    assert!(root.topology().is_ok());
+    assert_eq!(
+        root.clocks(),
+        Clocks {
+            hpet: None,
+            pm_timer: None
+        }
+    );
     assert_eq!(root.ecam(), None);
     assert!(root.aml_tables().is_empty(), "no valid FADT: no DSDT");
 }
@@ -548,7 +555,7 @@ fn processors_listed_twice_count_once_and_disabled_ones_are_counted() {
     );
     assert_eq!(topology.processors_disabled, 1);
     assert_eq!(topology.local_apic_address, 0x1_2345_6000);
-    assert_eq!((topology.hpet, topology.pm_timer), (None, None));
+    assert_eq!(root.clocks().hpet, None);
 }
 
 #[test]
@@ -629,6 +636,7 @@ fn random_corruption_never_panics() {
         }
         if let Ok(root) = Root::locate(&memory, Some(*rsdp)) {
             let _ = root.topology();
+            let _ = root.clocks();
             let _ = root.ecam();
             for block in root.aml_tables() {
                 assert!(memory.read(block.address, block.length).is_some());
