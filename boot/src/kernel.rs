@@ -16,8 +16,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
 use percore::heap::{Heap, OwnerMap};
-use percore::mailbox::{self, Hooks, MailboxLocation, Ring};
+use percore::mailbox::{MailboxLocation, Ring};
 use percore::memory;
+use percore::platform::{self, Hooks};
 use percore::timeline::{Phase, Timeline};
 use percore::{println, CoreLocal, Mailbox, MAX_CORES};
 
@@ -259,7 +260,7 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
         service_reserve: shares.service_reserve,
         services: placement,
     });
-    mailbox::install_hooks(Hooks {
+    platform::install_hooks(Hooks {
         wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
         halt: interrupts::halt_until_interrupt,
         arm_timer: apic::arm_timer,

@@ -403,7 +403,7 @@ fn run_workload(mode: Mode, seed: u64, operations: u32, config: BlkConfig) -> Ou
                     1 => (Operation::GetId { buffer }, blk.get_id(buffer_address)),
                     _ if busy => continue,
                     2..=10 => {
-                        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                         data.write_bytes(buffer * BUFFER_BYTES, &bytes);
                         let result = blk.write(sector, buffer_address, len);
                         (

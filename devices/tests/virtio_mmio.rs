@@ -581,7 +581,7 @@ fn the_net_driver_sends_and_receives_over_mmio() {
     let mut out = [0u8; 1514];
     for round in 0..640 {
         let frame: Vec<u8> = (0..60 + rng.below(1400))
-            .map(|_| rng.next() as u8)
+            .map(|_| rng.next_u64() as u8)
             .collect();
         assert!(card.can_transmit());
         assert!(card.transmit(&frame));

@@ -112,7 +112,7 @@ fn mutated_tables_never_panic_and_stay_bounded() {
                 0 => 0x5B,
                 1 => 0x82,
                 2 => 0xFF,
-                _ => rng.next() as u8,
+                _ => rng.next_u64() as u8,
             };
         }
         if rng.below(4) == 0 {

@@ -41,7 +41,7 @@ impl Frames {
 
     fn next_frame(&mut self) -> Vec<u8> {
         let len = 60 + self.rng.below(MAX_FRAME as u64 - 60 + 1) as usize;
-        let mut frame: Vec<u8> = (0..len).map(|_| self.rng.next() as u8).collect();
+        let mut frame: Vec<u8> = (0..len).map(|_| self.rng.next_u64() as u8).collect();
         frame[..4].copy_from_slice(&self.number.to_le_bytes());
         self.number += 1;
         frame

@@ -205,7 +205,7 @@ mod host {
                     let (mut tx, mut rx) = ring.split().unwrap();
                     throughput(
                         messages,
-                        move |words| tx.send(words, ipc::Spin),
+                        move |words| tx.send(words, std::hint::spin_loop),
                         move || spin_recv(|| rx.try_recv().ok_or(())),
                     )
                 }
@@ -281,9 +281,9 @@ mod host {
                     let (mut pong_tx, mut pong_rx) = pong.split().unwrap();
                     round_trip(
                         budget,
-                        move |words| ping_tx.send(words, ipc::Spin),
+                        move |words| ping_tx.send(words, std::hint::spin_loop),
                         move || spin_recv(|| ping_rx.try_recv().ok_or(())),
-                        move |words| pong_tx.send(words, ipc::Spin),
+                        move |words| pong_tx.send(words, std::hint::spin_loop),
                         move || spin_recv(|| pong_rx.try_recv().ok_or(())),
                     )
                 }

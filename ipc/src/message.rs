@@ -1,23 +1,25 @@
-//! Typed messages: an 8-byte header and 48 bytes inline, or a buffer moved by reference.
+//! Typed messages: a small header and 48 bytes inline, or a boxed value moved by
+//! reference.
 //!
-//! A message fills one ring slot exactly. Its header names the kind of message, the
-//! core that sent it and a correlation id that ties a reply to its request. Data that
-//! does not fit inline travels as an [`OwnedBuffer`]: the message carries the pointer and
-//! length, and ownership of the memory moves with it (one address space, no copies).
+//! A message fills one ring slot exactly. Its header names the kind of message and the
+//! core that sent it. A value that does not fit inline travels as an [`Owned`]: the
+//! message carries the box's address, and ownership of the box moves with it (one
+//! address space, no copies).
 
-use crate::raw::OwnedBuffer;
+use crate::raw::{Frame, Owned, INLINE_WORDS_WITH_OWNED};
+use crate::wire::{private::Encode, Words};
 
-/// Number of inline payload bytes in a message without a buffer.
+/// Number of inline payload bytes in a message without an owned value.
 pub const INLINE_BYTES: usize = 48;
 
-/// Number of inline payload bytes in a message that carries a buffer (the buffer's
-/// pointer, length and origin take the other 24).
-pub const INLINE_BYTES_WITH_BUFFER: usize = 24;
+/// Number of inline payload bytes in a message that carries an [`Owned`] value (its
+/// address and type take the other 16).
+pub const INLINE_BYTES_WITH_OWNED: usize = INLINE_WORDS_WITH_OWNED * 8;
 
 /// What a message means, chosen by the protocol that uses it.
 ///
-/// Values go up to [`Kind::MAX`]; the two top bits of the wire field are the crate's
-/// own flags (reply, buffer attached).
+/// Values go up to [`Kind::MAX`]; the two top bits of the wire field are kept for the
+/// crate's own use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Kind(u16);
 
@@ -50,13 +52,11 @@ impl Kind {
     }
 }
 
-/// The header of a message: kind, sending core and correlation id.
+/// The header of a message: kind and sending core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
-    pub(crate) kind: Kind,
-    pub(crate) source: u16,
-    pub(crate) correlation: u32,
-    pub(crate) reply: bool,
+    kind: Kind,
+    source: u16,
 }
 
 impl Header {
@@ -69,40 +69,28 @@ impl Header {
     pub const fn source(&self) -> u16 {
         self.source
     }
-
-    /// Returns the correlation id; 0 for a message that expects no reply.
-    pub const fn correlation(&self) -> u32 {
-        self.correlation
-    }
-
-    /// Returns whether the message answers the request with the same correlation id.
-    pub const fn is_reply(&self) -> bool {
-        self.reply
-    }
 }
 
 /// A message that fits one ring slot.
+///
+/// It is neither `Clone` nor `Copy`: a message that carries an [`Owned`] value hands it
+/// over once.
 #[derive(Debug)]
 pub struct Message {
-    pub(crate) header: Header,
-    /// With a buffer attached, only the first [`INLINE_BYTES_WITH_BUFFER`] bytes travel;
-    /// the rest stay zero.
-    pub(crate) inline: [u8; INLINE_BYTES],
-    pub(crate) buffer: Option<OwnedBuffer>,
+    header: Header,
+    /// With an owned value attached, only the first [`INLINE_BYTES_WITH_OWNED`] bytes
+    /// travel; the rest stay zero.
+    inline: [u8; INLINE_BYTES],
+    owned: Option<Owned>,
 }
 
 impl Message {
     /// Returns a message of `kind` from core `source` with `inline` as payload.
     pub const fn new(kind: Kind, source: u16, inline: [u8; INLINE_BYTES]) -> Self {
         Self {
-            header: Header {
-                kind,
-                source,
-                correlation: 0,
-                reply: false,
-            },
+            header: Header { kind, source },
             inline,
-            buffer: None,
+            owned: None,
         }
     }
 
@@ -114,26 +102,18 @@ impl Message {
         Some(Self::new(kind, source, inline))
     }
 
-    /// Returns a message that hands `buffer` over to the receiver, with `inline` as the
+    /// Returns a message that hands `owned` over to the receiver, with `inline` as the
     /// first bytes of its payload.
-    pub fn with_buffer(
+    pub fn with_owned(
         kind: Kind,
         source: u16,
-        buffer: OwnedBuffer,
-        inline: [u8; INLINE_BYTES_WITH_BUFFER],
+        owned: Owned,
+        inline: [u8; INLINE_BYTES_WITH_OWNED],
     ) -> Self {
         let mut message = Self::new(kind, source, [0; INLINE_BYTES]);
-        message.inline[..INLINE_BYTES_WITH_BUFFER].copy_from_slice(&inline);
-        message.buffer = Some(buffer);
+        message.inline[..INLINE_BYTES_WITH_OWNED].copy_from_slice(&inline);
+        message.owned = Some(owned);
         message
-    }
-
-    /// Returns this message turned into the reply to the request with header `request`.
-    #[must_use]
-    pub const fn into_reply_to(mut self, request: &Header) -> Self {
-        self.header.correlation = request.correlation;
-        self.header.reply = true;
-        self
     }
 
     /// Returns the header.
@@ -141,8 +121,8 @@ impl Message {
         self.header
     }
 
-    /// Returns the inline payload. With a buffer attached only the first
-    /// [`INLINE_BYTES_WITH_BUFFER`] bytes are meaningful.
+    /// Returns the inline payload. With an owned value attached only the first
+    /// [`INLINE_BYTES_WITH_OWNED`] bytes are meaningful.
     pub const fn inline(&self) -> &[u8; INLINE_BYTES] {
         &self.inline
     }
@@ -159,20 +139,44 @@ impl Message {
         u64::from_le_bytes(word)
     }
 
-    /// Returns the attached buffer, if any, without taking it.
-    pub fn buffer(&self) -> Option<&OwnedBuffer> {
-        self.buffer.as_ref()
+    /// Returns the attached value, if any, without taking it.
+    pub fn owned(&self) -> Option<&Owned> {
+        self.owned.as_ref()
     }
 
-    /// Returns the attached buffer, if any, and its ownership.
-    pub fn take_buffer(&mut self) -> Option<OwnedBuffer> {
-        self.buffer.take()
+    /// Takes the attached value, if any, and its ownership: a second call returns `None`.
+    pub fn take_owned(&mut self) -> Option<Owned> {
+        self.owned.take()
+    }
+}
+
+/// Wire layout of the head word: the kind in bits 0 to 13, the source in bits 16 to 31
+/// (bits 14 and 15 are the crate's; see `raw`).
+impl Encode for Message {
+    fn encode(self) -> Words {
+        let Message {
+            header,
+            inline,
+            owned,
+        } = self;
+        Frame {
+            head: u64::from(header.kind.value()) | u64::from(header.source) << 16,
+            owned,
+            inline: words_from_bytes(&inline),
+        }
+        .encode()
     }
 
-    /// Sets the correlation id; the request layer chooses fresh ones.
-    pub(crate) fn set_correlation(&mut self, correlation: u32) {
-        self.header.correlation = correlation;
-        self.header.reply = false;
+    fn decode(words: Words) -> Self {
+        let frame = Frame::decode(words);
+        Message {
+            header: Header {
+                kind: Kind::new((frame.head & u64::from(Kind::MAX)) as u16),
+                source: (frame.head >> 16) as u16,
+            },
+            inline: bytes_from_words(&frame.inline),
+            owned: frame.owned,
+        }
     }
 }
 
@@ -197,7 +201,8 @@ pub fn bytes_from_words(words: &[u64; 6]) -> [u8; INLINE_BYTES] {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::wire::private::Encode;
+    use crate::ring::Ring;
+    use alloc::boxed::Box;
 
     const PING: Kind = Kind::new(7);
 
@@ -220,28 +225,12 @@ mod tests {
         for (i, byte) in payload.iter_mut().enumerate() {
             *byte = i as u8 * 3;
         }
-        let mut message = Message::new(Kind::new(Kind::MAX), 65535, payload);
-        message.set_correlation(0xdead_beef);
+        let message = Message::new(Kind::new(Kind::MAX), 65535, payload);
         let decoded = Message::decode(message.encode());
         assert_eq!(decoded.header().kind(), Kind::new(Kind::MAX));
         assert_eq!(decoded.header().source(), 65535);
-        assert_eq!(decoded.header().correlation(), 0xdead_beef);
-        assert!(!decoded.header().is_reply());
         assert_eq!(decoded.inline(), &payload);
-        assert!(decoded.buffer().is_none());
-    }
-
-    #[test]
-    fn reply_keeps_correlation() {
-        let mut request = Message::from_slice(PING, 1, b"ping").unwrap();
-        request.set_correlation(42);
-        let reply = Message::from_slice(PING, 2, b"pong")
-            .unwrap()
-            .into_reply_to(&request.header());
-        let decoded = Message::decode(reply.encode());
-        assert!(decoded.header().is_reply());
-        assert_eq!(decoded.header().correlation(), 42);
-        assert_eq!(&decoded.inline()[..4], b"pong");
+        assert!(decoded.owned().is_none());
     }
 
     #[test]
@@ -260,18 +249,33 @@ mod tests {
     }
 
     #[test]
-    #[cfg(feature = "alloc")]
-    fn buffer_moves_with_the_message() {
-        let buffer = OwnedBuffer::from_box(vec![9u8; 1000].into_boxed_slice());
-        let address = buffer.as_ptr();
-        let message = Message::with_buffer(PING, 3, buffer, [5; INLINE_BYTES_WITH_BUFFER]);
+    fn an_owned_value_moves_with_the_message() {
+        let value = Box::new(vec![9u8; 1000]);
+        let address = value.as_ptr();
+        let message = Message::with_owned(PING, 3, Owned::new(value), [5; INLINE_BYTES_WITH_OWNED]);
         let mut decoded = Message::decode(message.encode());
-        assert_eq!(&decoded.inline()[..24], &[5; 24]);
-        assert_eq!(&decoded.inline()[24..], &[0; 24]);
-        let buffer = decoded.take_buffer().unwrap();
-        assert_eq!(buffer.as_ptr(), address, "moved by reference, not copied");
-        assert_eq!(buffer.len(), 1000);
-        assert!(buffer.iter().all(|&b| b == 9));
-        assert!(decoded.take_buffer().is_none());
+        assert_eq!(decoded.header().source(), 3);
+        assert_eq!(&decoded.inline()[..32], &[5; 32]);
+        assert_eq!(&decoded.inline()[32..], &[0; 16]);
+        let value = decoded.take_owned().unwrap().into_box::<Vec<u8>>().unwrap();
+        assert_eq!(value.as_ptr(), address, "moved by reference, not copied");
+        assert_eq!(value.len(), 1000);
+        assert!(decoded.take_owned().is_none(), "taken once");
+    }
+
+    /// The value of a message leaves the ring once: the slot is received once, the
+    /// message cannot be copied, and its value can be taken once.
+    #[test]
+    fn a_message_is_received_and_its_value_taken_once() {
+        let ring = Ring::<Message, 2>::new();
+        let (mut tx, mut rx) = ring.split().unwrap();
+        let message = Message::with_owned(PING, 0, Owned::new(Box::new(41u32)), [0; 32]);
+        tx.try_send(message).unwrap();
+        let mut received = rx.try_recv().unwrap();
+        assert!(rx.try_recv().is_none(), "one slot, one message");
+        let owned = received.take_owned().unwrap();
+        assert!(received.take_owned().is_none());
+        let owned = owned.into_box::<u64>().expect_err("a u32 is not a u64");
+        assert_eq!(*owned.into_box::<u32>().unwrap(), 41);
     }
 }

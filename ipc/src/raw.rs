@@ -1,241 +1,190 @@
-//! The crate's only `unsafe`: buffers whose ownership travels by pointer inside messages.
+//! The crate's only `unsafe`: a boxed value whose ownership travels inside a message, and
+//! the slot frame that carries it.
 //!
-//! An [`OwnedBuffer`] is the sole owner of a byte buffer, like a `Box<[u8]>`. A
-//! [`Message`] that carries one encodes it as three words (address, length, origin) and
-//! forgets it; decoding rebuilds the owner. That is sound because the encoding trait is
-//! sealed and unnameable outside this crate, a ring of messages only ever holds words
-//! that `Message::encode` produced, and its receiver decodes each slot exactly once.
+//! An [`Owned`] is the sole owner of a `Box<T>` of some `Send` type, like a
+//! `Box<dyn Any + Send>` that fits two words: the box's address and a pointer to a
+//! static table for `T` (its `TypeId` and its drop). A message that carries one
+//! encodes it into its ring slot and forgets it; decoding the slot rebuilds the owner,
+//! and [`Owned::into_box`] gives the box back only as the type it was made from.
+//!
+//! Soundness argument, in one place. The words of an owner are only made by
+//! `Frame::encode`, which moves the owner into them, and only turned back by
+//! `Frame::decode`. `Frame` is reached only through the sealed `Encode` trait, which no
+//! code outside this crate can name, so only a ring's slots hold such words; a ring's
+//! receiver decodes each slot once (the ring's own protocol), so each owner comes back
+//! exactly once. From then on the owner is an ordinary value: not `Clone`, dropped once,
+//! and [`Owned::into_box`] consumes it after checking the type.
 
-#[cfg(feature = "alloc")]
 use alloc::boxed::Box;
+use core::any::TypeId;
 use core::mem::ManuallyDrop;
-use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 
-use crate::message::{
-    bytes_from_words, words_from_bytes, Header, Kind, Message, INLINE_BYTES,
-    INLINE_BYTES_WITH_BUFFER,
-};
-use crate::wire::{private::Encode, Words};
+use crate::wire::{private::Encode, Words, SLOT_WORDS};
 
-/// Where an [`OwnedBuffer`]'s memory came from, so that its last owner frees it right.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
-    /// Memory that lives forever; dropping the buffer forgets it.
-    Static = 1,
-    /// A `Box<[u8]>` from the global allocator; dropping the buffer frees it (in the
-    /// kernel the allocator returns a remote free to its owning core).
-    #[cfg(feature = "alloc")]
-    Boxed = 2,
+/// What an [`Owned`] needs to know about its value's type: one static table per type.
+struct Table {
+    /// Returns the value's `TypeId`: compared on the way out, so a box is never taken
+    /// as another type (a function, because `TypeId` cannot be made in a `const`).
+    type_id: fn() -> TypeId,
+    /// Frees the box at the address.
+    drop: unsafe fn(NonNull<()>),
 }
 
-/// A byte buffer with a single owner, which can move to another core inside a
-/// [`Message`] without being copied.
-pub struct OwnedBuffer {
-    pointer: NonNull<u8>,
-    len: usize,
-    origin: Origin,
+/// The table of `T`, a static promoted from the constant.
+trait Typed {
+    const TABLE: &'static Table;
 }
 
-// SAFETY: an `OwnedBuffer` is the only handle to its bytes (like `Box<[u8]>`), so moving
-// it to another thread moves exclusive access with it.
-unsafe impl Send for OwnedBuffer {}
+impl<T: Send + 'static> Typed for T {
+    const TABLE: &'static Table = &Table {
+        type_id: TypeId::of::<T>,
+        drop: drop_box::<T>,
+    };
+}
 
-// SAFETY: a shared `&OwnedBuffer` only gives out `&[u8]`, and `u8` is `Sync`.
-unsafe impl Sync for OwnedBuffer {}
+/// Frees a `Box<T>` given up by [`Owned::new`].
+///
+/// # Safety
+/// `pointer` must come from `Box::<T>::into_raw` and be freed only here, once.
+unsafe fn drop_box<T>(pointer: NonNull<()>) {
+    // SAFETY: the caller's contract.
+    drop(unsafe { Box::from_raw(pointer.cast::<T>().as_ptr()) });
+}
 
-impl OwnedBuffer {
-    /// Returns the owner of `bytes`, memory that lives for the whole run (a static
-    /// pool, a region carved at boot). Dropping the buffer forgets it.
-    pub fn from_static(bytes: &'static mut [u8]) -> Self {
-        let len = bytes.len();
+/// A boxed value of some `Send` type whose ownership can move to another core inside a
+/// [`Message`](crate::Message), without a copy.
+///
+/// Taken back with [`Owned::into_box`] as the type it was made from; dropped (the box
+/// freed) if nobody takes it. It cannot be copied or cloned, so one value arrives once:
+///
+/// ```compile_fail
+/// let owned = ipc::Owned::new(Box::new(7u32));
+/// let twice = owned.clone();
+/// ```
+pub struct Owned {
+    pointer: NonNull<()>,
+    table: &'static Table,
+}
+
+// SAFETY: `Owned::new` takes only `Send` values, and an `Owned` is their only owner (like
+// the `Box` it was made from), so moving it moves exclusive access with it.
+unsafe impl Send for Owned {}
+
+// SAFETY: a shared `&Owned` gives no access to the value at all (only its type check).
+unsafe impl Sync for Owned {}
+
+impl Owned {
+    /// Returns the owner of `value`.
+    pub fn new<T: Send + 'static>(value: Box<T>) -> Self {
         Self {
-            pointer: NonNull::from(bytes).cast(),
-            len,
-            origin: Origin::Static,
+            pointer: NonNull::from(Box::leak(value)).cast(),
+            table: T::TABLE,
         }
     }
 
-    /// Returns the owner of `bytes`. Dropping the buffer frees it.
-    #[cfg(feature = "alloc")]
-    pub fn from_box(bytes: Box<[u8]>) -> Self {
-        let len = bytes.len();
-        Self {
-            pointer: NonNull::from(Box::leak(bytes)).cast(),
-            len,
-            origin: Origin::Boxed,
-        }
+    /// Returns true when the value is a `T`.
+    pub fn is<T: 'static>(&self) -> bool {
+        (self.table.type_id)() == TypeId::of::<T>()
     }
 
-    /// Returns the buffer as a `Box`, or gives it back if it was not made from one.
-    #[cfg(feature = "alloc")]
-    pub fn into_box(self) -> Result<Box<[u8]>, Self> {
-        if self.origin != Origin::Boxed {
+    /// Returns the box this owner was made from, or the owner back when the value is not
+    /// a `T`.
+    pub fn into_box<T: 'static>(self) -> Result<Box<T>, Owned> {
+        if !self.is::<T>() {
             return Err(self);
         }
         let this = ManuallyDrop::new(self);
-        let slice = core::ptr::slice_from_raw_parts_mut(this.pointer.as_ptr(), this.len);
-        // SAFETY: `pointer` and `len` come from `Box::leak` in `from_box` (origin is
-        // `Boxed`), nobody else owns them, and `ManuallyDrop` keeps `Drop` from freeing
-        // them a second time.
-        Ok(unsafe { Box::from_raw(slice) })
+        // SAFETY: the value is a `T` (checked above), boxed by `Owned::new`; this owner
+        // was its only one and is consumed (`ManuallyDrop` keeps `Drop` from freeing it).
+        Ok(unsafe { Box::from_raw(this.pointer.cast::<T>().as_ptr()) })
     }
 
-    /// Returns the buffer as the static slice it was made from, or gives it back if it
-    /// was made from something else.
-    pub fn into_static(self) -> Result<&'static mut [u8], Self> {
-        if self.origin != Origin::Static {
-            return Err(self);
-        }
-        let this = ManuallyDrop::new(self);
-        // SAFETY: the memory came from a `&'static mut [u8]` in `from_static`, so it is
-        // valid for `len` bytes forever, and this buffer was its only owner; the owner
-        // is consumed, so the returned reference is unique.
-        Ok(unsafe { core::slice::from_raw_parts_mut(this.pointer.as_ptr(), this.len) })
-    }
-
-    /// Returns the number of bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Returns whether the buffer has no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Returns the address of the first byte (to check that nothing was copied).
-    pub fn as_ptr(&self) -> *const u8 {
+    /// Returns the address of the value (to check that nothing was copied).
+    pub fn as_ptr(&self) -> *const () {
         self.pointer.as_ptr()
     }
-
-    /// Returns the three words that stand for this buffer; ownership moves into them.
-    fn into_wire(self) -> [u64; 3] {
-        let this = ManuallyDrop::new(self);
-        [
-            this.pointer.as_ptr() as usize as u64,
-            this.len as u64,
-            this.origin as u64,
-        ]
-    }
-
-    /// Returns the buffer that `words` stand for.
-    ///
-    /// # Safety
-    ///
-    /// `words` must come from [`OwnedBuffer::into_wire`], and this must be the only
-    /// call with those words: it takes back the ownership `into_wire` gave away.
-    unsafe fn from_wire(words: [u64; 3]) -> Self {
-        let origin = match words[2] {
-            #[cfg(feature = "alloc")]
-            2 => Origin::Boxed,
-            _ => Origin::Static,
-        };
-        let pointer = NonNull::new(words[0] as usize as *mut u8);
-        debug_assert!(pointer.is_some(), "buffer words not made by into_wire");
-        Self {
-            pointer: pointer.unwrap_or(NonNull::dangling()),
-            len: words[1] as usize,
-            origin,
-        }
-    }
 }
 
-impl Deref for OwnedBuffer {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `pointer` is valid for `len` bytes for as long as this owner lives (a
-        // live static or boxed slice), and `&self` keeps it alive and unmodified.
-        unsafe { core::slice::from_raw_parts(self.pointer.as_ptr(), self.len) }
-    }
-}
-
-impl DerefMut for OwnedBuffer {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `deref`, and `&mut self` makes this the only access.
-        unsafe { core::slice::from_raw_parts_mut(self.pointer.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for OwnedBuffer {
+impl Drop for Owned {
     fn drop(&mut self) {
-        match self.origin {
-            Origin::Static => {}
-            #[cfg(feature = "alloc")]
-            Origin::Boxed => {
-                let slice = core::ptr::slice_from_raw_parts_mut(self.pointer.as_ptr(), self.len);
-                // SAFETY: a `Boxed` buffer holds the parts of a leaked `Box<[u8]>`; this
-                // is its only owner and it is being dropped, so it is freed once.
-                drop(unsafe { Box::from_raw(slice) });
-            }
-        }
+        // SAFETY: the table is `T`'s and the pointer a `Box<T>`'s (both from `new`); the
+        // owner is dropped once, and `into_box` and `Frame::encode` never let it drop.
+        unsafe { (self.table.drop)(self.pointer) }
     }
 }
 
-impl core::fmt::Debug for OwnedBuffer {
+impl core::fmt::Debug for Owned {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("OwnedBuffer")
+        f.debug_struct("Owned")
             .field("pointer", &self.pointer)
-            .field("len", &self.len)
-            .field("origin", &self.origin)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-/// Bits of the wire `kind` field that the crate keeps for itself.
-const REPLY_FLAG: u64 = 1 << 14;
-const BUFFER_FLAG: u64 = 1 << 15;
+/// Bit of the head word that says an owner travels in words 1 and 2.
+const OWNED_FLAG: u64 = 1 << 15;
 
-/// Wire layout: word 0 is `kind | flags` (16 bits), `source` (16), `correlation` (32);
-/// words 1 to 6 are the inline bytes, or the buffer's three words and 24 inline bytes.
-impl Encode for Message {
+/// Words of inline data in a slot without an owner, and with one.
+pub(crate) const INLINE_WORDS: usize = SLOT_WORDS - 1;
+pub(crate) const INLINE_WORDS_WITH_OWNED: usize = SLOT_WORDS - 3;
+
+/// A slot's content as the message layer sees it: the head word (its bit 15 belongs to
+/// this module), an owner perhaps, and the inline words that fit beside it (the last
+/// two are zero and dropped when an owner travels).
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) head: u64,
+    pub(crate) owned: Option<Owned>,
+    pub(crate) inline: [u64; INLINE_WORDS],
+}
+
+/// Slot layout: word 0 is the head; then the inline words, or the owner's address and
+/// table in words 1 and 2 and the first four inline words after them.
+impl Encode for Frame {
     fn encode(self) -> Words {
-        let Message {
-            header,
+        let Frame {
+            head,
+            owned,
             inline,
-            buffer,
         } = self;
-        let mut words = [0; 7];
-        words[0] = u64::from(header.kind.value())
-            | if header.reply { REPLY_FLAG } else { 0 }
-            | if buffer.is_some() { BUFFER_FLAG } else { 0 }
-            | u64::from(header.source) << 16
-            | u64::from(header.correlation) << 32;
-        let inline = words_from_bytes(&inline);
-        match buffer {
+        let mut words = [0; SLOT_WORDS];
+        words[0] = head & !OWNED_FLAG;
+        match owned {
             None => words[1..].copy_from_slice(&inline),
-            Some(buffer) => {
-                words[1..4].copy_from_slice(&buffer.into_wire());
-                words[4..].copy_from_slice(&inline[..INLINE_BYTES_WITH_BUFFER / 8]);
+            Some(owned) => {
+                let owned = ManuallyDrop::new(owned);
+                words[0] |= OWNED_FLAG;
+                words[1] = owned.pointer.as_ptr() as usize as u64;
+                words[2] = core::ptr::from_ref(owned.table) as usize as u64;
+                words[3..].copy_from_slice(&inline[..INLINE_WORDS_WITH_OWNED]);
             }
         }
         words
     }
 
     fn decode(words: Words) -> Self {
-        let header = Header {
-            kind: Kind::new((words[0] & u64::from(Kind::MAX)) as u16),
-            source: (words[0] >> 16) as u16,
-            correlation: (words[0] >> 32) as u32,
-            reply: words[0] & REPLY_FLAG != 0,
-        };
-        let mut inline = [0; 6];
-        let buffer = if words[0] & BUFFER_FLAG != 0 {
-            inline[..3].copy_from_slice(&words[4..]);
-            // SAFETY: the buffer flag is only set by `encode` above, next to the words of
-            // `into_wire`; `Encode` cannot be named outside this crate, so only `encode`
-            // makes words a `Message` decodes, and each ring slot is decoded once.
-            Some(unsafe { OwnedBuffer::from_wire([words[1], words[2], words[3]]) })
+        let mut inline = [0; INLINE_WORDS];
+        let owned = if words[0] & OWNED_FLAG != 0 {
+            inline[..INLINE_WORDS_WITH_OWNED].copy_from_slice(&words[3..]);
+            let pointer = NonNull::new(words[1] as usize as *mut ());
+            let table = words[2] as usize as *const Table;
+            pointer.map(|pointer| Owned {
+                pointer,
+                // SAFETY: the flag is only set by `encode` above, next to the words of an
+                // owner it moved into the slot; only `encode` makes the words a `Frame`
+                // decodes (`Encode` is sealed), and each slot is decoded once, so this
+                // takes back that owner, once. The table is a `'static` one from `Typed`.
+                table: unsafe { &*table },
+            })
         } else {
             inline.copy_from_slice(&words[1..]);
             None
         };
-        let inline: [u8; INLINE_BYTES] = bytes_from_words(&inline);
-        Message {
-            header,
+        Frame {
+            head: words[0] & !OWNED_FLAG,
+            owned,
             inline,
-            buffer,
         }
     }
 }
@@ -243,35 +192,74 @@ impl Encode for Message {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicUsize, Ordering};
 
-    #[test]
-    fn static_buffer_round_trips() {
-        static mut POOL: [u8; 16] = [3; 16];
-        // SAFETY: this test is the only user of POOL and makes this one reference to it.
-        let bytes: &'static mut [u8] = unsafe { &mut *core::ptr::addr_of_mut!(POOL) };
-        let mut buffer = OwnedBuffer::from_static(bytes);
-        buffer[0] = 1;
-        let buffer = {
-            // SAFETY: words from into_wire, used once.
-            unsafe { OwnedBuffer::from_wire(buffer.into_wire()) }
-        };
-        assert_eq!(buffer.len(), 16);
-        #[cfg(feature = "alloc")]
-        let buffer = buffer.into_box().unwrap_err();
-        let bytes = buffer.into_static().unwrap();
-        assert_eq!(bytes[0], 1);
-        assert_eq!(bytes[1], 3);
+    /// Counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     #[test]
-    #[cfg(feature = "alloc")]
-    fn boxed_buffer_is_freed_once() {
-        let buffer = OwnedBuffer::from_box(vec![1, 2, 3].into_boxed_slice());
-        let buffer = buffer.into_static().unwrap_err();
-        // SAFETY: words from into_wire, used once.
-        let buffer = unsafe { OwnedBuffer::from_wire(buffer.into_wire()) };
-        assert_eq!(&*buffer.into_box().unwrap(), &[1, 2, 3]);
-        let empty = OwnedBuffer::from_box(Vec::new().into_boxed_slice());
-        assert!(empty.is_empty());
+    fn a_box_comes_back_once_as_its_own_type() {
+        let owned = Owned::new(Box::new([7u64; 3]));
+        let address = owned.as_ptr();
+        assert!(owned.is::<[u64; 3]>() && !owned.is::<u64>());
+        let owned = owned.into_box::<u64>().expect_err("not a u64");
+        let value = owned.into_box::<[u64; 3]>().unwrap();
+        assert_eq!(*value, [7; 3]);
+        assert_eq!(core::ptr::from_ref(&*value).cast(), address);
+    }
+
+    #[test]
+    fn an_owner_nobody_takes_drops_its_value_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let owned = Owned::new(Box::new(Counted(drops.clone())));
+        let owned = owned.into_box::<u8>().unwrap_err();
+        assert_eq!(drops.load(Ordering::Relaxed), 0);
+        drop(owned);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        let taken = Owned::new(Box::new(Counted(drops.clone())))
+            .into_box::<Counted>()
+            .unwrap();
+        drop(taken);
+        assert_eq!(drops.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_frame_round_trips_with_and_without_an_owner() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let inline = [1, 2, 3, 4, 5, 6];
+        let plain = Frame::decode(
+            Frame {
+                head: 0x1234,
+                owned: None,
+                inline,
+            }
+            .encode(),
+        );
+        assert_eq!((plain.head, plain.inline), (0x1234, inline));
+        assert!(plain.owned.is_none());
+
+        let owned = Owned::new(Box::new(Counted(drops.clone())));
+        let address = owned.as_ptr();
+        let words = Frame {
+            head: 0x1234,
+            owned: Some(owned),
+            inline,
+        }
+        .encode();
+        assert_eq!(drops.load(Ordering::Relaxed), 0, "moved into the words");
+        let frame = Frame::decode(words);
+        assert_eq!(frame.head, 0x1234);
+        assert_eq!(frame.inline, [1, 2, 3, 4, 0, 0]);
+        let owned = frame.owned.unwrap();
+        assert_eq!(owned.as_ptr(), address, "moved by reference, not copied");
+        drop(owned);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
     }
 }

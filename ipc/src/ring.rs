@@ -28,7 +28,6 @@ use core::marker::PhantomData;
 use crossbeam_utils::CachePadded;
 
 use crate::sync::{AccessCheck, AtomicBool, AtomicU64, Ordering};
-use crate::wait::Wait;
 use crate::wire::{Wire, Words, SLOT_WORDS};
 
 /// One cache line: the sequence word the receiver polls and the payload it guards.
@@ -75,7 +74,7 @@ impl Slot {
 /// together, or that [`Ring::take_sender`] and [`Ring::take_receiver`] hand out
 /// separately (each on the core that will use it).
 ///
-/// Dropping a ring that still holds messages leaks whatever buffers they own.
+/// Dropping a ring that still holds messages leaks whatever values they own.
 pub struct Ring<T: Wire, const N: usize> {
     slots: [Slot; N],
     /// Receiver's position, published in batches. Written only by the receiver.
@@ -220,9 +219,14 @@ impl<T: Wire, const N: usize> Sender<'_, T, N> {
     }
 
     /// Sends `message`, calling `wait` each time the ring is full until a slot frees up.
-    pub fn send(&mut self, message: T, mut wait: impl Wait) {
+    ///
+    /// A full ring never drops or overwrites: how to wait is the caller's choice (a spin
+    /// hint on a core that polls anyway, a yield for a cooperative thread). A sender that
+    /// batches wake-ups rings the receiver's doorbell in `wait` (see
+    /// [`crate::Doorbell::notify`]): a halted receiver never frees a slot.
+    pub fn send(&mut self, message: T, mut wait: impl FnMut()) {
         while !self.has_room() {
-            wait.wait();
+            wait();
         }
         self.publish(message.encode());
     }
@@ -497,8 +501,8 @@ mod tests {
     fn send_waits_until_receiver_frees_a_slot() {
         let ring = Ring::<Words, 2>::new();
         let (mut tx, mut rx) = ring.split().unwrap();
-        tx.send(words(1), crate::Spin);
-        tx.send(words(2), crate::Spin);
+        tx.send(words(1), core::hint::spin_loop);
+        tx.send(words(2), core::hint::spin_loop);
         let mut waits = 0;
         let mut pending = Some(&mut rx);
         let mut drained = Vec::new();

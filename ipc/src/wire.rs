@@ -12,8 +12,8 @@ pub type Words = [u64; SLOT_WORDS];
 /// A value that can travel through a [`crate::Ring`].
 ///
 /// Sealed: the crate implements it for [`Words`] (plain data) and [`crate::Message`]
-/// (which may own a buffer). A ring of one type only ever holds words produced by that
-/// type's encoding, which is what lets a `Message` turn words back into an owned pointer.
+/// (which may own a boxed value). A ring of one type only ever holds words produced by
+/// that type's encoding, which is what lets a `Message` turn words back into an owner.
 pub trait Wire: Send + private::Encode {}
 
 impl<T: Send + private::Encode> Wire for T {}

@@ -65,7 +65,7 @@ fn ring_delivers_in_order_across_laps() {
         let (mut tx, mut rx) = ring.split().unwrap();
         let sender = thread::spawn(move || {
             for sequence in 0..3 {
-                tx.send(payload(sequence), ipc::Spin);
+                tx.send(payload(sequence), thread::yield_now);
             }
         });
         for sequence in 0..3 {
@@ -144,7 +144,7 @@ fn idle_receiver_is_always_woken() {
                 let interrupt = interrupt.clone();
                 thread::spawn(move || {
                     let mut memo = WakeMemo::new();
-                    tx.send(payload(source as u64), ipc::Spin);
+                    tx.send(payload(source as u64), thread::yield_now);
                     doorbell.notify_once(&mut memo, || interrupt.raise());
                 })
             })
@@ -236,22 +236,21 @@ fn wake_up_with_fences_is_not_lost() {
     });
 }
 
-/// Messages that own buffers cross a one-slot ring: each buffer arrives once, whole,
-/// at the address it was sent from.
+/// Messages that own boxed values cross a one-slot ring: each value arrives once,
+/// whole, at the address it was sent from, and can be taken once.
 #[test]
-fn buffers_move_through_the_ring() {
-    use ipc::{Kind, Message, OwnedBuffer};
+fn owned_values_move_through_the_ring() {
+    use ipc::{Kind, Message, Owned};
     model(|| {
         let ring: &'static Ring<Message, 1> = Box::leak(Box::new(Ring::new()));
         let (mut tx, mut rx) = ring.split().unwrap();
-        let buffers: Vec<OwnedBuffer> = (0..2u8)
-            .map(|i| OwnedBuffer::from_box(vec![i; 3].into_boxed_slice()))
-            .collect();
-        let addresses: Vec<usize> = buffers.iter().map(|b| b.as_ptr() as usize).collect();
+        let values: Vec<Box<[u8; 3]>> = (0..2u8).map(|i| Box::new([i; 3])).collect();
+        let addresses: Vec<usize> = values.iter().map(|v| v.as_ptr() as usize).collect();
         let sender = thread::spawn(move || {
-            for (i, buffer) in buffers.into_iter().enumerate() {
-                let message = Message::with_buffer(Kind::new(1), 0, buffer, [i as u8; 24]);
-                tx.send(message, ipc::Spin);
+            for (i, value) in values.into_iter().enumerate() {
+                let message =
+                    Message::with_owned(Kind::new(1), 0, Owned::new(value), [i as u8; 32]);
+                tx.send(message, thread::yield_now);
             }
         });
         for (i, address) in addresses.into_iter().enumerate() {
@@ -262,9 +261,10 @@ fn buffers_move_through_the_ring() {
                 }
             };
             assert_eq!(message.inline()[0], i as u8);
-            let buffer = message.take_buffer().unwrap();
-            assert_eq!(buffer.as_ptr() as usize, address);
-            assert_eq!(&*buffer, &[i as u8; 3]);
+            let value = message.take_owned().unwrap().into_box::<[u8; 3]>().unwrap();
+            assert!(message.take_owned().is_none());
+            assert_eq!(value.as_ptr() as usize, address);
+            assert_eq!(*value, [i as u8; 3]);
         }
         sender.join().unwrap();
     });

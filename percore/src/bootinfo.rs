@@ -7,7 +7,7 @@
 
 use crate::mailbox::MailboxLocation;
 use crate::memory::PhysRange;
-use crate::timeline::{Phase, Timeline};
+use crate::timeline::{ticks_to_micros, Phase, Timeline};
 use crate::MAX_CORES;
 
 /// Longest kernel command line, in bytes (without its terminating NUL). A longer one is
@@ -67,14 +67,6 @@ impl BootInfo {
     }
 }
 
-/// Returns `ticks` of a `hz` clock in microseconds (0 when `hz` is 0).
-pub fn ticks_to_micros(ticks: u64, hz: u64) -> u64 {
-    if hz == 0 {
-        return 0;
-    }
-    (ticks as u128 * 1_000_000 / hz as u128).min(u64::MAX as u128) as u64
-}
-
 static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
 
 /// Publishes the boot information. Only the first call has an effect; returns the
@@ -105,13 +97,6 @@ pub fn core_count() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn micros_from_ticks() {
-        assert_eq!(ticks_to_micros(3_000_000, 3_000_000_000), 1000);
-        assert_eq!(ticks_to_micros(u64::MAX, 1), u64::MAX, "saturates");
-        assert_eq!(ticks_to_micros(5, 0), 0);
-    }
 
     #[test]
     fn core_lookup_by_apic_id() {

@@ -5,10 +5,9 @@
 //! numbered the online cores); before that its GS base is zero and [`current`] returns
 //! `None`. On the host (tests) a thread-local plays the register.
 
-use crate::global::RemoteState;
-use crate::heap::Heap;
+use crate::heap::{Heap, RemoteState};
 use crate::mailbox::Mailbox;
-use crate::sched::Scheduler;
+use crate::threads::Scheduler;
 use core::any::{Any, TypeId};
 use core::cell::{Cell, RefCell};
 
@@ -55,7 +54,7 @@ pub struct CoreLocal {
     /// core; a third, while it fails, halts it at once).
     pub(crate) faults_handled: Cell<u8>,
     /// The fault the injector armed on this core, until it is raised.
-    pub(crate) injection: Cell<Option<crate::fault::Armed>>,
+    pub(crate) injection: Cell<Option<crate::injection::Armed>>,
 }
 
 impl CoreLocal {
@@ -109,7 +108,7 @@ impl CoreLocal {
     }
 
     /// Returns `f` applied to this core's mailbox, or `None` if the core has none.
-    pub fn with_mailbox<R>(&self, f: impl FnOnce(&mut Mailbox) -> R) -> Option<R> {
+    pub(crate) fn with_mailbox<R>(&self, f: impl FnOnce(&mut Mailbox) -> R) -> Option<R> {
         self.mailbox.borrow_mut().as_mut().map(f)
     }
 
@@ -124,12 +123,13 @@ impl CoreLocal {
     }
 }
 
-/// Runs `f` with the running core's mailbox.
+/// Runs `f` with the running core's mailbox (the kernel's access; applications go
+/// through `sched::with_mailbox`, which handles the kernel messages their polls meet).
 ///
 /// # Panics
 /// Panics on a core without a mailbox (before it was numbered) or when called from
 /// inside `f` itself.
-pub fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
+pub(crate) fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
     current()
         .and_then(|local| local.with_mailbox(f))
         .expect("this core has no mailbox yet")

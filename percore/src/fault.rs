@@ -1,6 +1,7 @@
 //! Fault containment, the part that is logic: whether a fault ends the running thread or
 //! its whole core, the count of what failed, the critical sections that turn a thread's
-//! fault into its core's, and the fault injector the tests drive from the command line.
+//! fault into its core's, and arming and raising the fault the tests inject from the
+//! command line (what to inject, and its parsing, is `injection`'s).
 //!
 //! The unit of failure is the thread where this core's own kernel state is intact,
 //! else the core; never the machine. `boot`'s panic and exception handlers report the
@@ -12,182 +13,24 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::sched::{JoinError, ThreadView};
+use crate::injection::Armed;
+pub use crate::injection::{FaultKind, Injection, InjectionError, Place};
+use crate::threads::{JoinError, ThreadView};
 use crate::MAX_CORES;
-
-/// A deliberate fault the injector raises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultKind {
-    /// A Rust panic.
-    Panic,
-    /// A read of an unmapped address (#PF).
-    PageFault,
-    /// `ud2` (#UD).
-    InvalidOpcode,
-    /// A read of a non-canonical address (#GP).
-    GeneralProtection,
-    /// A division by zero (#DE).
-    DivideError,
-}
-
-impl FaultKind {
-    const ALL: [FaultKind; 5] = [
-        FaultKind::Panic,
-        FaultKind::PageFault,
-        FaultKind::InvalidOpcode,
-        FaultKind::GeneralProtection,
-        FaultKind::DivideError,
-    ];
-
-    /// Returns the name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            FaultKind::Panic => "panic",
-            FaultKind::PageFault => "page-fault",
-            FaultKind::InvalidOpcode => "invalid-opcode",
-            FaultKind::GeneralProtection => "general-protection",
-            FaultKind::DivideError => "divide-error",
-        }
-    }
-}
-
-/// Where an injected fault strikes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Place {
-    /// In the first of the core's threads that resumes (from a yield, a sleep or a
-    /// wait) once the delay passed: that thread fails alone, unless it is inside a
-    /// critical section.
-    Thread,
-    /// In the core's kernel loop, outside any thread, as soon as the delay passed (the
-    /// core's timer wakes it): the whole core fails.
-    Loop,
-}
-
-/// One injected fault, from `selftest=fault:core=K:kind=KIND[:in=thread|loop][:after=MS]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Injection {
-    /// The core that faults.
-    pub core: usize,
-    /// What it raises.
-    pub kind: FaultKind,
-    /// Where (default: a thread).
-    pub place: Place,
-    /// Milliseconds after the core started its scheduler (default 0).
-    pub after_ms: u64,
-}
-
-/// Why a `selftest=fault:...` value was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InjectionError {
-    /// The value does not start with `fault:`.
-    NotAFault,
-    /// A field is not `core=`, `kind=`, `in=` or `after=`, or has no `=`.
-    UnknownField,
-    /// `core=` is missing or not a number below the core limit.
-    BadCore,
-    /// `kind=` is missing or names no fault kind.
-    BadKind,
-    /// `in=` is neither `thread` nor `loop`.
-    BadPlace,
-    /// `after=` is not a number of milliseconds.
-    BadDelay,
-}
-
-impl fmt::Display for InjectionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            InjectionError::NotAFault => "it does not start with `fault:`",
-            InjectionError::UnknownField => "a field is not one of core=, kind=, in=, after=",
-            InjectionError::BadCore => "core= must name a core by number",
-            InjectionError::BadKind => {
-                "kind= must be panic, page-fault, invalid-opcode, general-protection or divide-error"
-            }
-            InjectionError::BadPlace => "in= must be thread or loop",
-            InjectionError::BadDelay => "after= must be a number of milliseconds",
-        })?;
-        f.write_str(" (expected fault:core=K:kind=KIND[:in=thread|loop][:after=MS])")
-    }
-}
-
-impl Injection {
-    /// Parses the value of a `selftest=` word that asks for an injected fault.
-    pub fn parse(text: &str) -> Result<Injection, InjectionError> {
-        let fields = text
-            .strip_prefix("fault:")
-            .ok_or(InjectionError::NotAFault)?;
-        let (mut core, mut kind, mut place, mut after_ms) = (None, None, Place::Thread, 0);
-        for field in fields.split(':') {
-            let (key, value) = field.split_once('=').ok_or(InjectionError::UnknownField)?;
-            match key {
-                "core" => {
-                    core = Some(
-                        value
-                            .parse::<usize>()
-                            .ok()
-                            .filter(|&core| core < MAX_CORES)
-                            .ok_or(InjectionError::BadCore)?,
-                    );
-                }
-                "kind" => {
-                    kind = Some(
-                        FaultKind::ALL
-                            .into_iter()
-                            .find(|kind| kind.name() == value)
-                            .ok_or(InjectionError::BadKind)?,
-                    );
-                }
-                "in" => {
-                    place = match value {
-                        "thread" => Place::Thread,
-                        "loop" => Place::Loop,
-                        _ => return Err(InjectionError::BadPlace),
-                    };
-                }
-                "after" => after_ms = value.parse().map_err(|_| InjectionError::BadDelay)?,
-                _ => return Err(InjectionError::UnknownField),
-            }
-        }
-        Ok(Injection {
-            core: core.ok_or(InjectionError::BadCore)?,
-            kind: kind.ok_or(InjectionError::BadKind)?,
-            place,
-            after_ms,
-        })
-    }
-}
-
-/// A fault armed on one core: what, where, and from which TSC value on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Armed {
-    kind: FaultKind,
-    place: Place,
-    deadline: u64,
-}
-
-impl Armed {
-    /// Returns the fault to raise at `place` at time `now`, if it is due there.
-    fn due(self, place: Place, now: u64) -> Option<FaultKind> {
-        (self.place == place && now >= self.deadline).then_some(self.kind)
-    }
-}
 
 /// Arms `injection` on the running core, its delay counted from now.
 pub fn arm(injection: &Injection) {
     if let Some(local) = crate::cpu::current() {
         let ticks =
             crate::time::ticks_per_micro().saturating_mul(injection.after_ms.saturating_mul(1000));
-        local.injection.set(Some(Armed {
-            kind: injection.kind,
-            place: injection.place,
-            deadline: crate::time::ticks().saturating_add(ticks),
-        }));
+        let deadline = crate::time::ticks().saturating_add(ticks);
+        local.injection.set(Some(Armed::new(injection, deadline)));
     }
 }
 
 /// Returns when the fault armed for `place` on this core is due, for the idle timer.
 pub(crate) fn injection_deadline(place: Place) -> Option<u64> {
-    let armed = crate::cpu::current()?.injection.get()?;
-    (armed.place == place).then_some(armed.deadline)
+    crate::cpu::current()?.injection.get()?.deadline_at(place)
 }
 
 /// Raises the fault armed on this core if it is due at `place` (once).
@@ -200,7 +43,7 @@ pub(crate) fn maybe_inject(place: Place) {
     };
     if let Some(kind) = armed.due(place, crate::time::ticks()) {
         local.injection.set(None);
-        (crate::mailbox::hooks().raise)(kind);
+        (crate::platform::hooks().raise)(kind);
     }
 }
 
@@ -251,7 +94,7 @@ pub fn failures() -> Failures {
             .iter()
             .map(|count| count.load(Ordering::Relaxed))
             .sum(),
-        cores: crate::mailbox::FENCED.bits().count_ones(),
+        cores: crate::fence::FENCED.bits().count_ones(),
     }
 }
 
@@ -268,7 +111,7 @@ pub struct Critical {
 /// its state, a service's polling thread): ending it alone would leave that state lost
 /// and its users waiting for good; failing the core fences it, and they get errors.
 pub fn critical() -> Critical {
-    crate::sched::adjust_critical(1);
+    adjust_critical(1);
     Critical {
         _on_this_thread: PhantomData,
     }
@@ -276,8 +119,24 @@ pub fn critical() -> Critical {
 
 impl Drop for Critical {
     fn drop(&mut self) {
-        crate::sched::adjust_critical(-1);
+        adjust_critical(-1);
     }
+}
+
+/// Adds `delta` to the running thread's open critical sections (nothing outside a
+/// thread).
+fn adjust_critical(delta: i32) {
+    if let Some(local) = crate::cpu::current() {
+        local.scheduler.borrow().adjust_critical(delta);
+    }
+}
+
+/// Returns the running thread (`Ok(None)` in the core's loop), or `Err` when the
+/// scheduler's state is in use (the fault hit the scheduler itself).
+fn running_thread() -> Result<Option<ThreadView>, ()> {
+    let local = crate::cpu::current().ok_or(())?;
+    let scheduler = local.scheduler.try_borrow_mut().map_err(|_| ())?;
+    Ok(scheduler.running_view())
 }
 
 /// Where a fault struck, as the handler saw it.
@@ -411,7 +270,7 @@ pub fn contain(site: FaultSite) -> Containment {
     };
     let nested = local.faults_handled.get();
     local.faults_handled.set(nested.saturating_add(1));
-    let scheduler = crate::sched::running_thread();
+    let scheduler = running_thread();
     let busy = match scheduler {
         Err(()) => Some("scheduler"),
         Ok(_) => local.busy_state(),
@@ -436,17 +295,14 @@ pub(crate) fn fault_handled() {
 /// Returns the number of the running thread on this core, for fault reports; `None` in
 /// the kernel loop, or when the scheduler's state is in use.
 pub fn running_thread_id() -> Option<u64> {
-    crate::sched::running_thread()
-        .ok()
-        .flatten()
-        .map(|thread| thread.id)
+    running_thread().ok().flatten().map(|thread| thread.id)
 }
 
 /// Fences the running core: from now on every other core treats it as failed. Returns
 /// its index (`None` before it has one). The caller then wakes the others and halts.
 pub fn fence_this_core() -> Option<usize> {
     let index = crate::cpu::current()?.index();
-    crate::mailbox::FENCED.fence(index);
+    crate::fence::FENCED.fence(index);
     Some(index)
 }
 
@@ -542,70 +398,6 @@ mod tests {
         early.numbered = false;
         early.thread = None;
         assert_eq!(decide(&early), Containment::EndRun);
-    }
-
-    #[test]
-    fn injections_parse_with_defaults_and_refuse_bad_fields() {
-        assert_eq!(
-            Injection::parse("fault:core=3:kind=page-fault:after=2000:in=loop"),
-            Ok(Injection {
-                core: 3,
-                kind: FaultKind::PageFault,
-                place: Place::Loop,
-                after_ms: 2000
-            })
-        );
-        assert_eq!(
-            Injection::parse("fault:kind=panic:core=0"),
-            Ok(Injection {
-                core: 0,
-                kind: FaultKind::Panic,
-                place: Place::Thread,
-                after_ms: 0
-            })
-        );
-        for kind in FaultKind::ALL {
-            let text = std::format!("fault:core=1:kind={}", kind.name());
-            assert_eq!(Injection::parse(&text).map(|i| i.kind), Ok(kind));
-        }
-        let refused = [
-            ("page-fault", InjectionError::NotAFault),
-            ("fault:core=1", InjectionError::BadKind),
-            ("fault:kind=panic", InjectionError::BadCore),
-            ("fault:core=64:kind=panic", InjectionError::BadCore),
-            ("fault:core=x:kind=panic", InjectionError::BadCore),
-            ("fault:core=1:kind=explode", InjectionError::BadKind),
-            ("fault:core=1:kind=panic:in=heap", InjectionError::BadPlace),
-            (
-                "fault:core=1:kind=panic:after=soon",
-                InjectionError::BadDelay,
-            ),
-            (
-                "fault:core=1:kind=panic:when=now",
-                InjectionError::UnknownField,
-            ),
-            ("fault:core=1:kind=panic:loop", InjectionError::UnknownField),
-        ];
-        for (text, error) in refused {
-            assert_eq!(Injection::parse(text), Err(error), "{text}");
-        }
-        let message = std::format!("{}", InjectionError::BadPlace);
-        assert!(message.contains("fault:core=K:kind=KIND"), "{message}");
-    }
-
-    #[test]
-    fn an_armed_fault_is_due_only_at_its_place_and_time() {
-        let armed = Armed {
-            kind: FaultKind::InvalidOpcode,
-            place: Place::Loop,
-            deadline: 1_000,
-        };
-        assert_eq!(armed.due(Place::Loop, 999), None);
-        assert_eq!(armed.due(Place::Thread, 5_000), None);
-        assert_eq!(
-            armed.due(Place::Loop, 1_000),
-            Some(FaultKind::InvalidOpcode)
-        );
     }
 
     #[test]

@@ -17,145 +17,11 @@ use alloc::boxed::Box;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{null_mut, NonNull};
 
-use ipc::{Kind, Message};
-
 use crate::cpu::{self, CoreLocal};
-use crate::heap::{HeapStats, OwnerMap, RemoteFrees};
-use crate::mailbox;
+use crate::fence;
+use crate::heap::{HeapStats, OwnerMap, RemoteFrees, RemoteState};
+use crate::mailbox::KernelMessage;
 use crate::MAX_CORES;
-
-/// Kernel message: up to three `(address, size)` blocks going home (zero size: none).
-pub(crate) const REMOTE_FREE: Kind = Kind::new(mailbox::KERNEL_KINDS + 3);
-const BLOCKS_PER_MESSAGE: usize = 3;
-
-/// A list of freed blocks of one owner, linked through the blocks.
-#[derive(Clone, Copy, Debug, Default)]
-struct BlockList {
-    head: usize,
-    tail: usize,
-    len: usize,
-}
-
-impl BlockList {
-    const EMPTY: BlockList = BlockList {
-        head: 0,
-        tail: 0,
-        len: 0,
-    };
-
-    /// Appends the block at `addr` of `size` bytes (at least 16, dead, ours to write).
-    fn push(&mut self, addr: usize, size: usize) {
-        // SAFETY: the block was freed by this core and not yet handed back; every block
-        // spans at least 16 bytes (the smallest size class) and is 16-byte aligned.
-        unsafe {
-            core::ptr::write(addr as *mut [usize; 2], [0, size]);
-            if self.len > 0 {
-                core::ptr::write(self.tail as *mut usize, addr);
-            }
-        }
-        if self.len == 0 {
-            self.head = addr;
-        }
-        self.tail = addr;
-        self.len += 1;
-    }
-
-    /// Takes the first block: `(address, size)`.
-    fn pop(&mut self) -> Option<(usize, usize)> {
-        if self.len == 0 {
-            return None;
-        }
-        let addr = self.head;
-        // SAFETY: written by `push` or `push_front` into a block still queued here.
-        let [next, size] = unsafe { core::ptr::read(addr as *const [usize; 2]) };
-        self.head = next;
-        self.len -= 1;
-        Some((addr, size))
-    }
-
-    /// Puts a block back at the front.
-    fn push_front(&mut self, addr: usize, size: usize) {
-        // SAFETY: as in `push`.
-        unsafe { core::ptr::write(addr as *mut [usize; 2], [self.head, size]) };
-        if self.len == 0 {
-            self.tail = addr;
-        }
-        self.head = addr;
-        self.len += 1;
-    }
-}
-
-/// This core's remote-free state, kept in its `CoreLocal`.
-pub(crate) struct RemoteState {
-    outbox: Box<RemoteFrees<MAX_CORES>>,
-    /// Blocks of full batches not sent yet, per owner core.
-    pending: [BlockList; MAX_CORES],
-    /// Bit `c` set: `pending[c]` is not empty. The core's loop checks this on every
-    /// turn, so an idle outbox costs one load, not a walk over every core's list.
-    owners_pending: u64,
-}
-
-// `owners_pending` has a bit per core.
-const _: () = assert!(MAX_CORES <= 64);
-
-impl RemoteState {
-    fn queue(&mut self, batch: &crate::heap::RemoteFreeBatch) {
-        let list = &mut self.pending[batch.owner()];
-        for (addr, size) in batch.blocks() {
-            list.push(addr, size);
-        }
-        if list.len > 0 {
-            self.owners_pending |= 1 << batch.owner();
-        }
-    }
-
-    /// Takes up to a message's worth of `owner`'s pending blocks.
-    fn take_chunk(&mut self, owner: usize) -> heapless::Vec<(usize, usize), BLOCKS_PER_MESSAGE> {
-        let mut chunk = heapless::Vec::new();
-        while !chunk.is_full() {
-            let Some(block) = self.pending[owner].pop() else {
-                break;
-            };
-            let _ = chunk.push(block);
-        }
-        if self.pending[owner].len == 0 {
-            self.owners_pending &= !(1 << owner);
-        }
-        chunk
-    }
-
-    /// Puts a chunk that could not be sent back in front, in order.
-    fn put_back(&mut self, owner: usize, chunk: &[(usize, usize)]) {
-        for &(addr, size) in chunk.iter().rev() {
-            self.pending[owner].push_front(addr, size);
-        }
-        if !chunk.is_empty() {
-            self.owners_pending |= 1 << owner;
-        }
-    }
-
-    /// Forgets `owner`'s pending blocks: its core failed, and nobody frees memory into
-    /// a failed core (the blocks are leaked). Returns how many there were.
-    fn discard(&mut self, owner: usize) -> usize {
-        let count = self.pending[owner].len;
-        self.pending[owner] = BlockList::EMPTY;
-        self.owners_pending &= !(1 << owner);
-        count
-    }
-
-    fn pending_blocks(&self) -> usize {
-        self.pending.iter().map(|list| list.len).sum()
-    }
-}
-
-impl core::fmt::Debug for RemoteState {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RemoteState")
-            .field("queued", &self.outbox.queued())
-            .field("pending", &self.pending_blocks())
-            .finish()
-    }
-}
 
 static OWNERS: spin::Once<OwnerMap> = spin::Once::new();
 
@@ -176,11 +42,7 @@ pub fn enable_remote_frees() {
     outbox.write(RemoteFrees::new());
     // SAFETY: just initialised.
     let outbox = unsafe { outbox.assume_init() };
-    *local.remote.borrow_mut() = Some(RemoteState {
-        outbox,
-        pending: [BlockList::EMPTY; MAX_CORES],
-        owners_pending: 0,
-    });
+    *local.remote.borrow_mut() = Some(RemoteState::new(outbox));
 }
 
 /// The global allocator over the per-core heaps.
@@ -230,7 +92,7 @@ pub unsafe fn dealloc(addr: usize, layout: Layout) {
                     .get()
                     .expect("owner map published before cores allocate");
                 // SAFETY: forwarded caller's contract.
-                unsafe { heap.dealloc_or_forward(ptr, layout, owners, &mut remote.outbox) }
+                unsafe { heap.dealloc_or_forward(ptr, layout, owners, remote.outbox()) }
             }
             // Before the outbox exists only local blocks can be freed.
             None => {
@@ -250,9 +112,7 @@ pub unsafe fn dealloc(addr: usize, layout: Layout) {
 /// Moves partial outbox batches to `pending` (the core is idle).
 pub(crate) fn flush_outbox() {
     if let Some(remote) = local().remote.borrow_mut().as_mut() {
-        while let Some(batch) = remote.outbox.flush() {
-            remote.queue(&batch);
-        }
+        remote.flush_outbox();
     }
 }
 
@@ -262,7 +122,7 @@ pub(crate) fn remote_frees_pending() -> bool {
         .remote
         .borrow()
         .as_ref()
-        .is_some_and(|remote| remote.owners_pending != 0)
+        .is_some_and(|remote| remote.owners_pending() != 0)
 }
 
 /// Sends pending blocks home, three to a message, while rings have room. Never waits.
@@ -273,10 +133,10 @@ pub(crate) fn send_remote_frees() -> bool {
         .remote
         .borrow()
         .as_ref()
-        .map_or(0, |remote| remote.owners_pending);
+        .map_or(0, RemoteState::owners_pending);
     let mut sent_any = false;
     for owner in (0..MAX_CORES).filter(|&owner| owners & (1 << owner) != 0) {
-        if mailbox::is_fenced(owner) {
+        if fence::is_fenced(owner) {
             if let Some(remote) = local.remote.borrow_mut().as_mut() {
                 remote.discard(owner);
             }
@@ -291,16 +151,7 @@ pub(crate) fn send_remote_frees() -> bool {
             if chunk.is_empty() {
                 break;
             }
-            let mut words = [0u64; 6];
-            for (i, &(addr, size)) in chunk.iter().enumerate() {
-                words[2 * i] = addr as u64;
-                words[2 * i + 1] = size as u64;
-            }
-            let message = Message::new(
-                REMOTE_FREE,
-                local.index() as u16,
-                ipc::message::bytes_from_words(&words),
-            );
+            let message = KernelMessage::RemoteFree(chunk.clone());
             if cpu::with_mailbox(|mailbox| mailbox.try_send_kernel(owner, message)).is_err() {
                 // Full ring: keep the blocks, in order, and try on a later turn.
                 if let Some(remote) = local.remote.borrow_mut().as_mut() {
@@ -318,26 +169,16 @@ pub(crate) fn send_remote_frees() -> bool {
     sent_any
 }
 
-/// Frees the blocks of a `REMOTE_FREE` message on their owner (this core).
-pub(crate) fn receive_remote_frees(message: &Message) {
-    let mut blocks: heapless::Vec<(usize, usize), BLOCKS_PER_MESSAGE> = heapless::Vec::new();
-    for i in 0..BLOCKS_PER_MESSAGE {
-        let (addr, size) = (
-            message.inline_word(2 * i) as usize,
-            message.inline_word(2 * i + 1) as usize,
-        );
-        if size != 0 {
-            let _ = blocks.push((addr, size));
-        }
-    }
+/// Frees `blocks`, which came home to their owner (this core) in a kernel message.
+pub(crate) fn receive_remote_frees(blocks: &[(usize, usize)]) {
     let local = local();
     let mut heap = local.heap.borrow_mut();
     let heap = heap
         .as_mut()
         .expect("remote frees reach a core with a heap");
-    // SAFETY: only `send_remote_frees` sends REMOTE_FREE (applications cannot send
-    // kernel kinds), with blocks of batches filled for this core, each once.
-    unsafe { heap.receive_remote_blocks(&blocks) };
+    // SAFETY: only `send_remote_frees` sends freed blocks home (applications cannot send
+    // kernel kinds), blocks of batches filled for this core, each once.
+    unsafe { heap.receive_remote_blocks(blocks) };
 }
 
 /// Returns this core's heap counters.
@@ -356,5 +197,5 @@ pub fn remote_frees_in_flight() -> usize {
         .remote
         .borrow()
         .as_ref()
-        .map_or(0, |remote| remote.outbox.queued() + remote.pending_blocks())
+        .map_or(0, RemoteState::in_flight)
 }

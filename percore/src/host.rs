@@ -28,7 +28,8 @@ use ipc::Doorbell;
 
 use crate::bootinfo::{self, BootInfo, CoreDesc};
 use crate::heap::Heap;
-use crate::mailbox::{self, Hooks, MailboxLocation, Ring};
+use crate::mailbox::{MailboxLocation, Ring};
+use crate::platform::{self, Hooks};
 use crate::{CoreLocal, Mailbox, MAX_CORES};
 
 /// Each core's heap on the host.
@@ -87,7 +88,7 @@ pub fn run<T: Send + 'static>(cores: usize, main: impl FnOnce() -> T + Send + 's
             std::eprint!("{args}")
         });
     });
-    mailbox::install_hooks(Hooks {
+    platform::install_hooks(Hooks {
         wake,
         halt,
         arm_timer: |deadline| TIMER.with(|timer| timer.set(deadline)),
@@ -262,6 +263,37 @@ pub(crate) mod tests {
             start.elapsed()
         });
         assert!(slept >= Duration::from_millis(30), "slept {slept:?}");
+    }
+
+    /// A job another core sends while a thread polls the raw mailbox is kept for the
+    /// kernel by that poll and runs once the thread lets go of the mailbox and yields.
+    #[test]
+    fn kernel_messages_met_by_an_application_poll_still_arrive() {
+        use std::sync::atomic::AtomicBool;
+        static RAN: AtomicBool = AtomicBool::new(false);
+        let ran = run(CORES, || {
+            let kind = ipc::Kind::new(7);
+            let sender = crate::spawn_on(1, move || {
+                crate::run_on(0, || RAN.store(true, Ordering::Relaxed)).unwrap();
+                let message = ipc::Message::new(kind, 1, [0; 48]);
+                crate::with_mailbox(|mailbox| mailbox.send(0, message, core::hint::spin_loop))
+                    .unwrap();
+            });
+            let mut arrived = false;
+            crate::with_mailbox(|mailbox| {
+                while !arrived {
+                    mailbox.poll(|_, message| arrived = message.header().kind() == kind);
+                }
+            });
+            sender.join().unwrap();
+            // The job runs in this core's loop, which the thread reaches by yielding.
+            let start = std::time::Instant::now();
+            while !RAN.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(5) {
+                crate::yield_now();
+            }
+            RAN.load(Ordering::Relaxed)
+        });
+        assert!(ran, "the job sent while the thread polled ran");
     }
 
     #[test]

@@ -25,28 +25,33 @@ pub mod console;
 #[allow(unsafe_code)]
 pub mod cpu;
 pub mod fault;
+pub mod fence;
 #[allow(unsafe_code)]
 pub mod global;
 pub mod heap;
 #[cfg(not(target_os = "none"))]
 #[allow(unsafe_code)]
 pub mod host;
+pub mod injection;
 pub mod mailbox;
 pub mod memory;
 pub mod placement;
+pub mod platform;
+pub mod random;
 pub mod sched;
+pub mod threads;
 pub mod time;
 pub mod timeline;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
 pub use channel::{channel, Receiver, RecvError, SendError, Sender, TryRecvError};
-pub use cpu::{current_core, with_mailbox, CoreLocal};
-pub use mailbox::is_fenced as core_failed;
+pub use cpu::{current_core, CoreLocal};
+pub use fence::{is_fenced as core_failed, CoreFailed};
 pub use mailbox::{Mailbox, MailboxLocation};
 pub use memory::{CoreMemory, PhysRange};
 pub use sched::{
-    park, park_on, run_on, sleep, spawn, spawn_on, try_spawn_on, yield_now, CoreFailed, JoinError,
-    JoinHandle, Parked, SpawnError,
+    park, park_on, run_on, sleep, spawn, spawn_on, try_spawn_on, with_mailbox, yield_now,
+    JoinError, JoinHandle, Parked, SpawnError,
 };
 pub use time::Instant;
 

@@ -172,9 +172,17 @@ impl fmt::Display for TimelineLine<'_> {
     }
 }
 
+/// Returns `ticks` of a `hz` clock in microseconds (0 when `hz` is 0).
+pub fn ticks_to_micros(ticks: u64, hz: u64) -> u64 {
+    if hz == 0 {
+        return 0;
+    }
+    (ticks as u128 * 1_000_000 / hz as u128).min(u64::MAX as u128) as u64
+}
+
 /// Writes `ticks` of a `hz` clock as milliseconds with two decimals (rounded).
 pub fn write_millis(formatter: &mut impl fmt::Write, ticks: u64, hz: u64) -> fmt::Result {
-    let micros = crate::bootinfo::ticks_to_micros(ticks, hz);
+    let micros = ticks_to_micros(ticks, hz);
     let hundredths = (micros + 5) / 10;
     write!(formatter, "{}.{:02}", hundredths / 100, hundredths % 100)
 }
@@ -185,6 +193,13 @@ mod tests {
     use std::string::{String, ToString};
 
     const HZ: u64 = 1_000_000_000;
+
+    #[test]
+    fn micros_from_ticks() {
+        assert_eq!(ticks_to_micros(3_000_000, 3_000_000_000), 1000);
+        assert_eq!(ticks_to_micros(u64::MAX, 1), u64::MAX, "saturates");
+        assert_eq!(ticks_to_micros(5, 0), 0);
+    }
 
     #[test]
     fn phases_run_from_the_previous_end() {

@@ -3,6 +3,8 @@
 //! IPv4, ICMP, UDP and TCP frames, many with correct checksums so they get past the
 //! first checks and into the deeper parsing.
 
+use percore::random::XorShift64;
+
 /// The MAC address QEMU gives the guest's first NIC.
 pub const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
 /// The guest's address on user networking.
@@ -142,25 +144,17 @@ pub fn is_arp_reply(frame: &[u8]) -> bool {
 /// A change that breaks a valid IPv4 packet.
 type Edit = fn(&mut Vec<u8>);
 
-/// A small deterministic generator, so a failing frame can be found again.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn bytes(&mut self, count: usize) -> Vec<u8> {
-        (0..count).map(|_| self.next() as u8).collect()
-    }
+/// Returns `count` bytes from `random`.
+fn bytes(random: &mut XorShift64, count: usize) -> Vec<u8> {
+    let mut bytes = vec![0; count];
+    random.fill(&mut bytes);
+    bytes
 }
 
 /// Returns the catalogue of malformed frames, each with what it is.
 pub fn malformed(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
-    let mut random = XorShift(seed | 1);
+    // Seeded, so a failing frame can be found again.
+    let mut random = XorShift64::new(seed);
     let mut frames: Vec<(&'static str, Vec<u8>)> = Vec::new();
     // Ethernet: runts, random bodies, oversize, unknown type. (No empty frame: QEMU's
     // socket backend takes an empty datagram for the end of the connection and stops
@@ -168,12 +162,18 @@ pub fn malformed(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
     frames.push(("one byte", vec![0x52]));
     frames.push(("runt frame", GUEST_MAC.to_vec()));
     for length in [14usize, 15, 60, 100, 600, 1514, 1515, 1600, 4000, 9000] {
-        let mut frame = ethernet(ETHERTYPE_IPV4, &random.bytes(length.saturating_sub(14)));
+        let mut frame = ethernet(
+            ETHERTYPE_IPV4,
+            &bytes(&mut random, length.saturating_sub(14)),
+        );
         frame.truncate(length);
         frames.push(("random IPv4 body", frame));
     }
-    frames.push(("unknown ethertype", ethernet(0x88b5, &random.bytes(46))));
-    frames.push(("IPv6 garbage", ethernet(0x86dd, &random.bytes(80))));
+    frames.push((
+        "unknown ethertype",
+        ethernet(0x88b5, &bytes(&mut random, 46)),
+    ));
+    frames.push(("IPv6 garbage", ethernet(0x86dd, &bytes(&mut random, 80))));
     // ARP: truncated, wrong sizes, opcode 0.
     let request = arp_request();
     for cut in [15, 20, 27, 41] {
@@ -324,17 +324,17 @@ pub fn malformed(seed: u64) -> Vec<(&'static str, Vec<u8>)> {
     // Random bytes behind valid IPv4 headers, for each protocol.
     for round in 0..60 {
         let protocol = [PROTOCOL_ICMP, PROTOCOL_TCP, PROTOCOL_UDP][round % 3];
-        let length = (random.next() % 200) as usize;
+        let length = random.below(200) as usize;
         frames.push((
             "random transport payload",
-            ethernet(ETHERTYPE_IPV4, &ipv4(protocol, &random.bytes(length))),
+            ethernet(ETHERTYPE_IPV4, &ipv4(protocol, &bytes(&mut random, length))),
         ));
     }
     // And a flood of fully random frames addressed to the guest.
     for _ in 0..300 {
-        let length = (random.next() % 1514) as usize;
+        let length = random.below(1514) as usize;
         let mut frame = GUEST_MAC.to_vec();
-        frame.extend(random.bytes(length));
+        frame.extend(bytes(&mut random, length));
         frames.push(("random frame", frame));
     }
     frames

@@ -7,6 +7,8 @@ mod console;
 mod frames;
 mod httpcheck;
 mod mkimage;
+#[cfg(test)]
+mod module_graph;
 mod new;
 mod qemu;
 mod run;

@@ -1,7 +1,7 @@
 //! `scale`: how throughput grows with cores. Five workloads, each run on every core at
 //! once for `duration_ms=D` (default 500 ms of guest time):
 //!
-//! - `compute`: a xorshift pass over a 16 KiB buffer of each core's own (words/s);
+//! - `compute`: a xorshift64 pass over a 16 KiB buffer of each core's own (words/s);
 //! - `pingpong`: every core keeps one ping in flight to every other core through the
 //!   mailbox rings and answers the pings it receives (messages/s, pings and pongs);
 //! - `alloc`: allocator churn, 64 live blocks of 16 bytes to 16 KiB replaced at random
@@ -21,6 +21,7 @@ use core::time::Duration;
 
 use crate::app::{App, AppError};
 use ipc::{Kind, Message};
+use percore::random::XorShift64;
 use percore::{println, Instant, Mailbox};
 
 pub(crate) const APP: App = App {
@@ -127,35 +128,25 @@ fn per_second(count: u64, elapsed: Duration) -> u64 {
     u64::try_from(u128::from(count) * 1_000_000_000 / nanos).unwrap_or(u64::MAX)
 }
 
-/// Returns the next state of a xorshift64 generator (never 0 from a state that is not 0).
-fn xorshift(mut state: u64) -> u64 {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    state
-}
-
 /// Words in each core's compute buffer: 16 KiB, within every core's own cache.
 const COMPUTE_WORDS: usize = 2048;
 
-/// Mixes the generator into every word of `buffer`; returns the generator's state.
-fn compute_pass(buffer: &mut [u64], mut state: u64) -> u64 {
+/// Mixes the generator into every word of `buffer`.
+fn compute_pass(buffer: &mut [u64], random: &mut XorShift64) {
     for word in buffer.iter_mut() {
-        state = xorshift(state);
-        *word = word.rotate_left(5) ^ state;
+        *word = word.rotate_left(5) ^ random.next_u64();
     }
-    state
 }
 
 /// Returns words processed per second on this core.
 fn compute(_cores: usize, duration: Duration) -> Result<u64, AppError> {
     let me = percore::current_core() as u64;
     let mut buffer = alloc::vec![me; COMPUTE_WORDS];
-    let mut state = 0x9E37_79B9_7F4A_7C15 ^ (me + 1);
+    let mut random = XorShift64::new(me + 1);
     let start = Instant::now();
     let mut words = 0u64;
     while start.elapsed() < duration {
-        state = compute_pass(&mut buffer, state);
+        compute_pass(&mut buffer, &mut random);
         words += COMPUTE_WORDS as u64;
     }
     let elapsed = start.elapsed();
@@ -180,18 +171,15 @@ fn churn_size(random: u64) -> usize {
 /// Returns allocation+free pairs per second on this core.
 fn alloc_churn(_cores: usize, duration: Duration) -> Result<u64, AppError> {
     let me = percore::current_core() as u64;
-    let mut random = 0x2545_F491_4F6C_DD1D ^ (me + 1);
+    let mut generator = XorShift64::new(0x2545_F491_4F6C_DD1D ^ (me + 1));
     let mut blocks: Vec<Vec<u8>> = (0..LIVE_BLOCKS)
-        .map(|_| {
-            random = xorshift(random);
-            Vec::with_capacity(churn_size(random))
-        })
+        .map(|_| Vec::with_capacity(churn_size(generator.next_u64())))
         .collect();
     let start = Instant::now();
     let mut pairs = 0u64;
     while start.elapsed() < duration {
         for _ in 0..256 {
-            random = xorshift(random);
+            let random = generator.next_u64();
             let slot = (random >> 40) as usize % LIVE_BLOCKS;
             let mut block = Vec::with_capacity(churn_size(random));
             // One write, so the block is really handed out.
@@ -311,7 +299,7 @@ fn pingpong(cores: usize, duration: Duration) -> Result<u64, AppError> {
 
 /// Returns the server's answer to `value`, which the client checks.
 fn rpc_answer(value: u64) -> u64 {
-    xorshift(value | 1).rotate_left(7)
+    XorShift64::new(value).next_u64().rotate_left(7)
 }
 
 /// Serves calls on this core until all `clients` said they are done; returns how many
@@ -348,14 +336,14 @@ fn rpc_server(clients: usize) -> u64 {
 /// per second.
 fn rpc_client(server: usize, duration: Duration) -> Result<u64, AppError> {
     let me = percore::current_core() as u64;
-    let mut value = 0x5DEE_CE66_D1CE_4E5B ^ me;
+    let mut values = XorShift64::new(0x5DEE_CE66_D1CE_4E5B ^ me);
     let mut calls = 0u64;
     let mut error = None;
     let mut empty = 0;
     let start = Instant::now();
     percore::with_mailbox(|mailbox| {
         while start.elapsed() < duration && error.is_none() {
-            value = xorshift(value);
+            let value = values.next_u64();
             mailbox
                 .send(
                     server,
@@ -509,25 +497,25 @@ mod tests {
     #[test]
     fn compute_passes_are_deterministic_and_change_every_word() {
         let (mut a, mut b) = ([5u64; 64], [5u64; 64]);
-        let state_a = compute_pass(&mut a, 1);
-        let state_b = compute_pass(&mut b, 1);
-        assert_eq!((a, state_a), (b, state_b));
+        let (mut random_a, mut random_b) = (XorShift64::new(1), XorShift64::new(1));
+        compute_pass(&mut a, &mut random_a);
+        compute_pass(&mut b, &mut random_b);
+        assert_eq!((a, &random_a), (b, &random_b));
         assert!(a.iter().all(|&word| word != 5));
-        assert_ne!(compute_pass(&mut a, 2), state_a);
-        let mut state = 1;
-        for _ in 0..10_000 {
-            state = xorshift(state);
-            assert_ne!(state, 0);
-        }
+        let mut c = [5u64; 64];
+        compute_pass(&mut c, &mut XorShift64::new(2));
+        assert_ne!(c, a, "another seed, another pass");
+        let before = a;
+        compute_pass(&mut a, &mut random_a);
+        assert!(a.iter().zip(before).all(|(now, then)| *now != then));
     }
 
     #[test]
     fn churn_sizes_mix_slabs_and_page_runs() {
-        let mut random = 1;
+        let mut generator = XorShift64::new(1);
         let (mut small, mut large) = (0, 0);
         for _ in 0..10_000 {
-            random = xorshift(random);
-            let size = churn_size(random);
+            let size = churn_size(generator.next_u64());
             assert!((16..=16 * 1024).contains(&size), "{size}");
             if size > 2048 {
                 assert!(size >= 4096);

@@ -393,26 +393,6 @@ pub(crate) mod tests {
     use crate::virtio::dma::host_regions;
     use std::vec::Vec;
 
-    /// A small seeded PRNG (xorshift64*): deterministic tests without extra crates.
-    pub(crate) struct Rng(u64);
-
-    impl Rng {
-        pub(crate) fn new(seed: u64) -> Rng {
-            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-        }
-
-        pub(crate) fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        pub(crate) fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
-        }
-    }
-
     /// The device's view of a queue, driven by hand inside the test thread.
     pub(crate) struct DeviceView {
         pub(crate) memory: DmaRegion,
@@ -699,7 +679,7 @@ pub(crate) mod tests {
     fn random_operations_never_lose_descriptors() {
         for (seed, size) in [(1u64, 4u16), (2, 16), (3, 64), (4, 256)] {
             let (mut queue, mut device) = queue(size);
-            let mut rng = Rng::new(seed);
+            let mut rng = percore::random::XorShift64::new(seed);
             let mut held: Vec<(u16, usize)> = Vec::new(); // heads the device holds, and chain lengths
             let mut expected: Vec<(u16, usize)> = Vec::new(); // added, not yet seen by the device
             let operations = if size == 4 { 300_000 } else { 20_000 };

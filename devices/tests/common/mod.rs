@@ -7,25 +7,9 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 
 use devices::virtio::dma::{DmaRegion, PAGE_SIZE};
 
-/// xorshift64*: seeded, so a failure replays.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
+/// The shared generator: seeded, so a failure replays.
+#[allow(unused_imports)] // Each test binary uses its own subset.
+pub use percore::random::XorShift64 as Rng;
 
 /// Page-aligned, zeroed host memory that hands out DMA views of itself.
 pub struct HostMemory {

@@ -19,8 +19,8 @@ use core::fmt;
 use core::ptr::NonNull;
 
 use super::class::{class_for, CLASSES, CLASS_COUNT, LARGEST_SMALL_SIZE};
+use super::link::Claim;
 use super::pages::{Kind, PageInfo, PageMap, PageRef, NO_BLOCK, PAGE};
-use super::raw::Claim;
 
 /// The failure of an allocation: no free memory could hold the layout asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,8 +19,12 @@
 //!   the read-only [`OwnerMap`] and queued in that core's [`RemoteFrees`] outbox; full
 //!   batches travel home by message and the owner frees them with
 //!   [`Heap::receive_remote`] (snmalloc's remote frees, batched).
-//! - `raw`: the only `unsafe` code: claiming the memory ([`Heap::new`]), the free-list
-//!   link in freed blocks, and the free entry points whose callers vouch for a pointer.
+//! - `outbox`: [`RemoteState`], one core's remote frees on their way home: its outbox,
+//!   and the full batches waiting for the kernel to send them, linked through the freed
+//!   blocks (so queueing never allocates).
+//! - `link` and `raw`, the only `unsafe` code: the writes into freed blocks (a slab's
+//!   free-list link, the links of blocks going home), and claiming the memory
+//!   ([`Heap::new`]) with the free entry points whose callers vouch for a pointer.
 //!
 //! # Why no block headers
 //! A block's size is found from its page (page map entry: slab class or run length), so
@@ -30,6 +34,9 @@
 
 mod allocator;
 mod class;
+#[allow(unsafe_code)]
+mod link;
+mod outbox;
 mod owner;
 mod pages;
 #[allow(unsafe_code)]
@@ -42,6 +49,7 @@ mod tests;
 
 pub use allocator::{AllocError, Heap, HeapStats};
 pub use class::LARGEST_SMALL_SIZE;
+pub use outbox::{RemoteState, BLOCKS_PER_MESSAGE};
 pub use owner::{OwnerMap, OwnerMapError, OWNER_MAP_CAPACITY};
 pub use pages::PAGE;
 pub use remote::{RemoteFreeBatch, RemoteFrees, REMOTE_BATCH_CAPACITY};

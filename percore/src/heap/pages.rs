@@ -622,13 +622,8 @@ mod tests {
         let mut map = fake(&extents);
         let usable = map.usable_pages();
         let mut live: Vec<(usize, usize, PageRef)> = Vec::new();
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut random = crate::random::XorShift64::new(1);
+        let mut next = || random.next_u64();
         for _ in 0..20_000 {
             if live.is_empty() || next() % 3 != 0 {
                 let pages = match next() % 10 {

@@ -1,11 +1,12 @@
 //! The heap's unsafe code: claiming raw memory, and the entry points that take pointers.
 //!
-//! Soundness argument, in one place. [`Heap::new`] is told by its caller that the
-//! extents are RAM nobody else uses; from then on the heap is the only writer of those
-//! bytes, apart from the blocks it hands out. The heap writes in exactly two ways: its
-//! page maps (slices carved here at the start of each extent and never handed out), and
-//! one `u16` free-list link at the start of a block that has been freed
-//! ([`Claim::write_link`]). The free entry points ([`Heap::dealloc`],
+//! Soundness argument, in one place (with `link`, the writes into freed blocks).
+//! [`Heap::new`] is told by its caller that the extents are RAM nobody else uses; from
+//! then on the heap is the only writer of those bytes, apart from the blocks it hands
+//! out. The heap writes in exactly two ways: its page maps (slices carved here at the
+//! start of each extent and never handed out), and one `u16` free-list link at the
+//! start of a block that has been freed (`Claim::write_link`, whose `Claim` only
+//! [`Heap::new`] makes). The free entry points ([`Heap::dealloc`],
 //! [`Heap::dealloc_or_forward`]) are `unsafe` because only their caller can promise that
 //! a block is no longer used; remote batches can only be filled through the latter, so
 //! [`Heap::receive_remote`](super::Heap::receive_remote) is safe. Everything else in
@@ -18,38 +19,11 @@ use core::ops::Range;
 use core::ptr::NonNull;
 
 use super::allocator::{Claimed, Heap};
+use super::link::Claim;
 use super::owner::OwnerMap;
 use super::pages::{Extent, ExtentPlan, PageInfo, PageMap};
 use super::remote::{RemoteFreeBatch, RemoteFrees};
 use crate::memory::MAX_EXTENTS;
-
-/// The heap's right to the bytes of its free blocks. Only [`Heap::new`] makes one, so
-/// only a heap can read or write free-list links.
-#[derive(Debug)]
-pub(super) struct Claim {
-    _private: (),
-}
-
-impl Claim {
-    /// Returns the free-list link stored in the free block at `addr`.
-    pub(super) fn read_link(&self, addr: usize) -> u16 {
-        let link: *const u16 = core::ptr::with_exposed_provenance(addr);
-        // SAFETY: the heap calls this only for a block on a slab's free list: inside its
-        // extents (valid, owned by the heap per `Heap::new`), aligned to at least 16,
-        // written by `write_link` when it was freed, and not lent to anybody since.
-        unsafe { link.read() }
-    }
-
-    /// Stores `link` in the block at `addr`, which has just been freed.
-    pub(super) fn write_link(&mut self, addr: usize, link: u16) {
-        let slot: *mut u16 = core::ptr::with_exposed_provenance_mut(addr);
-        // SAFETY: the heap calls this only for a block that its page map shows allocated
-        // inside its extents and whose free the caller of `dealloc` (or of
-        // `dealloc_or_forward` on another core) has promised: no one uses it any more.
-        // Blocks are at least 16 bytes and 16-aligned.
-        unsafe { slot.write(link) }
-    }
-}
 
 /// Returns the page map of the extent planned by `plan`, written at its start and filled
 /// with [`PageInfo::METADATA`].
@@ -113,7 +87,9 @@ impl Heap {
             // As many entries as `plans`, which has the same capacity.
             let _ = list.push((extent, plan.map_pages));
         }
-        Heap::from_parts(PageMap::new(list), Claim { _private: () })
+        // SAFETY: the caller vouches that the extents are the heap's alone.
+        let claim = unsafe { Claim::new() };
+        Heap::from_parts(PageMap::new(list), claim)
     }
 
     /// Frees the block at `ptr`, allocated from this heap with `layout`. O(1) for small

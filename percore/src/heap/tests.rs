@@ -54,23 +54,17 @@ fn heap_over(ranges: &[Range<usize>]) -> Heap {
     unsafe { Heap::new(ranges) }
 }
 
-/// xorshift64*: small, seeded, good enough to pick sizes.
-struct Rng(u64);
+/// The shared generator, seeded so that a failure replays, with the `usize` bounds these
+/// tests pick sizes and indices with.
+struct Rng(crate::random::XorShift64);
 
 impl Rng {
     fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        Rng(crate::random::XorShift64::new(seed))
     }
 
     fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.below(n as u64) as usize
     }
 }
 

@@ -1,5 +1,5 @@
-//! Blocking and waking: a thread's token, its waits, and how a wait on another core
-//! ends when that core fails.
+//! Blocking and waking: a thread's wait, its wake-up from any core, and how a wait on
+//! another core ends when that core fails.
 //!
 //! A thread blocked on another core (a join of a thread there, `park_on`) is
 //! registered in the scheduler's `remote_waits`. When that core is fenced, this core's
@@ -11,63 +11,30 @@
 use core::ptr::NonNull;
 use core::sync::atomic::AtomicUsize;
 
-use ipc::Message;
-
-use super::join::{self, JoinError};
-use super::messages::{send_kernel, words, WAKE};
-use super::scheduler::{leave, with, Leave, Scheduler, Thread, ThreadRef};
-use super::CoreFailed;
-use crate::cpu;
-use crate::mailbox::{self, hooks};
-
-/// A thread blocked on another core.
-#[derive(Clone, Copy)]
-pub(super) struct RemoteWait {
-    pub(super) thread: ThreadRef,
-    core: usize,
-    /// The join packet's state word, for a join (it lives as long as the joiner waits,
-    /// which holds the packet); `None` for `park_on`.
-    packet_state: Option<NonNull<AtomicUsize>>,
-}
-
-/// Identifies a blocked thread and its core, for the one who wakes it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WaiterToken(usize);
-
-const CORE_SHIFT: u32 = 48;
-
-impl WaiterToken {
-    pub(crate) fn from_raw(raw: usize) -> Self {
-        Self(raw)
-    }
-
-    pub(crate) fn into_raw(self) -> usize {
-        self.0
-    }
-
-    pub(crate) fn core(self) -> usize {
-        self.0 >> CORE_SHIFT
-    }
-
-    pub(super) fn thread(self) -> ThreadRef {
-        NonNull::new((self.0 & ((1 << CORE_SHIFT) - 1)) as *mut Thread)
-            .expect("a token names a thread")
-    }
-}
+use super::dispatch::drain_from;
+use super::local::with;
+use super::send::send_kernel;
+use super::switch::{leave, Leave};
+use crate::fence::{self, CoreFailed};
+use crate::mailbox::KernelMessage;
+use crate::platform::hooks;
+use crate::threads::{
+    fail_waiter, JoinError, RemoteWait, Scheduler, Thread, ThreadRef, WaiterToken,
+};
 
 /// Starts a wait of the running thread: one wake-up, even before it blocks, ends it.
 /// Returns the thread's token, for the one who wakes it.
-pub(crate) fn begin_wait() -> WaiterToken {
+pub(super) fn begin_wait() -> WaiterToken {
     with(|s| {
         let me = s.current.expect("only a thread can wait");
         // SAFETY: the running thread is alive and only this core touches it.
         unsafe { (*me.as_ptr()).wakeup.begin_wait() };
-        WaiterToken(crate::current_core() << CORE_SHIFT | me.as_ptr() as usize)
+        WaiterToken::new(crate::current_core(), me)
     })
 }
 
 /// Gives up the running thread's wait (what it waited for is done).
-pub(crate) fn cancel_wait() {
+pub(super) fn cancel_wait() {
     with_current(|thread| thread.wakeup.cancel_wait());
 }
 
@@ -82,14 +49,14 @@ fn with_current<R>(f: impl FnOnce(&mut Thread) -> R) -> R {
 
 /// Blocks the running thread until someone calls [`wake`] with its token (or did since
 /// its wait began).
-pub(crate) fn block_until_woken() {
+pub(super) fn block_until_woken() {
     leave(Leave::Block);
 }
 
 /// Blocks the running thread, whose wait began, until it is woken or core `core` (which
 /// it waits on) fails. `packet_state` is the join packet's state word for a join. Returns
 /// `Err` when `core` failed before it answered a `park_on`; a join reads its packet.
-pub(crate) fn block_on_remote(
+pub(super) fn block_on_remote(
     core: usize,
     packet_state: Option<&AtomicUsize>,
 ) -> Result<(), CoreFailed> {
@@ -104,10 +71,10 @@ pub(crate) fn block_on_remote(
         });
         me
     });
-    if mailbox::is_fenced(core) {
+    if fence::is_fenced(core) {
         // The loop may have dealt with that core before this wait was registered: take
         // what it sent (its answer may be there) and fail the wait here.
-        cpu::with_mailbox(|mailbox| mailbox.drain_for_kernel(core));
+        drain_from(core);
         with(|s| fail_wait(s, me, core, packet_state));
     }
     leave(Leave::Block);
@@ -130,13 +97,13 @@ fn fail_wait(
     core: usize,
     packet_state: Option<NonNull<AtomicUsize>>,
 ) {
-    let token = WaiterToken(crate::current_core() << CORE_SHIFT | thread.as_ptr() as usize);
+    let token = WaiterToken::new(crate::current_core(), thread);
     // SAFETY: a registered thread is alive (it removes its registration before it can
     // end) and only this core touches it.
     let record = unsafe { &mut *thread.as_ptr() };
     let failed = match packet_state {
         // SAFETY: the joiner is blocked in `join`, which holds the packet.
-        Some(state) => join::fail_waiter(
+        Some(state) => fail_waiter(
             unsafe { state.as_ref() },
             token,
             JoinError::CoreFailed(core),
@@ -152,33 +119,19 @@ fn fail_wait(
 }
 
 /// Makes the thread of `token` ready, on whichever core it lives.
-pub(crate) fn wake(token: WaiterToken) {
+pub(super) fn wake(token: WaiterToken) {
     if token.core() == crate::current_core() {
-        with(|s| wake_local(s, token.thread()));
+        with(|s| s.wake(token.thread()));
     } else {
-        let message = Message::new(
-            WAKE,
-            crate::current_core() as u16,
-            words([token.into_raw() as u64]),
-        );
         // A thread on a failed core is gone with it: nothing to wake.
-        let _ = send_kernel(token.core(), message);
-    }
-}
-
-/// Makes `thread` (of this core) ready if it waits; a stale wake-up does nothing.
-pub(super) fn wake_local(s: &mut Scheduler, thread: ThreadRef) {
-    // SAFETY: tokens name threads of this core whose records are alive: a thread ends
-    // only after its waits ended, and failed threads' records are never freed.
-    if unsafe { (*thread.as_ptr()).wakeup.wake() } {
-        s.ready.push(thread);
+        let _ = send_kernel(token.core(), KernelMessage::Wake(token));
     }
 }
 
 /// Fails, once per failed core, every wait of this core's threads on it, after taking
 /// the last messages it sent (a wake-up among them ends a wait the normal way).
 pub(super) fn notice_failures() {
-    let fenced = mailbox::FENCED.bits();
+    let fenced = fence::FENCED.bits();
     if fenced == 0 {
         return;
     }
@@ -192,7 +145,7 @@ pub(super) fn notice_failures() {
     }
     let me = crate::current_core();
     for core in (0..crate::MAX_CORES).filter(|&core| new & (1 << core) != 0 && core != me) {
-        cpu::with_mailbox(|mailbox| mailbox.drain_for_kernel(core));
+        drain_from(core);
         // Each thread removes its own registration when it runs again.
         with(|s| {
             for index in 0..s.remote_waits.len() {

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use percore::random::XorShift64;
+
 use super::runner::{
     remove_scratch, require_line, scratch_dir, Case, CaseResult, Context, Failure, WithTail,
 };
@@ -148,20 +150,15 @@ fn fsck_failure(reason: String, report: &str) -> Failure {
     }
 }
 
-/// A small generator for the kill moments (xorshift), seeded from the clock so runs
-/// differ; the moments are printed with any failure.
+/// Returns the kill moments, seeded from the clock so runs differ; the moments are
+/// printed with any failure.
 fn kill_delays(count: usize) -> Vec<Duration> {
-    let mut state = SystemTime::now()
+    let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0x9e37_79b9, |now| now.as_nanos() as u64)
-        | 1;
+        .map_or(0x9e37_79b9, |now| now.as_nanos() as u64);
+    let mut random = XorShift64::new(seed);
     (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            Duration::from_millis(state % 2000)
-        })
+        .map(|_| Duration::from_millis(random.below(2000)))
         .collect()
 }
 

@@ -11,73 +11,28 @@
 //! costs one [`Mailbox::notify`]; [`Mailbox::send`] waits while the ring is full
 //! (after ringing, so a halted receiver wakes to drain it) and rings afterwards.
 //! Waiting: [`Mailbox::wait`] halts this core until a message arrives, never missing one.
-//! A kernel thread reaches its core's mailbox through `crate::cpu::with_mailbox`.
 //!
-//! A core that failed is fenced ([`FENCED`]): it set its bit there before it halted for
+//! Two families share the rings: the application's messages (kinds below
+//! [`KERNEL_KINDS`]) and the kernel's (`kernel`). The mailbox only sorts them: the
+//! kernel's loop polls with a handler for its own and keeps the application's for it;
+//! an application's poll keeps the kernel's for the kernel, which handles them as soon
+//! as the application lets go of the mailbox (`sched::with_mailbox`) or on its loop's
+//! next turn. So the mailbox calls no one.
+//!
+//! A core that failed is fenced (`crate::fence`): it set its bit before it halted for
 //! good, and from then on nobody sends to it; a send to it is an error instead of a wait
 //! on a ring that nobody drains.
 
 use alloc::collections::VecDeque;
-use core::sync::atomic::{fence, AtomicU64, Ordering};
 use ipc::doorbell::WakeMemo;
 use ipc::{Doorbell, Endpoint, Full, Message, Receiver, Sender};
 
-/// Message kinds from this value up belong to the kernel (thread start-up, wake-ups,
-/// remote frees); applications use the kinds below it.
-pub const KERNEL_KINDS: u16 = 0x3000;
+use crate::fence::is_fenced;
 
-/// The cores that failed: bit `c` for core `c`.
-///
-/// Each bit is set once, by the failing core itself, and never cleared; every core reads
-/// the word on each turn of its loop. It is one word for all cores (not a flag in each
-/// doorbell) because a doorbell's line is written by its owner every idle period, while
-/// this line is written at most once per core per run, so reading it costs no cache
-/// traffic.
-#[derive(Debug)]
-pub struct FenceSet(AtomicU64);
+mod kernel;
 
-// One bit per core.
-const _: () = assert!(crate::MAX_CORES <= 64);
-
-impl FenceSet {
-    /// Returns a set with no core fenced.
-    pub const fn new() -> Self {
-        Self(AtomicU64::new(0))
-    }
-
-    /// Fences `core`. Only that core calls it, as it fails, after its last message was
-    /// published: a core that sees the bit (Acquire) then sees every message it sent.
-    pub fn fence(&self, core: usize) {
-        self.0.fetch_or(1 << core, Ordering::Release);
-        // Orders the bit before the wake-up interrupts that follow (pairs with the
-        // doorbell's fences on the halting side).
-        fence(Ordering::SeqCst);
-    }
-
-    /// Returns true when `core` failed.
-    pub fn contains(&self, core: usize) -> bool {
-        core < 64 && self.0.load(Ordering::Acquire) & (1 << core) != 0
-    }
-
-    /// Returns the set as a bit mask.
-    pub fn bits(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-}
-
-impl Default for FenceSet {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The run's fenced cores.
-pub static FENCED: FenceSet = FenceSet::new();
-
-/// Returns true when core `core` failed and was fenced.
-pub fn is_fenced(core: usize) -> bool {
-    FENCED.contains(core)
-}
+pub(crate) use kernel::KernelMessage;
+pub use kernel::KERNEL_KINDS;
 
 /// Slots per ring: 64 cache lines, 4 KiB.
 pub const RING_SLOTS: usize = 64;
@@ -98,54 +53,16 @@ pub struct MailboxLocation {
     pub apic_id: u32,
 }
 
-/// What the hardware does for a core's kernel (installed by `boot`).
-#[derive(Debug, Clone, Copy)]
-pub struct Hooks {
-    /// Sends the wake-up interrupt to the core with this APIC id.
-    pub wake: fn(u32),
-    /// Halts until an interrupt arrives (interrupts masked before and after).
-    pub halt: fn(),
-    /// Arms this core's timer to interrupt at this TSC value (`None`: disarm).
-    pub arm_timer: fn(Option<u64>),
-    /// Unmaps (`true`) or maps again (`false`) the page at this address: a thread
-    /// stack's guard page. Returns false when it could not (no memory for a page
-    /// table): the thread is then not created.
-    pub protect: fn(usize, bool) -> bool,
-    /// Raises the deliberate fault the fault injector asks for (`selftest=fault:...`).
-    pub raise: fn(crate::fault::FaultKind),
-    /// Told, on every core that goes on, that this core failed (after the core's waiters
-    /// on it were failed).
-    pub core_failed: fn(usize),
-}
-
-static HOOKS: spin::Once<Hooks> = spin::Once::new();
-
-/// Installs the wake-up and halt hooks. Only the first call has an effect.
-pub fn install_hooks(hooks: Hooks) {
-    HOOKS.call_once(|| hooks);
-}
-
-pub(crate) fn hooks() -> Hooks {
-    // Without hooks (host tests), waking is a no-op and halting is a spin hint.
-    HOOKS.get().copied().unwrap_or(Hooks {
-        wake: |_| {},
-        halt: core::hint::spin_loop,
-        arm_timer: |_| {},
-        protect: |_, _| true,
-        raise: |kind| panic!("injected fault {kind:?}"),
-        core_failed: |_| {},
-    })
-}
-
-/// Receives one round from `endpoint`: kernel messages go to the kernel, the others to
+/// Receives one round from `endpoint`: kernel messages go to `kernel`, the others to
 /// `application`. Returns how many messages it took.
 fn receive_round(
     endpoint: &mut Endpoint<'static, Message, RING_SLOTS, { crate::MAX_CORES }>,
+    mut kernel: impl FnMut(usize, Message),
     mut application: impl FnMut(usize, Message),
 ) -> usize {
     endpoint.poll(|source, message| {
-        if message.header().kind().value() >= KERNEL_KINDS {
-            crate::sched::on_kernel_message(usize::from(source), message);
+        if kernel::is_kernel(&message) {
+            kernel(usize::from(source), message);
         } else {
             application(usize::from(source), message);
         }
@@ -182,6 +99,8 @@ pub struct Mailbox {
     doorbell: &'static Doorbell,
     /// Application messages that arrived while the kernel served the mailbox.
     inbox: VecDeque<(usize, Message)>,
+    /// Kernel messages that arrived while the application polled.
+    kept_for_kernel: VecDeque<(usize, Message)>,
 }
 
 struct Outbound {
@@ -238,6 +157,7 @@ impl Mailbox {
             endpoint,
             doorbell: own.doorbell,
             inbox: VecDeque::new(),
+            kept_for_kernel: VecDeque::new(),
         })
     }
 
@@ -262,14 +182,25 @@ impl Mailbox {
     /// kernel kind ([`KERNEL_KINDS`] and up).
     pub fn try_send(&mut self, to: usize, message: Message) -> Result<(), Full<Message>> {
         assert!(
-            message.header().kind().value() < KERNEL_KINDS,
+            !kernel::is_kernel(&message),
             "message kinds from {KERNEL_KINDS:#x} up are the kernel's"
         );
-        self.try_send_kernel(to, message)
+        self.try_send_any(to, message)
     }
 
-    /// Like [`Mailbox::try_send`], for the kernel's own kinds.
+    /// Publishes `message` from the kernel to core `to` if its ring has room, as
+    /// [`Mailbox::try_send`] does; returns the message if the ring is full.
     pub(crate) fn try_send_kernel(
+        &mut self,
+        to: usize,
+        message: KernelMessage,
+    ) -> Result<(), Full<Message>> {
+        let message = message.into_message(self.me);
+        self.try_send_any(to, message)
+    }
+
+    /// Like [`Mailbox::try_send`], for a message already encoded (of either family).
+    pub(crate) fn try_send_any(
         &mut self,
         to: usize,
         message: Message,
@@ -284,9 +215,9 @@ impl Mailbox {
     pub fn notify(&mut self, to: usize) {
         if let Ok(outbound) = self.outbound(to) {
             let apic_id = outbound.apic_id;
-            outbound
-                .doorbell
-                .notify_once(&mut outbound.memo, || (hooks().wake)(apic_id));
+            outbound.doorbell.notify_once(&mut outbound.memo, || {
+                (crate::platform::hooks().wake)(apic_id)
+            });
         }
     }
 
@@ -324,37 +255,57 @@ impl Mailbox {
 
     /// Hands the application messages that are waiting to `handle` with their source
     /// core: first those the kernel kept, then one round from all inbound rings (fair,
-    /// batched). Kernel messages met on the way are handled by the kernel. Returns how
-    /// many messages were handled in all.
+    /// batched). Kernel messages met on the way are kept for the kernel. Returns how many
+    /// messages were taken in all (those kept for the kernel count).
     pub fn poll(&mut self, mut handle: impl FnMut(usize, Message)) -> usize {
         let mut handled = 0;
         while let Some((source, message)) = self.inbox.pop_front() {
             handle(source, message);
             handled += 1;
         }
-        handled + receive_round(&mut self.endpoint, handle)
+        let kept = &mut self.kept_for_kernel;
+        handled
+            + receive_round(
+                &mut self.endpoint,
+                |source, message| kept.push_back((source, message)),
+                handle,
+            )
     }
 
-    /// Serves one round for the kernel: handles kernel messages, keeps application
-    /// messages for the application's next [`Mailbox::poll`].
-    pub(crate) fn poll_for_kernel(&mut self) -> usize {
+    /// Serves one round for the kernel: hands `kernel` the kernel messages an
+    /// application's poll kept, then those of one round from all inbound rings, and
+    /// keeps application messages for the application's next [`Mailbox::poll`]. Returns
+    /// how many messages it took from the rings.
+    pub(crate) fn poll_for_kernel(&mut self, mut kernel: impl FnMut(usize, Message)) -> usize {
+        while let Some((source, message)) = self.kept_for_kernel.pop_front() {
+            kernel(source, message);
+        }
         let inbox = &mut self.inbox;
-        receive_round(&mut self.endpoint, |source, message| {
+        receive_round(&mut self.endpoint, kernel, |source, message| {
             inbox.push_back((source, message))
         })
+    }
+
+    /// Takes one kernel message an application's poll kept, if any.
+    pub(crate) fn take_kept(&mut self) -> Option<(usize, Message)> {
+        self.kept_for_kernel.pop_front()
     }
 
     /// Serves every message core `source` has sent that is still in its ring, for the
     /// kernel as [`Mailbox::poll_for_kernel`] does: after `source` failed, what it sent
     /// before is all it will ever send. Returns how many messages it took.
-    pub(crate) fn drain_for_kernel(&mut self, source: usize) -> usize {
+    pub(crate) fn drain_for_kernel(
+        &mut self,
+        source: usize,
+        mut kernel: impl FnMut(usize, Message),
+    ) -> usize {
         let inbox = &mut self.inbox;
         let Ok(source) = u16::try_from(source) else {
             return 0;
         };
         self.endpoint.drain(source, |source, message| {
-            if message.header().kind().value() >= KERNEL_KINDS {
-                crate::sched::on_kernel_message(usize::from(source), message);
+            if kernel::is_kernel(&message) {
+                kernel(usize::from(source), message);
             } else {
                 inbox.push_back((usize::from(source), message));
             }
@@ -362,12 +313,14 @@ impl Mailbox {
     }
 
     /// Halts this core until a message may have arrived; returns at once if one is
-    /// already waiting. A message published at any moment still wakes it.
+    /// already waiting. A message published at any moment still wakes it. (Kernel
+    /// messages an application's poll kept do not count: the kernel handles them when
+    /// the application lets go of the mailbox, before its core can idle.)
     pub fn wait(&mut self) {
         if !self.inbox.is_empty() {
             return;
         }
-        let halt = hooks().halt;
+        let halt = crate::platform::hooks().halt;
         self.endpoint.halt_if_idle(self.doorbell, halt);
     }
 }
@@ -474,21 +427,42 @@ mod tests {
         receiver.join().unwrap();
     }
 
+    fn wake_up(word: usize) -> Message {
+        KernelMessage::Wake(crate::threads::WaiterToken::from_raw(word)).into_message(0)
+    }
+
     #[test]
-    fn a_fence_stays_set_and_names_only_its_core() {
-        let set = FenceSet::new();
-        assert!(!set.contains(3));
-        set.fence(3);
-        set.fence(63);
-        assert!(set.contains(3) && set.contains(63));
-        assert!(!set.contains(2) && !set.contains(64));
-        assert_eq!(set.bits(), 1 << 3 | 1 << 63);
-        set.fence(3);
-        assert_eq!(
-            set.bits(),
-            1 << 3 | 1 << 63,
-            "fencing twice changes nothing"
-        );
+    fn each_family_reaches_its_own_handler_in_order() {
+        let locations = locations(2);
+        let mut a = Mailbox::open(0, &locations).unwrap();
+        let mut b = Mailbox::open(1, &locations).unwrap();
+        for i in 0..4 {
+            a.try_send(1, message(i)).unwrap();
+            a.try_send_any(1, wake_up(16 * (i as usize + 1))).unwrap();
+        }
+        // The application's poll keeps the kernel's messages for the kernel...
+        let mut seen = Vec::new();
+        assert_eq!(b.poll(|_, m| seen.push(m.inline_word(0))), 8);
+        assert_eq!(seen, [0, 1, 2, 3]);
+        assert_eq!(b.take_kept().map(|(source, _)| source), Some(0));
+        // ...which gets the rest first, in order, on its next poll.
+        a.try_send_any(1, wake_up(80)).unwrap();
+        a.try_send(1, message(4)).unwrap();
+        let mut kernel = Vec::new();
+        b.poll_for_kernel(|_, m| kernel.push(m.inline_word(0)));
+        assert_eq!(kernel, [32, 48, 64, 80]);
+        assert!(b.take_kept().is_none());
+        let mut seen = Vec::new();
+        b.poll(|_, m| seen.push(m.inline_word(0)));
+        assert_eq!(seen, [4], "kept for the application");
+    }
+
+    #[test]
+    #[should_panic(expected = "are the kernel's")]
+    fn an_application_cannot_send_a_kernel_kind() {
+        let locations = locations(2);
+        let mut a = Mailbox::open(0, &locations).unwrap();
+        let _ = a.try_send(1, wake_up(16));
     }
 
     #[test]
@@ -502,8 +476,9 @@ mod tests {
             b.try_send(2, message(100 + i)).unwrap();
         }
         // More than one endpoint batch: a drain empties the ring, not one round.
-        assert_eq!(c.drain_for_kernel(0), 40);
-        assert_eq!(c.drain_for_kernel(0), 0);
+        let kernel = |_, _| panic!("no kernel messages here");
+        assert_eq!(c.drain_for_kernel(0, kernel), 40);
+        assert_eq!(c.drain_for_kernel(0, kernel), 0);
         let mut from_a = Vec::new();
         let mut from_b = 0;
         while c.poll(|source, m| {
