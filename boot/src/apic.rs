@@ -13,7 +13,6 @@ const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 const APIC_X2_ENABLE: u64 = 1 << 10;
 const X2APIC_MSR_BASE: u32 = 0x800;
 
-const REG_ID: u32 = 0x20;
 const REG_EOI: u32 = 0xB0;
 const REG_TIMER: u32 = 0x320;
 const REG_TIMER_INITIAL: u32 = 0x380;
@@ -95,16 +94,6 @@ pub fn enable() {
     write(REG_SPURIOUS, SOFTWARE_ENABLE | SPURIOUS_VECTOR);
 }
 
-/// Returns this core's APIC id (call after [`enable`]).
-pub fn id() -> u32 {
-    let raw = read(REG_ID);
-    if is_x2apic() {
-        raw
-    } else {
-        raw >> 24
-    }
-}
-
 /// Returns this core's initial APIC id from CPUID (works before [`enable`]).
 pub fn id_from_cpuid() -> u32 {
     if cpuid(0, 0).0 >= 0xB && cpuid(0xB, 0).1 != 0 {
@@ -124,13 +113,16 @@ fn send_ipi(destination: u32, command: u32) {
             )
         };
     } else {
-        write(REG_ICR_HIGH, destination << 24);
-        write(REG_ICR_LOW, command);
+        // The previous IPI must have left the ICR first. Waiting before the write
+        // rather than after it (as Linux does) leaves the register alone right after
+        // an IPI, when under QEMU the cores it woke want the emulator's lock.
         let mut spins = 0u32;
         while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 && spins < 1_000_000 {
             core::hint::spin_loop();
             spins += 1;
         }
+        write(REG_ICR_HIGH, destination << 24);
+        write(REG_ICR_LOW, command);
     }
 }
 
@@ -178,6 +170,17 @@ pub fn set_timer_rate_from_hz(bus_hz: u64, tsc_hz: u64) {
     set_timer_rate(((divided << 20) / u128::from(tsc_hz.max(1))) as u64);
 }
 
+/// Divide configuration value for "divide by 1".
+const TIMER_DIVIDE_1: u32 = 0b1011;
+
+/// Makes this core's timer interrupt at `vector` once, after `counts` of its input
+/// clock (divided by 1), whose rate need not be known yet.
+pub fn arm_timer_counts(vector: u8, counts: u32) {
+    write(REG_TIMER_DIVIDE, TIMER_DIVIDE_1);
+    write(REG_TIMER, u32::from(vector));
+    write(REG_TIMER_INITIAL, counts);
+}
+
 /// Sets this core's timer up: one-shot, `vector`, stopped.
 pub fn enable_timer(vector: u8) {
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_16);
@@ -222,11 +225,6 @@ pub fn send_init_to_others() {
 /// Sends STARTUP to every core but this one: they start in real mode at `page * 4096`.
 pub fn send_startup_to_others(page: u8) {
     send_ipi(0, ICR_ALL_BUT_SELF | ICR_STARTUP | u32::from(page));
-}
-
-/// Sends INIT to the core with APIC id `destination`.
-pub fn send_init(destination: u32) {
-    send_ipi(destination, ICR_INIT_ASSERT);
 }
 
 /// Sends STARTUP to `destination`: it starts in real mode at `page * 4096`.

@@ -41,15 +41,35 @@ pvh_start32:
     movl %eax, %ebp                     /* TSC at entry, low half */
     movl %edx, %ebx                     /* high half */
 
-    /* Zero .bss (page tables, statics) four bytes at a time: TCG runs each round of a
-       rep prefix on its own, so byte by byte took milliseconds. The stacks are kept
-       out of .bss (linker script): they need no zeroing. */
+    /* Zero .bss (page tables, statics) 64 bytes a round: TCG runs each round of a rep
+       prefix on its own (26,000 rounds of rep stosl took 0.15 ms), an unrolled round
+       in one go. The linker script aligns both ends to 64 bytes. The stacks are kept
+       out of .bss: they need no zeroing. */
     movl $__bss_start, %edi
     movl $__bss_end, %ecx
-    subl %edi, %ecx
-    shrl $2, %ecx
     xorl %eax, %eax
-    rep stosl
+    jmp 5f
+4:
+    movl %eax, 0(%edi)
+    movl %eax, 4(%edi)
+    movl %eax, 8(%edi)
+    movl %eax, 12(%edi)
+    movl %eax, 16(%edi)
+    movl %eax, 20(%edi)
+    movl %eax, 24(%edi)
+    movl %eax, 28(%edi)
+    movl %eax, 32(%edi)
+    movl %eax, 36(%edi)
+    movl %eax, 40(%edi)
+    movl %eax, 44(%edi)
+    movl %eax, 48(%edi)
+    movl %eax, 52(%edi)
+    movl %eax, 56(%edi)
+    movl %eax, 60(%edi)
+    addl $64, %edi
+5:
+    cmpl %ecx, %edi
+    jb 4b
 
     movl %ebp, BOOT_TSC
     movl %ebx, BOOT_TSC + 4

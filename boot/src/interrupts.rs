@@ -194,18 +194,23 @@ impl Gate {
     }
 }
 
+/// The IDT every core loads: written by the boot core in [`init`], in place (under TCG
+/// a built copy moved into a `Once` cost two 4 KiB copies and their code before the
+/// others could start), read-only afterwards.
 #[repr(C, align(16))]
-struct Idt([Gate; 256]);
+struct Idt(core::cell::UnsafeCell<[Gate; 256]>);
 
-static IDT: spin::Once<Idt> = spin::Once::new();
+// SAFETY: the table is written only by `init`, on the boot core before any other core
+// runs and before any core loads it; afterwards only the processors read it.
+unsafe impl Sync for Idt {}
 
-/// Fills the IDT. Boot core, before other cores start; read-only afterwards.
+static IDT: Idt = Idt(core::cell::UnsafeCell::new([Gate::MISSING; 256]));
+
+/// Fills the IDT. Boot core, once, before other cores start; read-only afterwards.
 pub fn init() {
-    IDT.call_once(build);
-}
-
-fn build() -> Idt {
-    let mut idt = Idt([Gate::MISSING; 256]);
+    // SAFETY: see `Idt`: the boot core alone, before any core loads the table, so no
+    // other reference to it exists.
+    let gates = unsafe { &mut *IDT.0.get() };
     // SAFETY: the stub table is immutable data emitted by the assembly above.
     let stubs = unsafe { &EXCEPTION_STUBS };
     for (vector, &stub) in stubs.iter().enumerate() {
@@ -216,13 +221,12 @@ fn build() -> Idt {
             18 => IST_MACHINE_CHECK,
             _ => 0,
         };
-        idt.0[vector] = Gate::interrupt(stub, ist);
+        gates[vector] = Gate::interrupt(stub, ist);
     }
-    idt.0[usize::from(WAKEUP_VECTOR)] = Gate::interrupt(wakeup_stub as *const () as u64, 0);
-    idt.0[usize::from(TIMER_VECTOR)] = Gate::interrupt(wakeup_stub as *const () as u64, 0);
-    idt.0[usize::from(DEVICE_VECTOR)] = Gate::interrupt(device_stub as *const () as u64, 0);
-    idt.0[usize::from(SPURIOUS_VECTOR)] = Gate::interrupt(spurious_stub as *const () as u64, 0);
-    idt
+    gates[usize::from(WAKEUP_VECTOR)] = Gate::interrupt(wakeup_stub as *const () as u64, 0);
+    gates[usize::from(TIMER_VECTOR)] = Gate::interrupt(wakeup_stub as *const () as u64, 0);
+    gates[usize::from(DEVICE_VECTOR)] = Gate::interrupt(device_stub as *const () as u64, 0);
+    gates[usize::from(SPURIOUS_VECTOR)] = Gate::interrupt(spurious_stub as *const () as u64, 0);
 }
 
 /// Loads the IDT on the running core.
@@ -237,7 +241,7 @@ pub fn load() {
         base: &raw const IDT as u64,
     };
     // SAFETY: the IDT is a static that `init` filled before any core loads it and that
-    // nothing writes afterwards.
+    // nothing writes afterwards (`IDT.0` is its first and only field).
     unsafe {
         core::arch::asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags))
     };

@@ -44,23 +44,6 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         Ok(params) => params,
         Err(error) => fatal(format_args!("cannot read PVH start_info: {error}")),
     };
-    let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
-    // Without `app=`, the image's first application runs.
-    let applications = crate::app::registered();
-    let app_name = command_line
-        .get("app")
-        .or(applications.first().map(|app| app.name))
-        .unwrap_or("(none)");
-    let Some(app) = crate::find(applications, app_name) else {
-        let mut names = heapless::String::<256>::new();
-        for (i, name) in applications.iter().map(|app| app.name).enumerate() {
-            let _ = names.push_str(if i == 0 { "" } else { ", " });
-            let _ = names.push_str(name);
-        }
-        fatal(format_args!(
-            "unknown app '{app_name}' (available: {names})"
-        ));
-    };
 
     // SAFETY: masking both 8259 PICs (all IRQ lines) only stops legacy interrupts.
     unsafe {
@@ -68,129 +51,213 @@ extern "C" fn boot_core_main(start_info: u32) -> ! {
         x86::io::outb(0xA1, 0xFF);
     }
     let mut timeline = Timeline::new(entry::boot_tsc());
-    let topology = match acpi::read_topology(params.rsdp) {
-        Ok(topology) => topology,
+    let found = acpi::locate(params.rsdp).and_then(|tables| {
+        let topology = tables.topology()?;
+        Ok((tables, topology))
+    });
+    let (tables, topology) = match found {
+        Ok(found) => found,
         Err(error) => fatal(format_args!("cannot read ACPI: {error}")),
     };
     timeline.end(Phase::Acpi, rdtsc());
 
-    let (usable, mut frames) = plan::usable_memory(&params.ram);
+    let (mut usable, mut frames) = plan::usable_memory(&params.ram);
     plan::map_memory(&params.ram, &topology, &mut frames);
     let x2apic = apic::choose_mode(topology.local_apic_address);
     apic::enable();
-    let boot_apic_id = apic::id();
+    // From CPUID, as the others take theirs: no APIC register read, and the code the
+    // others run is translated by the time they run it.
+    let boot_apic_id = apic::id_from_cpuid();
+    // A processor that needs the old 10 ms between INIT and STARTUP gets its INIT now,
+    // so that the wait overlaps the plan. Any other gets it right before its STARTUP:
+    // under QEMU a vCPU woken by INIT sleeps again until its STARTUP wakes it, and that
+    // second wake-up cost more than the INIT saved (8 cores: 0.1 ms later online).
+    let facts = tsc::cpuid_facts();
+    let init_delay = facts.needs_init_delay();
+    let others_listed = topology.processors.len() + topology.processors_dropped > 1;
+    let early_init = (others_listed && init_delay).then(smp::send_init_to_others);
     timeline.end(Phase::Paging, rdtsc());
 
-    // The TSC is measured while the boot core goes on, until the cores are online.
-    tsc::begin(&topology);
+    // Only what the others need to come online is decided before they start: which
+    // cores, their blocks of the start-up area, the IDT. The memory shares, the app and
+    // the report wait until they are online.
     let apic_ids = plan::choose_cores(&topology, boot_apic_id, x2apic);
-    let (slots, service_reserve) = plan::carve(&params.ram, usable, &apic_ids);
+    let area = plan::take_area(&mut usable, apic_ids.len());
     interrupts::init();
     let every_processor_planned = topology.processors_disabled == 0
         && topology.processors_dropped == 0
         && apic_ids.len() == topology.processors.len();
-    let machine = crate::report::Machine::new(&params.ram, &topology, x2apic);
-    timeline.end(Phase::Plan, rdtsc());
-    let plan = PLAN.call_once(|| Plan {
-        service_reserve,
-        slots,
-        cmdline: params.cmdline.clone(),
-        app,
-        timeline,
-        every_processor_planned,
-        machine,
-    });
-    STARTING.call_once(|| spin::Mutex::new(Some(Starting { topology, frames })));
-    // SAFETY: boot core only, no AP woken yet; the page is below 1 MiB, never handed out.
-    unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
-    tsc::poll();
-    // SAFETY: slot 0's stack was carved from the boot core's own memory just now and is
-    // used by nothing else; nothing on the boot stack is needed afterwards.
-    unsafe { smp::switch_stack(plan.slots[0].stack_top, boot_core_continue, 0) }
-}
-
-/// What the boot core carries over its stack switch for the steps after it.
-struct Starting {
-    topology: acpi::Topology,
-    frames: plan::TableFrames,
-}
-
-/// Set once before the boot core's stack switch; taken right after it.
-static STARTING: spin::Once<spin::Mutex<Option<Starting>>> = spin::Once::new();
-
-extern "C" fn boot_core_continue(_: usize) -> ! {
-    let plan = PLAN.get().expect("plan published before the switch");
-    let Starting {
-        topology,
-        mut frames,
-    } = STARTING
-        .get()
-        .and_then(|starting| starting.lock().take())
-        .expect("set before the switch");
-    let mut timeline = plan.timeline;
-    enter_own_tables(&plan.slots[0]);
-    smp::mark_online(0);
-
-    // The others start in parallel, while this core halts (under QEMU's TCG anything
-    // else it did would compete with them for the emulator's lock).
-    tsc::provisional();
-    let others: heapless::Vec<u32, MAX_CORES> =
-        plan.slots.iter().skip(1).map(|slot| slot.apic_id).collect();
-    let left_asleep = if crate::selftest::simulate_dead_core(&plan.cmdline) {
+    let plan = PLAN.call_once(|| Plan::new(apic_ids, area));
+    let others: &'static [u32] = &plan.apic_ids[1..];
+    if !others.is_empty() {
+        // SAFETY: boot core only, no AP started yet; the page is below 1 MiB, never
+        // handed out.
+        unsafe { smp::install_trampoline(entry::page_table_root(), ap_entry) };
+    }
+    let left_asleep = if crate::selftest::simulate_dead_core(&params.cmdline) {
         others.last().copied()
     } else {
         None
     };
     // The shorthand that wakes all at once reaches every processor there is: only when
     // each one the firmware lists is in the plan and none is to stay asleep.
-    let wake = if plan.every_processor_planned && left_asleep.is_none() {
+    let wake = if every_processor_planned && left_asleep.is_none() {
         smp::Wake::All
     } else {
         smp::Wake::Each
     };
-    let init_delay = tsc::cpuid_facts().needs_init_delay();
-    smp::wake_application_processors(&others, wake, left_asleep, init_delay);
+    if let Some(init_sent) = early_init {
+        tsc::begin(&tables.clocks(), facts);
+        tsc::provisional();
+        tsc::spin_until(init_sent.saturating_add(tsc::hz() / 100));
+    }
+    timeline.end(Phase::Plan, rdtsc());
+    // The others start in parallel from here, while this core moves onto its own stack
+    // and tables, then halts (under QEMU's TCG anything else it did would compete with
+    // them for the emulator's lock) until they are online, and measures the TSC.
+    if early_init.is_none() && !others.is_empty() {
+        smp::send_init_to_others();
+    }
+    let started = rdtsc();
+    smp::start_application_processors(boot_apic_id, others, wake, left_asleep);
+    let mut starting = Starting {
+        params,
+        usable,
+        topology,
+        facts,
+        tables,
+        frames,
+        timeline,
+        others,
+        wake,
+        left_asleep,
+        second_startup: facts
+            .needs_second_startup()
+            .then_some((started, if init_delay { 200 } else { 10 })),
+    };
+    // SAFETY: slot 0's stack is in the boot core's block of the start-up area and is used
+    // by nothing else. `starting` stays where it is, in this frame on the boot stack:
+    // this function never returns and nothing else uses the boot stack, so the pointer
+    // stays valid, and `boot_core_continue` is the only one to use it.
+    unsafe {
+        smp::switch_stack(
+            plan.slot(0).stack_top,
+            boot_core_continue,
+            &raw mut starting as usize,
+        )
+    }
+}
+
+/// What the boot core carries over its stack switch for the steps after it.
+struct Starting {
+    params: pvh::BootParams,
+    /// Usable memory not in the start-up area: for the shares and the service reserve.
+    usable: heapless::Vec<percore::PhysRange, 64>,
+    topology: acpi::Topology,
+    facts: percore::calibration::CpuidFacts,
+    tables: acpi::Tables,
+    frames: plan::TableFrames,
+    timeline: Timeline,
+    /// The APIC ids of the cores started, how, and the one left asleep (self test).
+    others: &'static [u32],
+    wake: smp::Wake,
+    left_asleep: Option<u32>,
+    /// When the first STARTUP went out and how many microseconds after it a second one
+    /// is due, where the processor wants one.
+    second_startup: Option<(u64, u64)>,
+}
+
+/// The application that runs, found once the cores are online.
+static APP: spin::Once<&'static crate::App> = spin::Once::new();
+
+/// Goes on from `boot_core_main` on the boot core's own stack; `starting` is the address
+/// of what `boot_core_main` left for it on the boot stack.
+extern "C" fn boot_core_continue(starting: usize) -> ! {
+    let plan = PLAN.get().expect("plan published before the switch");
+    // SAFETY: `boot_core_main` passes the address of its `Starting`, which stays in its
+    // frame on the boot stack for good (see there), used by this function alone.
+    let starting = unsafe { &mut *(starting as *mut Starting) };
+    let &mut Starting {
+        ref params,
+        ref mut usable,
+        ref topology,
+        facts,
+        ref tables,
+        ref mut frames,
+        mut timeline,
+        others,
+        wake,
+        left_asleep,
+        second_startup,
+    } = starting;
+    enter_own_tables(&plan.slot(0));
+    smp::mark_online(0);
+    // The TSC is measured from here until the cores are online, once they are, or after
+    // a moment (at one core, at once). Not earlier: under QEMU every read of a clock or
+    // an APIC register takes the emulator's lock, which the cores just started want too.
+    smp::rest_while_starting(others.len());
+    tsc::begin(&tables.clocks(), facts);
+    tsc::provisional();
+    if let Some((first, micros)) = second_startup {
+        smp::repeat_startup(others, wake, left_asleep, first, micros);
+    }
     let (_, online) = smp::wait_until_online(others.len(), AP_START_TIMEOUT_US, tsc::poll);
     timeline.end(Phase::Aps, online);
 
-    // The TSC's window closes: it spanned the plan and the APs' start.
-    tsc::finish();
-    timeline.end(Phase::Tsc, rdtsc());
-
-    // What the start-up found so far goes to the (held) console, then the clock and the
+    // Before the TSC's window closes (it needs 0.5 ms of its clock, 1 ms of the PIT), the
+    // work that prints nothing: the app, the memory shares, the real-time clock and the
+    // device tables. Then what the start-up found goes to the (held) console, then the
     // devices (the placement of the services depends on them). The UART is set up (it
     // holds no output yet) before any other core may print a fatal report: its
     // self-test loops output back and would swallow one.
-    crate::report::machine(plan, devices::rtc::publish_wall_clock());
+    let app = APP.call_once(|| find_app(&params.cmdline));
+    let shares = plan.set_shares(plan::share_out(
+        &params.ram,
+        core::mem::take(usable),
+        plan.cores(),
+    ));
+    let now = devices::rtc::publish_wall_clock();
+    let device_tables = acpi::device_tables(tables);
+    tsc::finish();
+    timeline.end(Phase::Tsc, rdtsc());
+
+    let machine = crate::report::Machine::new(&params.ram, topology, tables, apic::is_x2apic());
+    crate::report::machine(&machine, &params.cmdline, now);
     console::init();
-    crate::mmio::read_command_line(&plan.cmdline);
-    crate::pci::discover(&topology, &mut || frames.take());
+    crate::mmio::read_command_line(&params.cmdline);
+    crate::pci::discover(&device_tables, &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
 
-    let online_count = (0..plan.slots.len())
+    let online_count = (0..plan.cores())
         .filter(|&slot| smp::is_online(slot))
         .count();
     let mut cores = heapless::Vec::new();
-    for (slot_index, slot) in plan.slots.iter().enumerate() {
-        if smp::is_online(slot_index) {
-            let memory = slot.memory.extents().iter().copied().collect();
-            let _ = cores.push(CoreDesc {
-                apic_id: slot.apic_id,
-                memory,
-                mailbox: plan::mailbox_location(slot, online_count),
-            });
-        }
+    for slot_index in (0..plan.cores()).filter(|&slot| smp::is_online(slot)) {
+        let slot = plan.slot(slot_index);
+        let memory = plan
+            .memory(slot_index)
+            .1
+            .extents()
+            .iter()
+            .copied()
+            .collect();
+        let _ = cores.push(CoreDesc {
+            apic_id: slot.apic_id,
+            memory,
+            mailbox: plan::mailbox_location(&slot, online_count),
+        });
     }
-    let command_line = percore::cmdline::CommandLine::new(&plan.cmdline);
-    crate::selftest::check(&plan.cmdline, cores.len());
+    tsc::settle_apic_timer();
+    let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
+    crate::selftest::check(&params.cmdline, cores.len());
     let placement = services::decide(cores.len(), &command_line);
     let info = bootinfo::publish(BootInfo {
         cores,
-        cmdline: plan.cmdline.clone(),
+        cmdline: params.cmdline.clone(),
         tsc_hz: tsc::hz(),
         timeline,
         x2apic: apic::is_x2apic(),
-        service_reserve: plan.service_reserve,
+        service_reserve: shares.service_reserve,
         services: placement,
     });
     platform::install_hooks(Hooks {
@@ -208,10 +275,31 @@ extern "C" fn boot_core_continue(_: usize) -> ! {
     if info.cores.len() > 1 {
         apic::send_interrupt_to_others(interrupts::WAKEUP_VECTOR);
     }
-    crate::report::print(plan, info, AP_START_TIMEOUT_US / 1000);
+    crate::report::print(plan, info, app, AP_START_TIMEOUT_US / 1000);
     services::prepare(info);
     REPORTED_TSC.store(rdtsc(), Ordering::Release);
-    run_core(&plan.slots[0])
+    run_core(0)
+}
+
+/// Returns the application `command_line` names with `app=` (without one, the image's
+/// first), or ends the run naming the ones there are.
+fn find_app(command_line: &str) -> &'static crate::App {
+    let applications = crate::app::registered();
+    let app_name = percore::cmdline::CommandLine::new(command_line)
+        .get("app")
+        .or(applications.first().map(|app| app.name))
+        .unwrap_or("(none)");
+    let Some(app) = crate::find(applications, app_name) else {
+        let mut names = heapless::String::<256>::new();
+        for (i, name) in applications.iter().map(|app| app.name).enumerate() {
+            let _ = names.push_str(if i == 0 { "" } else { ", " });
+            let _ = names.push_str(name);
+        }
+        fatal(format_args!(
+            "unknown app '{app_name}' (available: {names})"
+        ));
+    };
+    app
 }
 
 /// Each core's page-table frames (by core index), for splitting its 2 MiB pages.
@@ -261,20 +349,20 @@ extern "C" fn ap_entry(_ticket: u32) -> ! {
     let plan = PLAN
         .get()
         .expect("APs are woken after the plan is published");
-    let Some(slot) = plan.slots.iter().position(|slot| slot.apic_id == apic_id) else {
+    let Some(slot) = plan.apic_ids.iter().position(|&id| id == apic_id) else {
         percore::console::CONSOLE.print_fatal(format_args!(
             "manada: woke a core with unplanned APIC id {apic_id}; parking it\n"
         ));
         halt_forever()
     };
-    // SAFETY: the slot's stack was carved from this core's own memory for it alone.
-    unsafe { smp::switch_stack(plan.slots[slot].stack_top, ap_continue, slot) }
+    // SAFETY: the slot's stack is in this core's block of the start-up area, for it alone.
+    unsafe { smp::switch_stack(plan.slot(slot).stack_top, ap_continue, slot) }
 }
 
 extern "C" fn ap_continue(slot_index: usize) -> ! {
     let plan = PLAN.get().expect("plan published");
-    let slot = &plan.slots[slot_index];
-    enter_own_tables(slot);
+    let slot = plan.slot(slot_index);
+    enter_own_tables(&slot);
     smp::mark_online(slot_index);
     // Halted, not spinning: under TCG a spinning vCPU takes a host CPU from those
     // still starting. The boot core's wake-up follows `GO`, so none is missed.
@@ -288,7 +376,7 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
         // Came up after the boot core gave up on it: it is not part of this run.
         halt_forever()
     }
-    run_core(slot)
+    run_core(slot_index)
 }
 
 /// Loads this core's own GDT/TSS (in its local page) and the shared IDT.
@@ -298,8 +386,8 @@ extern "C" fn ap_continue(slot_index: usize) -> ! {
 #[inline(never)]
 fn enter_own_tables(slot: &Slot) {
     let page = slot.local_page as *mut LocalPage;
-    // SAFETY: the local page was carved from this core's memory for this core alone;
-    // it is written once here and stays in place for the life of the core.
+    // SAFETY: the local page is in this core's block of the start-up area, for this
+    // core alone; it is written once here and stays in place for the life of the core.
     let tables: &'static mut CoreTables = unsafe {
         core::ptr::write(&raw mut (*page).tables, CoreTables::new(slot.ist_tops));
         &mut (*page).tables
@@ -310,11 +398,11 @@ fn enter_own_tables(slot: &Slot) {
 
     // The mailbox's memory, in this core's share, made ready before the core reports
     // online; senders take their ends only after `GO`.
-    let planned = PLAN.get().map_or(0, |plan| plan.slots.len());
+    let planned = PLAN.get().map_or(0, Plan::cores);
     let rings = slot.rings as *mut Ring;
-    // SAFETY: `rings` was carved for `planned` rings from this core's own memory, and
-    // the doorbell is a field of this core's local page; no other core reads either
-    // before this core reports online.
+    // SAFETY: `rings` has room for `planned` rings in this core's block of the start-up
+    // area, and the doorbell is a field of this core's local page; no other core reads
+    // either before this core reports online.
     unsafe {
         core::ptr::write(&raw mut (*page).doorbell, Doorbell::new());
         for i in 0..planned {
@@ -325,7 +413,9 @@ fn enter_own_tables(slot: &Slot) {
 
 /// Makes this core a kernel instance of its own (mailbox, heap, scheduler) and runs it;
 /// core 0 also starts the application's main thread.
-fn run_core(slot: &Slot) -> ! {
+fn run_core(slot_index: usize) -> ! {
+    let plan = PLAN.get().expect("plan published");
+    let slot = plan.slot(slot_index);
     let info = percore::boot_info();
     let index = info
         .core_index(slot.apic_id)
@@ -342,10 +432,10 @@ fn run_core(slot: &Slot) -> ! {
         .iter()
         .map(|extent| extent.start as usize..extent.end as usize)
         .collect();
-    // SAFETY: these extents are this core's share minus what was carved for its stacks,
-    // tables and rings; nothing else uses them, and the core owns them for good.
+    // SAFETY: these extents are this core's share minus its page-table frames; nothing
+    // else uses them, and the core owns them for good.
     let heap = unsafe { Heap::new(&extents) };
-    TABLE_POOLS[index].fill(slot.table_frames);
+    TABLE_POOLS[index].fill(plan.memory(slot_index).0);
     let page = slot.local_page as *mut LocalPage;
     // SAFETY: same page as in `enter_own_tables`; `local` is a separate field, written
     // once here before being installed, never written again.
@@ -364,7 +454,7 @@ fn run_core(slot: &Slot) -> ! {
 
     crate::selftest::start_core(index, info.cores.len());
     if index == MAIN_CORE {
-        let app = PLAN.get().expect("plan published").app;
+        let app = *APP.get().expect("found before GO");
         percore::spawn(move || {
             // This thread ends the run: if it faults, its core fails, and another core
             // ends the run (`main_core_failed`).
@@ -430,7 +520,7 @@ fn main_core_failed(core: usize) {
     if lowest_running != Some(percore::current_core()) {
         return;
     }
-    let app = PLAN.get().expect("plan published").app;
+    let app = *APP.get().expect("found before GO");
     println!(
         "manada: core {MAIN_CORE}, which ran the main thread of app {}, failed; the run ends",
         app.name

@@ -4,7 +4,7 @@
 //! prints one line per device, and keeps the blk and net transports for their services
 //! beside the PCI ones (`pci::take_blk_transports`, `pci::take_net_transports`).
 
-use crate::acpi::Topology;
+use crate::acpi::DeviceTables;
 use crate::paging;
 use devices::mmio::MmioWindow;
 use devices::transport::VirtioTransport;
@@ -53,11 +53,11 @@ pub fn read_command_line(command_line: &str) {
 /// order, which is the order they were attached), then the command line's; a window
 /// named twice is probed once. Boot core only, before other cores start (it writes
 /// page tables).
-pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
+pub fn discover(acpi: &DeviceTables, frames: paging::FrameSource<'_>) {
     let mut windows: heapless::Vec<DeviceWindow, MAX_DEVICES> = heapless::Vec::new();
-    for table in &topology.aml_tables {
-        // SAFETY: the acpi crate found this table through the RSDT/XSDT and checked its
-        // signature, length and checksum; its AML lies in identity-mapped memory that
+    for table in &acpi.aml_tables {
+        // SAFETY: the ACPI walk found this table through the RSDT/XSDT (or the FADT) and
+        // checked its signature, length and checksum; its AML lies in identity-mapped memory that
         // nothing writes (ACPI tables are firmware's, read-only to the kernel).
         let aml = unsafe { core::slice::from_raw_parts(table.address as *const u8, table.length) };
         for found in dsdt::devices(aml) {

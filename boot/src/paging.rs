@@ -286,6 +286,11 @@ pub fn map_mmio(physical: u64, len: u64, frames: FrameSource<'_>) -> Result<(), 
         .checked_add(len)
         .ok_or(MapError::OutOfRange(physical))?;
     let mut page = physical.max(FOUR_GIB) & !(PAGE_2M - 1);
+    if page >= end {
+        // Below 4 GiB: `init` mapped it uncached already, and a flush would only cost
+        // every page's translation again.
+        return Ok(());
+    }
     while page < end {
         map_2m(page, CACHE_DISABLE | WRITE_THROUGH, frames)?;
         page += PAGE_2M;

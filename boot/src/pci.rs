@@ -3,7 +3,7 @@
 //! devices (`mmio`). Keeps the virtio-blk and virtio-net transports of both for their
 //! services.
 
-use crate::acpi::Topology;
+use crate::acpi::DeviceTables;
 use crate::paging;
 use devices::blk;
 use devices::pci::{self, Bar, ConfigSpace, Devices};
@@ -109,10 +109,10 @@ pub fn devices() -> &'static [pci::PciDevice] {
 /// Enumerates PCI and maps the BARs that lie above the identity-mapped 4 GiB, then finds
 /// the virtio-mmio devices. Boot core only, before other cores start (it writes page
 /// tables).
-pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
+pub fn discover(acpi: &DeviceTables, frames: paging::FrameSource<'_>) {
     let devices = DEVICES.call_once(|| {
         let mut found = Devices::new();
-        enumerate(topology, frames, &mut found);
+        enumerate(acpi, frames, &mut found);
         found
     });
     for device in devices {
@@ -128,11 +128,11 @@ pub fn discover(topology: &Topology, frames: paging::FrameSource<'_>) {
             }
         }
     }
-    crate::mmio::discover(topology, frames);
+    crate::mmio::discover(acpi, frames);
 }
 
-fn enumerate(topology: &Topology, frames: paging::FrameSource<'_>, found: &mut Devices) {
-    match topology.ecam {
+fn enumerate(acpi: &DeviceTables, frames: paging::FrameSource<'_>, found: &mut Devices) {
+    match acpi.ecam {
         Some(ecam) => {
             let buses = u64::from(ecam.last_bus) + 1;
             if let Err(error) = paging::map_mmio(ecam.base, buses << 20, frames) {

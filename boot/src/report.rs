@@ -5,7 +5,7 @@
 //! so the boot core keeps numbers while it brings the machine up and prints them here,
 //! in the order they happened, while the other cores set themselves up.
 
-use crate::acpi::Topology;
+use crate::acpi::{self, Tables, Topology};
 use crate::plan::Plan;
 use crate::{console, selftest, smp, tsc};
 use percore::time::DateTime;
@@ -28,11 +28,11 @@ pub struct Machine {
 
 impl Machine {
     /// Returns the summary of `ram` and of what ACPI said (`topology`, `x2apic` mode).
-    pub fn new(ram: &[PhysRange], topology: &Topology, x2apic: bool) -> Machine {
+    pub fn new(ram: &[PhysRange], topology: &Topology, tables: &Tables, x2apic: bool) -> Machine {
         Machine {
             ram_bytes: ram.iter().map(PhysRange::len).sum(),
             ram_ranges: ram.len(),
-            rsdp_source: topology.rsdp_source,
+            rsdp_source: acpi::rsdp_source(tables),
             processors_enabled: topology.processors.len() + topology.processors_dropped,
             processors_disabled: topology.processors_disabled,
             io_apics: topology.io_apics.len(),
@@ -45,11 +45,10 @@ impl Machine {
 /// Prints the machine, the TSC rate, the real-time clock's time (`now`; `None`: it had no
 /// valid time) and what ACPI said, into the held console. The boot core, once the cores
 /// are online.
-pub fn machine(plan: &Plan, now: Option<DateTime>) {
-    let machine = &plan.machine;
+pub fn machine(machine: &Machine, command_line: &str, now: Option<DateTime>) {
     println!(
         "manada: PVH boot, command line '{}', {} MiB RAM in {} ranges",
-        plan.cmdline,
+        command_line,
         machine.ram_bytes / MIB,
         machine.ram_ranges
     );
@@ -83,23 +82,22 @@ pub fn machine(plan: &Plan, now: Option<DateTime>) {
 /// Writes out what the console held (the lines above, PCI's and any warnings), then the
 /// rest of the report: the application processors (and any that did not come up), the
 /// cores online, the app. Core 0, after `GO`.
-pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
+pub fn print(plan: &Plan, info: &BootInfo, app: &crate::App, timeout_ms: u64) {
     console::release();
-    if plan.slots.len() > 1 {
+    if plan.cores() > 1 {
         println!(
             "manada: starting {} application processors",
-            plan.slots.len() - 1
+            plan.cores() - 1
         );
-        if selftest::simulate_dead_core(&plan.cmdline) {
-            let asleep = plan.slots.last().map(|slot| slot.apic_id);
+        if selftest::simulate_dead_core(&info.cmdline) {
+            let asleep = plan.apic_ids.last();
             println!("manada: selftest: leaving the core with APIC id {asleep:?} asleep");
         }
     }
-    for (index, slot) in plan.slots.iter().enumerate() {
+    for (index, apic_id) in plan.apic_ids.iter().enumerate() {
         if !smp::is_online(index) {
             println!(
-                "manada: core with APIC id {} did not come up within {timeout_ms} ms; going on without it",
-                slot.apic_id
+                "manada: core with APIC id {apic_id} did not come up within {timeout_ms} ms; going on without it"
             );
         }
     }
@@ -118,7 +116,7 @@ pub fn print(plan: &Plan, info: &BootInfo, timeout_ms: u64) {
         .unwrap_or(0);
     println!(
         "manada: running app {} on {} cores ({} MiB of memory each, {} MiB reserved for device services)",
-        plan.app.name,
+        app.name,
         info.cores.len(),
         per_core / MIB,
         info.service_reserve.map_or(0, |r| r.len() / MIB)

@@ -3,11 +3,12 @@
 //! The trampoline is copied to [`TRAMPOLINE_PAGE`]. A woken core runs it from real mode
 //! through protected mode into long mode on the kernel's page tables, takes a ticket
 //! (`lock xadd`) that picks a small bootstrap stack, and calls `ap_entry(ticket)`. There
-//! it finds its APIC id in the start-up plan and moves onto its own stack, carved from
-//! its own memory. All cores are woken together (INIT to each, STARTUP to each, 10 µs,
-//! STARTUP again; the old 10 ms after INIT and 200 µs only where the processor needs
-//! them) and start in parallel, so bring-up time does not grow with the core count; the
-//! boot core halts meanwhile, and the last core to come online wakes it.
+//! it finds its APIC id in the start-up plan and moves onto its own stack, in
+//! its own block of the start-up area. All cores are woken together (INIT to all, then
+//! STARTUP once the plan is ready; a second STARTUP 10 µs later on bare processors, and
+//! the old 10 ms after INIT and 200 µs only where the processor needs them) and start in
+//! parallel, so bring-up time does not grow with the core count; the boot core halts
+//! meanwhile, and the last core to come online wakes it.
 
 use crate::cpu::rdtsc;
 use crate::{apic, interrupts, tsc};
@@ -209,61 +210,103 @@ pub unsafe fn install_trampoline(cr3: u64, entry: extern "C" fn(u32) -> !) {
     };
 }
 
-/// How the application processors are woken.
+/// How the application processors are started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
-    /// One INIT and one STARTUP to all but the boot core (destination shorthand): right
-    /// when every processor there is is planned, since the shorthand reaches them all.
-    /// Under QEMU each IPI takes the emulator's global lock, so one for all instead of
-    /// one per core lets the cores start at once.
+    /// One STARTUP to all but the boot core (destination shorthand): right when every
+    /// processor there is is planned, since the shorthand reaches them all. Under QEMU
+    /// each IPI takes the emulator's global lock, so one for all instead of one per core
+    /// lets the cores start at once.
     All,
-    /// An INIT and a STARTUP to each planned core (some processor must stay asleep:
-    /// disabled by firmware, beyond what this kernel runs, or the dead-core self test).
+    /// A STARTUP to each planned core (some processor must stay asleep: disabled by
+    /// firmware, beyond what this kernel runs, or the dead-core self test).
     Each,
 }
 
-/// Wakes the cores with APIC ids `apic_ids` (start-up slots 1..) and returns at once:
-/// they start in parallel while the boot core goes on ([`wait_until_online`]).
-/// `left_asleep` (a self test; only with [`Wake::Each`]) is never woken, as a core that
-/// does not answer would not be. `init_delay`: the processor needs the MultiProcessor
-/// Specification's 10 ms between INIT and STARTUP (old ones only; see
-/// `percore::calibration::CpuidFacts::needs_init_delay`).
+/// Sends INIT to every processor but this one (destination shorthand) and returns the
+/// TSC value at which it was sent. Each then waits for a STARTUP; INIT is harmless to a
+/// processor that will never get one, so the shorthand serves even when some processor
+/// stays asleep.
+pub fn send_init_to_others() -> u64 {
+    apic::send_init_to_others();
+    rdtsc()
+}
+
+/// Sends STARTUP to the cores with APIC ids `apic_ids` (start-up slots 1..), reset by
+/// [`send_init_to_others`] (at least 10 ms before, on a processor that needs that), and
+/// returns at once: they start in parallel while the boot core goes on
+/// ([`repeat_startup`], [`wait_until_online`]). `left_asleep` (a self test; only with
+/// [`Wake::Each`]) is never started, as a core that does not answer would not be. The
+/// last of them to come online wakes `boot_apic_id`, the boot core.
 ///
-/// Boot core, on its own tables (the IDT loaded), with a TSC rate set.
-pub fn wake_application_processors(
+/// Boot core, with the plan published and the trampoline in place.
+pub fn start_application_processors(
+    boot_apic_id: u32,
     apic_ids: &[u32],
     wake: Wake,
     left_asleep: Option<u32>,
-    init_delay: bool,
 ) {
-    let vector = (TRAMPOLINE_PAGE >> 12) as u8;
-    let woken = || apic_ids.iter().filter(|&&id| Some(id) != left_asleep);
-    let woken_count = woken().count();
+    let woken_count = woken(apic_ids, left_asleep).count();
     if woken_count == 0 {
         return;
     }
-    BOOT_APIC_ID.store(apic::id(), Ordering::Relaxed);
-    // Slot 0, the boot core, is online already.
+    BOOT_APIC_ID.store(boot_apic_id, Ordering::Relaxed);
+    // Slot 0, the boot core, is counted when it reports online itself.
     AWAITED.store(1 + woken_count, Ordering::Release);
-    let startup = || match wake {
-        Wake::All => apic::send_startup_to_others(vector),
-        Wake::Each => woken().for_each(|&id| apic::send_startup(id, vector)),
-    };
-    match wake {
-        Wake::All => apic::send_init_to_others(),
-        Wake::Each => woken().for_each(|&id| apic::send_init(id)),
-    }
-    if init_delay {
-        tsc::delay_us(10_000);
-    }
-    // Every core gets its STARTUP at once and starts in parallel.
-    startup();
-    tsc::delay_us(if init_delay { 200 } else { 10 });
-    // The specification's second STARTUP, for a core that missed the first; one that
-    // took it already ignores this one.
+    send_startup(apic_ids, wake, left_asleep);
+}
+
+/// Sends the specification's second STARTUP if some core started by
+/// [`start_application_processors`] has not taken its ticket `micros` after the TSC
+/// value `first` (a core that did start ignores it). Needs a TSC rate.
+pub fn repeat_startup(
+    apic_ids: &[u32],
+    wake: Wake,
+    left_asleep: Option<u32>,
+    first: u64,
+    micros: u64,
+) {
+    let woken_count = woken(apic_ids, left_asleep).count();
+    tsc::spin_until(first.saturating_add(micros * tsc::hz() / 1_000_000));
     if (AP_TICKETS.load(Ordering::Acquire) as usize) < woken_count {
-        startup();
+        send_startup(apic_ids, wake, left_asleep);
     }
+}
+
+fn woken(apic_ids: &[u32], left_asleep: Option<u32>) -> impl Iterator<Item = &u32> {
+    apic_ids.iter().filter(move |&&id| Some(id) != left_asleep)
+}
+
+fn send_startup(apic_ids: &[u32], wake: Wake, left_asleep: Option<u32>) {
+    let vector = (TRAMPOLINE_PAGE >> 12) as u8;
+    match wake {
+        Wake::All => apic::send_startup_to_others(vector),
+        Wake::Each => woken(apic_ids, left_asleep).for_each(|&id| apic::send_startup(id, vector)),
+    }
+}
+
+/// Counts of the APIC timer's input clock that [`rest_while_starting`] halts for at most:
+/// 1 ms at QEMU's 1 GHz, at most 0.1 s at 10 MHz (no processor's APIC timer runs slower:
+/// their crystals and buses run at 19.2 MHz and more).
+const REST_COUNTS: u32 = 1_000_000;
+
+/// Halts until the `planned` application processors are online (the last one wakes this
+/// core) or the APIC timer ran [`REST_COUNTS`], whichever comes first. Boot core, right
+/// after it started them and came online itself, before it measures the TSC: under QEMU
+/// every access to a clock or an APIC register takes the emulator's lock, which the
+/// starting cores want too (measured at 8 cores: 0.2 ms sooner online when the boot core
+/// keeps off it). Its timer's rate is not known yet, hence a count with a bound, not a
+/// time; [`wait_until_online`] then waits with the time-out.
+pub fn rest_while_starting(planned: usize) {
+    if planned == 0 {
+        return;
+    }
+    apic::arm_timer_counts(interrupts::TIMER_VECTOR, REST_COUNTS);
+    // The timer's count was loaded before the first halt: once it reads zero it fired.
+    while ONLINE_COUNT.load(Ordering::Acquire) <= planned && apic::timer_reading().value != 0 {
+        interrupts::halt_until_interrupt();
+    }
+    apic::stop_counting();
 }
 
 /// Waits, halted, until the `planned` application processors are online or

@@ -4,14 +4,17 @@
 //! leaves 0x15 and 0x16); else a short measurement against the best reference clock the
 //! machine has: the HPET (10 ns on QEMU), the ACPI PM timer (279 ns), or the PIT
 //! (838 ns; the only one on microvm), each read between two TSC reads so that the
-//! bound of the result is known. The window stays open while the boot core plans, wakes
-//! the other cores and enumerates PCI (see [`Pending`]), so it costs no wait of its own.
-//! The local APIC timer is measured against the TSC over the first part of it.
+//! bound of the result is known. The window opens once the boot core is online and stays
+//! open while the others start (see [`Pending`]), so it costs no wait of its own where
+//! there are others (at one core it waits out 0.5 ms, 1 ms on the PIT). The local APIC
+//! timer is measured against the TSC twice: roughly at the start of the window, for the
+//! boot core's wait for the others, and for good while the boot core then enumerates
+//! the devices ([`settle_apic_timer`]).
 //!
 //! The PIT's channel 0 is read by latching, without its gate or speaker port, so the
 //! same code works on `pc`, `q35` and `microvm`.
 
-use crate::acpi::Topology;
+use crate::acpi::Clocks;
 use crate::cpu::{cpuid, rdtsc};
 use crate::{apic, paging};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -35,9 +38,19 @@ const ACCEPTED_ERROR_PPM: u64 = 5_000;
 /// How long a window may wait for its clock to move, in TSC ticks (20 ms at 2.5 GHz,
 /// 100 ms at the slowest TSC): a clock that does not move by then is not there.
 const LONGEST_WAIT_TICKS: u64 = 50_000_000;
-/// The APIC timer is measured for at least this long when the TSC rate was stated.
-/// Under KVM, where the hypervisor states both rates, it is not measured at all.
+/// How long a wait on a clock spins between two reads of it, in TSC ticks (4 µs at
+/// 2.5 GHz, 20 µs at the slowest TSC): under QEMU each read takes the emulator's lock,
+/// which the cores starting meanwhile want too.
+const POLL_GAP_TICKS: u64 = 10_000;
+/// The APIC timer's rate for good is measured over at least this long (while the boot
+/// core enumerates the devices, so normally with no wait). Under KVM, where the
+/// hypervisor states both rates, it is not measured at all.
 const APIC_WINDOW_US: u64 = 200;
+/// The provisional rates (TSC and APIC timer, for the start-up's own delays and
+/// time-outs, good to a few percent) are taken over at least this long, spun out while
+/// the others start: short, since under TCG a spinning boot core takes a host CPU from
+/// them.
+const PROVISIONAL_WINDOW_US: u64 = 20;
 /// What the TSC is taken to run at when nothing states or measures it.
 const ASSUMED_HZ: u64 = 2_000_000_000;
 
@@ -196,9 +209,9 @@ pub fn cpuid_facts() -> CpuidFacts {
 /// Returns the reference clocks this machine may have, best first: the HPET (enabled
 /// here if firmware left it off), the PM timer, the PIT (started here; a machine
 /// without one shows a counter that never moves, and the window on it fails).
-pub fn find_clocks(topology: &Topology) -> heapless::Vec<Clock, 3> {
+pub fn find_clocks(firmware: &Clocks) -> heapless::Vec<Clock, 3> {
     let mut clocks = heapless::Vec::new();
-    if let Some(base) = topology.hpet {
+    if let Some(base) = firmware.hpet {
         // The HPET's page is uncached since `paging::init` (below 4 GiB) or mapped here.
         let mut no_frames = || None;
         if paging::map_mmio(base, 4096, &mut no_frames).is_ok() {
@@ -220,10 +233,10 @@ pub fn find_clocks(topology: &Topology) -> heapless::Vec<Clock, 3> {
             }
         }
     }
-    if let Some((port, is_32_bit)) = topology.pm_timer {
+    if let Some(timer) = firmware.pm_timer {
         let _ = clocks.push(Clock::PmTimer {
-            port,
-            reference: Reference::pm_timer(is_32_bit),
+            port: timer.port,
+            reference: Reference::pm_timer(timer.is_32_bit),
         });
     }
     // SAFETY: channel 0, lobyte/hibyte, mode 2 (rate generator), reload 65536. Its IRQ
@@ -278,6 +291,7 @@ impl Running {
         let mut counts = self.poll();
         let mut moved = rdtsc();
         while counts < want {
+            spin_until(rdtsc() + POLL_GAP_TICKS);
             let now = self.poll();
             if now != counts {
                 counts = now;
@@ -312,9 +326,9 @@ impl Running {
 /// The TSC rate being found while the boot core does other work: stated (nothing to
 /// wait for), or a window open on the best clock since [`begin`], which the boot core
 /// [`poll`]s between its steps (so that it sees every wrap of the clock) and closes in
-/// [`finish`] once the cores are online. Meanwhile [`provisional`] gives a rate good to
-/// a fraction of a percent for the start-up's own delays and time-outs. The window is
-/// as long as all that work took, so the measurement costs no waiting of its own.
+/// [`finish`] once the cores are online. Meanwhile [`provisional`] gives rates good to a
+/// few percent for the start-up's own delays and time-outs. The window is as long as the
+/// others took to start, so the measurement costs no waiting of its own.
 #[derive(Debug)]
 struct Pending {
     facts: CpuidFacts,
@@ -322,30 +336,37 @@ struct Pending {
     running: Option<Running>,
     clocks: heapless::Vec<Clock, 3>,
     apic_start: Reading,
+    /// Set once [`provisional`] ran (the APIC timer's count is stopped then).
+    provisional: bool,
 }
 
 /// The measurement in progress; the boot core's alone, between [`begin`] and [`finish`].
 static PENDING: spin::Mutex<Option<Pending>> = spin::Mutex::new(None);
 
-/// Starts finding the TSC rate (see [`Pending`]). Boot core, with its APIC enabled and
-/// the clocks' registers mapped.
-pub fn begin(topology: &Topology) {
-    let facts = cpuid_facts();
+/// Starts finding the TSC rate (see [`Pending`]), given what CPUID says (`facts`,
+/// from [`cpuid_facts`]). Once; a second call changes nothing. Boot core, with its APIC
+/// enabled and the clocks' registers mapped.
+pub fn begin(firmware: &Clocks, facts: CpuidFacts) {
+    let mut pending = PENDING.lock();
+    if pending.is_some() || FOUND.get().is_some() {
+        return;
+    }
     apic::start_counting();
     let apic_start = apic::timer_reading();
     let stated = facts.stated_tsc_hz();
     let clocks = if stated.is_none() {
-        find_clocks(topology)
+        find_clocks(firmware)
     } else {
         heapless::Vec::new()
     };
     let running = clocks.first().map(|&clock| Running::open(clock));
-    *PENDING.lock() = Some(Pending {
+    *pending = Some(Pending {
         facts,
         stated,
         running,
         clocks,
         apic_start,
+        provisional: false,
     });
 }
 
@@ -357,18 +378,20 @@ pub fn poll() {
     }
 }
 
-/// Sets a provisional TSC rate from the window so far (at least 100 µs of it) and the
-/// APIC timer's rate for good (measured against the TSC since [`begin`], at least
-/// 200 µs), and stops the APIC timer's count so the timer can be used.
+/// Sets provisional rates for the TSC (from the window so far) and the APIC timer
+/// (against the TSC since [`begin`]), both over at least [`PROVISIONAL_WINDOW_US`], and
+/// stops the APIC timer's count so the timer can be used. [`finish`] and
+/// [`settle_apic_timer`] replace them. Once; a second call changes nothing.
 pub fn provisional() {
     let mut guard = PENDING.lock();
-    let Some(pending) = guard.as_mut() else {
+    let Some(pending) = guard.as_mut().filter(|pending| !pending.provisional) else {
         return;
     };
+    pending.provisional = true;
     let hz = match (pending.stated, pending.running.as_mut()) {
         (Some((hz, _)), _) => hz,
         (None, Some(running)) => {
-            let want = running.clock.reference().hz / 10_000;
+            let want = running.clock.reference().hz * PROVISIONAL_WINDOW_US / 1_000_000;
             match running
                 .wait_for(want)
                 .ok()
@@ -390,10 +413,7 @@ pub fn provisional() {
     match pending.facts.stated_apic_hz() {
         Some(apic_hz) => apic::set_timer_rate_from_hz(apic_hz, hz),
         None => {
-            let ready = pending.apic_start.tsc_after + APIC_WINDOW_US * hz / 1_000_000;
-            while rdtsc() < ready {
-                core::hint::spin_loop();
-            }
+            spin_until(pending.apic_start.tsc_after + PROVISIONAL_WINDOW_US * hz / 1_000_000);
             apic::set_timer_rate(apic::rate_between(
                 pending.apic_start,
                 apic::timer_reading(),
@@ -425,7 +445,28 @@ pub fn finish() -> (u64, Found) {
     };
     TSC_HZ.store(hz, Ordering::Relaxed);
     FOUND.call_once(|| how);
+    if pending.facts.stated_apic_hz().is_none() {
+        // The APIC timer counts again, to be measured over what the boot core does next.
+        apic::start_counting();
+        *APIC_COUNT.lock() = Some(apic::timer_reading());
+    }
     (hz, how)
+}
+
+/// Where the APIC timer's second count began ([`finish`]); taken by
+/// [`settle_apic_timer`].
+static APIC_COUNT: spin::Mutex<Option<Reading>> = spin::Mutex::new(None);
+
+/// Sets the APIC timer's rate for good from the count [`finish`] began (at least
+/// [`APIC_WINDOW_US`] of it, waited out if need be) and stops the count. Boot core,
+/// after [`finish`], before any core arms its timer for the run.
+pub fn settle_apic_timer() {
+    let Some(start) = APIC_COUNT.lock().take() else {
+        return;
+    };
+    spin_until(start.tsc_after + APIC_WINDOW_US * hz() / 1_000_000);
+    apic::set_timer_rate(apic::rate_between(start, apic::timer_reading()));
+    apic::stop_counting();
 }
 
 /// Measures against `clock` in windows of their own until one is within
@@ -455,10 +496,9 @@ pub fn hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
-/// Spins for at least `micros` microseconds.
-pub fn delay_us(micros: u64) {
-    let end = deadline_us(micros);
-    while rdtsc() < end {
+/// Spins until the TSC reaches `deadline`.
+pub fn spin_until(deadline: u64) {
+    while rdtsc() < deadline {
         core::hint::spin_loop();
     }
 }

@@ -22,16 +22,14 @@ pub enum Vendor {
 }
 
 impl Vendor {
-    /// Returns the vendor whose signature is in `ebx`, `edx`, `ecx` of CPUID leaf 0.
+    /// Returns the vendor whose signature is in `ebx`, `edx`, `ecx` of CPUID leaf 0
+    /// ("GenuineIntel", "AuthenticAMD", "HygonGenuine": four ASCII bytes a register,
+    /// little-endian).
     pub fn from_signature(ebx: u32, edx: u32, ecx: u32) -> Vendor {
-        let mut name = [0u8; 12];
-        name[..4].copy_from_slice(&ebx.to_le_bytes());
-        name[4..8].copy_from_slice(&edx.to_le_bytes());
-        name[8..].copy_from_slice(&ecx.to_le_bytes());
-        match &name {
-            b"GenuineIntel" => Vendor::Intel,
-            b"AuthenticAMD" => Vendor::Amd,
-            b"HygonGenuine" => Vendor::Hygon,
+        match (ebx, edx, ecx) {
+            (0x756E_6547, 0x4965_6E69, 0x6C65_746E) => Vendor::Intel,
+            (0x6874_7541, 0x6974_6E65, 0x444D_4163) => Vendor::Amd,
+            (0x6F67_7948, 0x6E65_476E, 0x656E_6975) => Vendor::Hygon,
             _ => Vendor::Other,
         }
     }
@@ -138,6 +136,14 @@ impl CpuidFacts {
             Some(Vendor::Other) | None => false,
         };
         !(modern || self.hypervisor)
+    }
+
+    /// Returns true when a second STARTUP should follow the first for a processor that
+    /// has not started yet, as the MultiProcessor Specification asks: on bare processors.
+    /// A hypervisor delivers every STARTUP it is sent (KVM, QEMU), and under QEMU's TCG
+    /// a second one costs every core that did start an exit and the emulator's lock.
+    pub fn needs_second_startup(&self) -> bool {
+        !self.hypervisor
     }
 }
 
@@ -460,6 +466,16 @@ mod tests {
             Vendor::Amd
         );
         assert_eq!(Vendor::from_signature(0, 0, 0), Vendor::Other);
+        // Each name split into ebx, edx, ecx as CPUID returns it.
+        for (name, vendor) in [
+            (b"GenuineIntel", Vendor::Intel),
+            (b"AuthenticAMD", Vendor::Amd),
+            (b"HygonGenuine", Vendor::Hygon),
+            (b"GenuineIotel", Vendor::Other),
+        ] {
+            let word = |at: usize| u32::from_le_bytes(name[at..at + 4].try_into().unwrap());
+            assert_eq!(Vendor::from_signature(word(0), word(4), word(8)), vendor);
+        }
         assert_eq!(family(0x60fb1), 0xF);
         assert_eq!(family(0x506e3), 6);
         assert_eq!(family(0x00a2_0f10), 0x19, "AMD Zen 3: 0xF + 0xA");
@@ -575,6 +591,16 @@ mod tests {
             CpuidFacts::default().needs_init_delay(),
             "unknown: be careful"
         );
+    }
+
+    #[test]
+    fn second_startup_only_on_bare_processors() {
+        assert!(intel().needs_second_startup());
+        let guest = CpuidFacts {
+            hypervisor: true,
+            ..intel()
+        };
+        assert!(!guest.needs_second_startup());
     }
 
     #[test]

@@ -13,6 +13,7 @@ extern crate alloc;
 #[cfg(not(target_os = "none"))]
 extern crate std;
 
+pub mod acpi;
 #[allow(unsafe_code)]
 pub mod arch;
 pub mod bootinfo;

@@ -6,7 +6,14 @@
 //! and the rest is
 //! divided into equal shares, one per core, in address order. A share may be made of
 //! several extents when it spans a hole in the memory map. Every extent is 4 KiB aligned.
-//! A core owns its share outright: it carves its stacks from it and later its heap.
+//! A core owns its share outright: its heap, and the page-table frames for its guard
+//! pages, come from it. What a core needs to come online (its kernel and IST stacks, its
+//! local page, its inbound rings) lies in the start-up area instead ([`take_front`],
+//! [`BlockLayout`]): one block per core, together at the front of usable memory, next to
+//! the kernel image. Under a hypervisor the first write to a page of guest RAM costs the
+//! host a fault (with transparent huge pages, zeroing 2 MiB: 0.2 ms measured on the
+//! build machine), so blocks packed where the kernel image lies already cost few of them,
+//! where one per core's share cost one per core.
 
 use core::fmt;
 
@@ -151,6 +158,55 @@ pub fn take_reserve<const N: usize>(
     subtract(usable, reserve).then_some(reserve)
 }
 
+/// Takes `size` bytes (rounded up to whole pages) from the front of the lowest usable
+/// range that can hold them, and returns them.
+pub fn take_front<const N: usize>(
+    usable: &mut heapless::Vec<PhysRange, N>,
+    size: u64,
+) -> Option<PhysRange> {
+    let size = size.checked_next_multiple_of(PAGE_SIZE)?;
+    let range = usable.iter_mut().find_map(|range| {
+        let start = range.start.checked_next_multiple_of(PAGE_SIZE)?;
+        let end = start.checked_add(size)?;
+        (end <= range.end).then_some((range, PhysRange::new(start, end)))
+    });
+    let (range, taken) = range?;
+    range.start = taken.end;
+    Some(taken)
+}
+
+/// The layout of one block of the start-up area: `P` pieces, each rounded up to whole
+/// pages, one after the other from the block's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLayout<const P: usize> {
+    /// Where each piece ends, from the block's start.
+    ends: [u64; P],
+}
+
+impl<const P: usize> BlockLayout<P> {
+    /// Returns the layout of pieces of `sizes` bytes, in that order.
+    pub fn new(sizes: [u64; P]) -> BlockLayout<P> {
+        let mut end = 0;
+        BlockLayout {
+            ends: sizes.map(|size| {
+                end += size.next_multiple_of(PAGE_SIZE);
+                end
+            }),
+        }
+    }
+
+    /// Returns the size of a block, whole pages.
+    pub fn size(&self) -> u64 {
+        self.ends.last().copied().unwrap_or(0)
+    }
+
+    /// Returns piece `piece` of the block that starts at `block`.
+    pub fn piece(&self, block: u64, piece: usize) -> PhysRange {
+        let start = piece.checked_sub(1).map_or(0, |before| self.ends[before]);
+        PhysRange::new(block + start, block + self.ends[piece])
+    }
+}
+
 /// One core's share of RAM: a few extents, and a cursor that carves from their start.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CoreMemory {
@@ -228,6 +284,47 @@ mod tests {
 
     fn ranges(list: &[(u64, u64)]) -> Vec<PhysRange> {
         list.iter().map(|&(s, e)| PhysRange::new(s, e)).collect()
+    }
+
+    #[test]
+    fn the_front_of_the_lowest_range_with_room() {
+        let mut usable: heapless::Vec<PhysRange, 8> = ranges(&[
+            (0x1000, 0x3000),
+            (0x10_0800, 0x20_0000),
+            (0x30_0000, 0x40_0000),
+        ])
+        .into_iter()
+        .collect();
+        // Too large for the first range; page aligned within the second.
+        assert_eq!(
+            take_front(&mut usable, 0x2001),
+            Some(PhysRange::new(0x10_1000, 0x10_4000))
+        );
+        assert_eq!(usable[1], PhysRange::new(0x10_4000, 0x20_0000));
+        assert_eq!(
+            take_front(&mut usable, 0x2000),
+            Some(PhysRange::new(0x1000, 0x3000))
+        );
+        assert!(usable[0].is_empty());
+        assert_eq!(take_front(&mut usable, 0x20_0000), None);
+        assert_eq!(usable.len(), 3, "a failed take changes nothing");
+    }
+
+    #[test]
+    fn block_pieces_are_whole_pages_in_order() {
+        let layout = BlockLayout::new([64 * 1024, 16 * 1024, 100, 4096 * 3 + 1]);
+        assert_eq!(layout.size(), (16 + 4 + 1 + 4) * PAGE_SIZE);
+        let block = 0x20_0000 + 3 * layout.size();
+        let pieces: Vec<PhysRange> = (0..4).map(|piece| layout.piece(block, piece)).collect();
+        assert_eq!(pieces[0], PhysRange::new(block, block + 64 * 1024));
+        for pair in pieces.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+        assert_eq!(pieces[2].len(), PAGE_SIZE);
+        assert_eq!(pieces[3].end, block + layout.size());
+        assert!(pieces
+            .iter()
+            .all(|p| p.start % PAGE_SIZE == 0 && p.end % PAGE_SIZE == 0));
     }
 
     #[test]

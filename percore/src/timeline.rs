@@ -12,23 +12,25 @@ use core::fmt;
 /// A start-up phase, in the order the boot core ends them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// From kernel entry: PVH start_info, the app's name, and the ACPI tables (RSDP,
-    /// MADT, FADT, HPET, MCFG).
+    /// From kernel entry: PVH start_info and the ACPI tables the others' start needs
+    /// (RSDP, MADT, HPET, FADT).
     Acpi,
     /// The page tables (device windows uncached, RAM above 4 GiB; RAM stays in 2 MiB
-    /// pages) and the boot core's APIC.
+    /// pages), the boot core's APIC, and INIT to the others.
     Paging,
-    /// The start-up plan: the TSC's measurement window opened, memory shares, stacks,
-    /// local pages and rings carved, the IDT built, the boot core on its own stack.
+    /// The start-up plan: the cores that start, their blocks of the start-up area, the
+    /// IDT, the trampoline; until the STARTUP.
     Plan,
-    /// Waking the application processors until the last is online (own tables and
-    /// rings); the boot core's own tables first.
+    /// Starting the application processors until the last is online (own stack, tables
+    /// and rings); the boot core's own meanwhile.
     Aps,
-    /// Closing the TSC's window (open since the plan, so this is what is left of it: a
-    /// read of the clock, or a window of its own if that one failed).
+    /// The TSC's window (opened once the cores are online) until it closes, while the
+    /// boot core looks the app up, shares the memory out, reads the real-time clock and
+    /// the device tables (MCFG, DSDT and SSDTs checked); the close waits only if the
+    /// window is still shorter than its clock needs.
     Tsc,
-    /// The real-time clock, setting the UART up, PCI enumeration and the virtio-mmio
-    /// devices.
+    /// The report's first lines, setting the UART up, PCI enumeration and the
+    /// virtio-mmio devices.
     Pci,
     /// Writing out the start-up report that the console held until the cores were
     /// online (the other cores set themselves up meanwhile).

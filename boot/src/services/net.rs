@@ -65,7 +65,11 @@ fn start_here(setup: NetSetup) -> bool {
     // The receive queue's interrupt goes to this core, so the service halts when idle.
     let wanted = percore::boot_info().command_line().get("net.interrupts") != Some("0");
     let interrupts = wanted
-        && crate::msix::route_net(0, crate::apic::id(), crate::interrupts::DEVICE_VECTOR)
+        && crate::msix::route_net(
+            0,
+            crate::apic::id_from_cpuid(),
+            crate::interrupts::DEVICE_VECTOR,
+        )
         && device.route_receive_interrupts(0);
     let mac = device.config().mac;
     println!(
