@@ -32,6 +32,9 @@ pub struct QemuConfig {
     pub inject: Option<(u16, u16)>,
     /// Whether QEMU waits for gdb on :1234 before the first instruction.
     pub gdb: bool,
+    /// Keeps struct literals out of other modules, so every configuration starts from
+    /// [`QemuConfig::new`] and a new field gets its default in one place.
+    _from_new: (),
 }
 
 impl QemuConfig {
@@ -50,6 +53,7 @@ impl QemuConfig {
             net: None,
             inject: None,
             gdb: false,
+            _from_new: (),
         }
     }
 }
