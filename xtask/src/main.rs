@@ -3,9 +3,9 @@
 mod app_crate;
 mod bench;
 mod build;
-mod console;
 mod frames;
 mod httpcheck;
+mod markers;
 mod mkimage;
 #[cfg(test)]
 mod module_graph;
@@ -78,14 +78,6 @@ mod tests {
     #[test]
     fn max_cores_matches_the_kernel() {
         assert_eq!(super::MAX_CORES, percore::MAX_CORES);
-    }
-
-    #[test]
-    fn command_line_limit_matches_the_kernel() {
-        assert_eq!(
-            crate::qemu::KERNEL_COMMAND_LINE_MAX,
-            percore::bootinfo::CMDLINE_MAX
-        );
     }
 
     #[test]

@@ -64,8 +64,8 @@ pub(super) fn boot_suite(context: &Context) -> Result<Vec<Record>, String> {
 fn timeline_of(console: &[String]) -> Option<(f64, Vec<(String, f64)>)> {
     console
         .iter()
-        .find_map(|line| match crate::console::parse_line(line) {
-            Some(crate::console::Marker::Timeline { total_ms, phases }) => Some((total_ms, phases)),
+        .find_map(|line| match crate::markers::parse_line(line) {
+            Some(crate::markers::Marker::Timeline { total_ms, phases }) => Some((total_ms, phases)),
             _ => None,
         })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::runner::{
     require_line, require_success, run_xtask, Case, CaseResult, Context, Failure, Start, WithTail,
 };
-use crate::console::{self, Marker};
+use crate::markers::{self, Marker};
 use crate::qemu::{self, Machine, Status};
 use crate::MAX_CORES;
 
@@ -40,7 +40,7 @@ fn boot_case(
 /// Every core says hello once, all cores come online, the kernel reports success.
 fn hello(outcome: &qemu::Outcome, cores: usize) -> CaseResult {
     require_success(outcome)?;
-    console::check_hello(&outcome.console, cores).tail_of(outcome)
+    markers::check_hello(&outcome.console, cores).tail_of(outcome)
 }
 
 /// Returns a check that the app succeeded and printed a line starting with `line`.
@@ -106,7 +106,7 @@ pub fn cases() -> Vec<Case> {
             {
                 return Err("the sleeping core was not reported".to_string()).tail_of(outcome);
             }
-            console::check_hello(&outcome.console, cores - 1).tail_of(outcome)
+            markers::check_hello(&outcome.console, cores - 1).tail_of(outcome)
         },
     ));
     // All-to-all mailbox exchange; 10^6 messages per ordered pair at 2 and 4 cores.
@@ -231,7 +231,7 @@ fn check_panic(outcome: &qemu::Outcome, cores: usize) -> Result<(), String> {
     let panic = outcome
         .console
         .iter()
-        .find_map(|line| match console::parse_line(line) {
+        .find_map(|line| match markers::parse_line(line) {
             Some(Marker::Panic { core, thread, .. }) => Some((core, thread)),
             _ => None,
         });
@@ -276,12 +276,12 @@ enum Ended {
 /// Returns `Ok` when a thread on core `core` ended alone, its core went on, and the
 /// run's count says one thread and no core failed.
 fn check_thread_ended(outcome: &qemu::Outcome, core: usize) -> Result<(), String> {
-    let markers: Vec<Marker> = outcome
+    let seen: Vec<Marker> = outcome
         .console
         .iter()
-        .filter_map(|line| console::parse_line(line))
+        .filter_map(|line| markers::parse_line(line))
         .collect();
-    if !markers
+    if !seen
         .iter()
         .any(|marker| matches!(marker, Marker::ThreadEnded { core: c, .. } if *c == core))
     {
@@ -289,7 +289,7 @@ fn check_thread_ended(outcome: &qemu::Outcome, core: usize) -> Result<(), String
             "core {core} did not report going on without the thread"
         ));
     }
-    if let Some(failed) = markers
+    if let Some(failed) = seen
         .iter()
         .find(|marker| matches!(marker, Marker::CoreFailed { .. }))
     {
@@ -297,7 +297,7 @@ fn check_thread_ended(outcome: &qemu::Outcome, core: usize) -> Result<(), String
             "a core failed, where only a thread should have: {failed:?}"
         ));
     }
-    if !markers.contains(&Marker::Failures {
+    if !seen.contains(&Marker::Failures {
         threads: 1,
         cores: 0,
     }) {
@@ -336,7 +336,7 @@ fn check_exception(
             let failed: Vec<usize> = outcome
                 .console
                 .iter()
-                .filter_map(|line| match console::parse_line(line) {
+                .filter_map(|line| match markers::parse_line(line) {
                     Some(Marker::CoreFailed { core, .. }) => Some(core),
                     _ => None,
                 })
@@ -351,7 +351,7 @@ fn check_exception(
     let exception = outcome
         .console
         .iter()
-        .find_map(|line| match console::parse_line(line) {
+        .find_map(|line| match markers::parse_line(line) {
             Some(Marker::Exception { core, detail, .. }) => Some((core, detail)),
             _ => None,
         });

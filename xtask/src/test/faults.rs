@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::runner::{
     remove_scratch, require_line, scratch_dir, Case, CaseResult, Context, Failure, WithTail,
 };
-use crate::console::{self, Marker};
 use crate::httpcheck;
+use crate::markers::{self, Marker};
 use crate::qemu::{self, Machine, Status};
 use crate::tools;
 
@@ -117,7 +117,7 @@ fn httpd_survives(context: &Context, machine: Machine, injected: Injected) -> Ca
     // Twice the usual limit: the fault comes first, then the whole check, on 6 vCPUs.
     let limit = context.timeout * 2;
     let (outcome, client) = qemu::serve_watching(&config, limit, |guest| {
-        let reported = |line: &str| match console::parse_line(line) {
+        let reported = |line: &str| match markers::parse_line(line) {
             Some(Marker::ThreadEnded { core, .. }) | Some(Marker::CoreFailed { core, .. }) => {
                 core == injected.core
             }
@@ -169,25 +169,25 @@ fn httpd_survives(context: &Context, machine: Machine, injected: Injected) -> Ca
 /// Returns `Ok` when the run reported `injected` on its core, ended exactly what it
 /// should (that thread, or that core), and was still running when the client stopped it.
 fn check_contained(outcome: &qemu::Outcome, injected: Injected) -> CaseResult {
-    let markers: Vec<Marker> = outcome
+    let seen: Vec<Marker> = outcome
         .console
         .iter()
-        .filter_map(|line| console::parse_line(line))
+        .filter_map(|line| markers::parse_line(line))
         .collect();
-    let fault = markers.iter().find_map(|marker| match marker {
+    let fault = seen.iter().find_map(|marker| match marker {
         Marker::Panic { core, thread, .. } | Marker::Exception { core, thread, .. } => {
             Some((*core, *thread))
         }
         _ => None,
     });
-    let ended: Vec<(usize, u64)> = markers
+    let ended: Vec<(usize, u64)> = seen
         .iter()
         .filter_map(|marker| match marker {
             Marker::ThreadEnded { core, thread } => Some((*core, *thread)),
             _ => None,
         })
         .collect();
-    let failed: Vec<usize> = markers
+    let failed: Vec<usize> = seen
         .iter()
         .filter_map(|marker| match marker {
             Marker::CoreFailed { core, .. } => Some(*core),
@@ -253,7 +253,7 @@ fn waits_end(context: &Context, machine: Machine, kind: &'static str) -> CaseRes
     let failed: Vec<usize> = outcome
         .console
         .iter()
-        .filter_map(|line| match console::parse_line(line) {
+        .filter_map(|line| match markers::parse_line(line) {
             Some(Marker::CoreFailed { core, .. }) => Some(core),
             _ => None,
         })
