@@ -22,13 +22,6 @@ use ranges::check_ranges_and_conditions;
 use site::check_file;
 use traversal::check_traversal;
 
-/// Fetches `file` on a connection of its own, whose reads give up after `timeout`, and
-/// compares it byte for byte.
-pub fn fetch(port: u16, file: &SiteFile, timeout: Duration) -> Result<(), String> {
-    let mut client = Client::connect(port, timeout)?;
-    check_file(&client.request("GET", file.target)?, file)
-}
-
 /// The first request, retried while the guest boots: QEMU's user networking accepts and
 /// then resets connections until the guest listens.
 pub fn first_response(port: u16, site: &[SiteFile]) -> Result<(), String> {
