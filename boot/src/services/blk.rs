@@ -2,7 +2,7 @@
 //! driven from the blk core.
 
 use devices::blk;
-use percore::println;
+use percore::{println, KernelCapability};
 
 use super::reserve::ReserveCursor;
 
@@ -28,10 +28,11 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
 }
 
 /// Starts the blk service on its core and returns once its disks are published.
-pub fn start() {
+pub fn start(kernel: &KernelCapability) {
     if let Some((core, setups)) = SETUP.lock().take() {
+        let kernel = *kernel;
         let started = percore::spawn_on(core, move || {
-            blk::start(setups);
+            blk::start(&kernel, setups);
         })
         .join();
         if let Err(error) = started {
