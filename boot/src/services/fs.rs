@@ -1,7 +1,7 @@
 //! The fs service's wiring: the disk named by `fs.disk=NAME`, mounted and served from
 //! the fs core.
 
-use devices::blk;
+use devices::disk::Disk;
 use percore::{println, KernelCapability};
 
 use crate::kernel::fatal;
@@ -31,7 +31,7 @@ pub fn check_disk_name(name: &str, disks: usize) {
 
 /// Mounts the disk `name` on `core` and serves it from there; says why when it cannot.
 pub fn start(kernel: &KernelCapability, core: usize, name: &str) {
-    let Some(disk) = blk::Disk::open(name) else {
+    let Some(disk) = Disk::open(name) else {
         println!("manada: fs: disk '{name}' did not start; no file system is served");
         return;
     };

@@ -1,5 +1,6 @@
-//! The blk service: every virtio-blk disk is driven by one service core, and threads on
-//! any core use the disks through [`Disk`].
+//! The blk service's disks: every virtio-blk disk is driven by one service core, and
+//! threads on any core use the disks through [`Disk`]. (The virtio-blk protocol and its
+//! queue, which this drives, are `virtio::blk`.)
 //!
 //! A request runs as a short thread on the service core (`spawn_on`): it submits to the
 //! disk's queue, then polls the used ring, yielding between polls, until its own
