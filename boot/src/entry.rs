@@ -17,6 +17,40 @@ pub const KERNEL_CODE_SELECTOR: u16 = 0x08;
 /// Selector of the kernel data segment.
 pub const KERNEL_DATA_SELECTOR: u16 = 0x10;
 
+/// The entries of the start-up GDT, in its two copies: the boot core's (`BOOT_GDT`) and
+/// the AP trampoline's, which must lie in the trampoline's page (a core in real mode
+/// loads it from there). `KERNEL_CODE_SELECTOR` and `KERNEL_DATA_SELECTOR` name them.
+macro_rules! start_up_gdt_entries {
+    () => {
+        "
+    .quad 0                             /* null */
+    .quad 0x00AF9A000000FFFF            /* 0x08: 64-bit code */
+    .quad 0x00CF92000000FFFF            /* 0x10: data */
+    .quad 0x00CF9A000000FFFF            /* 0x18: 32-bit code (AP trampoline) */
+"
+    };
+}
+
+/// The first instructions in long mode (64-bit code), on the boot core and on every
+/// woken core alike: the data selector into DS, ES and SS, the null selector into FS and
+/// GS (their bases are MSRs from here on). Clobbers AX. The trampoline's stop in 32-bit
+/// protected mode loads DS, ES and SS on its own: other code, in another mode.
+macro_rules! long_mode_data_segments {
+    () => {
+        "
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %es
+    movw %ax, %ss
+    xorw %ax, %ax
+    movw %ax, %fs
+    movw %ax, %gs
+"
+    };
+}
+
+pub(crate) use {long_mode_data_segments, start_up_gdt_entries};
+
 global_asm!(
     r#"
     .section .note.Xen, "a"
@@ -120,13 +154,9 @@ pvh_start32:
 
     .code64
 boot_long_mode:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    xorw %ax, %ax
-    movw %ax, %fs
-    movw %ax, %gs
+"#,
+    long_mode_data_segments!(),
+    r#"
     movabsq $BOOT_STACK_TOP, %rsp
     movl %esi, %edi                     /* start_info, zero-extended */
     call boot_core_main
@@ -139,10 +169,9 @@ boot_long_mode:
     .p2align 3
     .global BOOT_GDT
 BOOT_GDT:
-    .quad 0                             /* null */
-    .quad 0x00AF9A000000FFFF            /* 0x08: 64-bit code */
-    .quad 0x00CF92000000FFFF            /* 0x10: data */
-    .quad 0x00CF9A000000FFFF            /* 0x18: 32-bit code (AP trampoline) */
+"#,
+    start_up_gdt_entries!(),
+    r#"
 BOOT_GDT_END:
     .p2align 3
 BOOT_GDTR:

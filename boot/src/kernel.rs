@@ -11,7 +11,7 @@ use crate::cpu::{halt_forever, rdtsc};
 use crate::exit::{exit, Outcome};
 use crate::gdt::CoreTables;
 use crate::plan::{self, LocalPage, Plan, Slot, PLAN};
-use crate::{acpi, apic, console, entry, interrupts, paging, pvh, services, smp, tsc};
+use crate::{acpi, apic, entry, interrupts, paging, pvh, serial, services, smp, tsc};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
@@ -20,9 +20,16 @@ use percore::mailbox::{MailboxLocation, Ring};
 use percore::memory;
 use percore::platform::{self, Hooks};
 use percore::timeline::{Phase, Timeline};
-use percore::{println, CoreLocal, Mailbox, MAX_CORES};
+use percore::{println, CoreLocal, KernelCapability, Mailbox, MAX_CORES};
 
 const AP_START_TIMEOUT_US: u64 = 3_000_000;
+
+/// The kernel's capability, which the kernel-only entry points of the crates below ask
+/// for (installing the hooks, publishing the boot information, starting the services).
+/// Made here, once, and passed down only to them; this crate gives applications none.
+// SAFETY: this is the kernel's start-up, the one place that may make the capability;
+// it stays private to this module, which hands it only to kernel-only entry points.
+static KERNEL: KernelCapability = unsafe { KernelCapability::new() };
 
 /// Set by the boot core once `BootInfo` is published: every core may run the app.
 static GO: AtomicBool = AtomicBool::new(false);
@@ -37,7 +44,7 @@ static READY_TSC: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_COR
 #[unsafe(no_mangle)]
 extern "C" fn boot_core_main(start_info: u32) -> ! {
     percore::cpu::install_none();
-    console::hold();
+    serial::hold(&KERNEL);
     // SAFETY: `start_info` is the ebx value of the PVH entry, passed through unchanged,
     // and nothing has written low memory yet.
     let params = match unsafe { pvh::read(u64::from(start_info)) } {
@@ -216,14 +223,14 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
         core::mem::take(usable),
         plan.cores(),
     ));
-    let now = devices::rtc::publish_wall_clock();
+    let now = devices::rtc::publish_wall_clock(&KERNEL);
     let device_tables = acpi::device_tables(tables);
     tsc::finish();
     timeline.end(Phase::Tsc, rdtsc());
 
     let machine = crate::report::Machine::new(&params.ram, topology, tables, apic::is_x2apic());
     crate::report::machine(&machine, &params.cmdline, now);
-    console::init();
+    serial::init(&KERNEL);
     crate::mmio::read_command_line(&params.cmdline);
     crate::pci::discover(&device_tables, &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
@@ -251,31 +258,37 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
     let command_line = percore::cmdline::CommandLine::new(&params.cmdline);
     crate::selftest::check(&params.cmdline, cores.len());
     let placement = services::decide(cores.len(), &command_line);
-    let info = bootinfo::publish(BootInfo {
-        cores,
-        cmdline: params.cmdline.clone(),
-        tsc_hz: tsc::hz(),
-        timeline,
-        x2apic: apic::is_x2apic(),
-        service_reserve: shares.service_reserve,
-        services: placement,
-    });
-    platform::install_hooks(Hooks {
-        wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
-        halt: interrupts::halt_until_interrupt,
-        arm_timer: apic::arm_timer,
-        protect: protect_guard_page,
-        raise: crate::selftest::raise,
-        core_failed: main_core_failed,
-    });
-    publish_owner_map(info);
+    let info = bootinfo::publish(
+        &KERNEL,
+        BootInfo {
+            cores,
+            cmdline: params.cmdline.clone(),
+            tsc_hz: tsc::hz(),
+            timeline,
+            x2apic: apic::is_x2apic(),
+            service_reserve: shares.service_reserve,
+            services: placement,
+        },
+    );
+    platform::install_hooks(
+        &KERNEL,
+        Hooks {
+            wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
+            halt: interrupts::halt_until_interrupt,
+            arm_timer: apic::arm_timer,
+            protect: protect_guard_page,
+            raise: crate::selftest::raise,
+            core_failed: main_core_failed,
+        },
+    );
+    publish_owner_map(&KERNEL, info);
     GO.store(true, Ordering::Release);
     // The others halt until this wake-up (a core that is not in the run, woken too,
     // halts again for good), then set their own instances up while this core reports.
     if info.cores.len() > 1 {
         apic::send_interrupt_to_others(interrupts::WAKEUP_VECTOR);
     }
-    crate::report::print(plan, info, app, AP_START_TIMEOUT_US / 1000);
+    crate::report::print(&KERNEL, plan, info, app, AP_START_TIMEOUT_US / 1000);
     services::prepare(info);
     REPORTED_TSC.store(rdtsc(), Ordering::Release);
     run_core(0)
@@ -325,7 +338,7 @@ fn protect_guard_page(address: usize, guard: bool) -> bool {
 }
 
 /// Records which core owns which memory, for frees that cross cores.
-fn publish_owner_map(info: &BootInfo) {
+fn publish_owner_map(kernel: &KernelCapability, info: &BootInfo) {
     let mut owners = OwnerMap::new();
     for (core, desc) in info.cores.iter().enumerate() {
         for extent in &desc.memory {
@@ -336,7 +349,7 @@ fn publish_owner_map(info: &BootInfo) {
             }
         }
     }
-    percore::global::publish_owner_map(owners);
+    percore::global::publish_owner_map(kernel, owners);
 }
 
 /// Where a woken core lands, on a bootstrap stack chosen by `ticket`.
@@ -448,7 +461,7 @@ fn run_core(slot_index: usize) -> ! {
     };
     // SAFETY: this core's block, in this core's memory, for the rest of the run.
     unsafe { percore::cpu::install(local) };
-    percore::global::enable_remote_frees();
+    percore::global::enable_remote_frees(&KERNEL);
     apic::enable_timer(interrupts::TIMER_VECTOR);
     READY_TSC[index].store(rdtsc(), Ordering::Release);
 
@@ -460,7 +473,7 @@ fn run_core(slot_index: usize) -> ! {
             // ends the run (`main_core_failed`).
             let _critical = percore::fault::critical();
             // The services start before the application, each on its core.
-            services::start_all();
+            services::start_all(&KERNEL);
             report_timeline();
             crate::selftest::before_app();
             let outcome = percore::spawn(app.main).join();
@@ -558,7 +571,7 @@ fn report_timeline() {
 
 /// Reports a start-up failure and ends the run.
 pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
-    console::init();
+    serial::init(&KERNEL);
     percore::console::CONSOLE.print_fatal(format_args!("manada: {args}\n"));
     exit(Outcome::Failure)
 }

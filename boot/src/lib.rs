@@ -41,8 +41,6 @@ mod acpi;
 #[cfg(target_os = "none")]
 mod apic;
 #[cfg(target_os = "none")]
-mod console;
-#[cfg(target_os = "none")]
 mod cpu;
 #[cfg(target_os = "none")]
 mod entry;
@@ -72,6 +70,8 @@ mod pvh;
 mod report;
 #[cfg(target_os = "none")]
 mod selftest;
+#[cfg(target_os = "none")]
+mod serial;
 #[cfg(target_os = "none")]
 mod services;
 #[cfg(target_os = "none")]

@@ -5,7 +5,7 @@
 
 use crate::acpi::DeviceTables;
 use crate::paging;
-use devices::blk;
+use devices::disk;
 use devices::pci::{self, Bar, ConfigSpace, Devices};
 use devices::transport::VirtioTransport;
 use devices::virtio_pci::VirtioPci;
@@ -22,7 +22,7 @@ pub type Found = (VirtioTransport, heapless::String<16>);
 pub const MAX_NET_DEVICES: usize = 4;
 
 /// The virtio-blk transports found at boot (PCI and MMIO), waiting for the blk service.
-static BLK_TRANSPORTS: spin::Mutex<heapless::Vec<Found, { blk::MAX_DISKS }>> =
+static BLK_TRANSPORTS: spin::Mutex<heapless::Vec<Found, { disk::MAX_DISKS }>> =
     spin::Mutex::new(heapless::Vec::new());
 
 /// The virtio-net transports found at boot (PCI and MMIO), waiting for the net service.
@@ -45,7 +45,7 @@ pub fn take_net_transports() -> heapless::Vec<Found, MAX_NET_DEVICES> {
 }
 
 /// Takes the virtio-blk transports found at boot (once; later calls get none).
-pub fn take_blk_transports() -> heapless::Vec<Found, { blk::MAX_DISKS }> {
+pub fn take_blk_transports() -> heapless::Vec<Found, { disk::MAX_DISKS }> {
     core::mem::take(&mut *BLK_TRANSPORTS.lock())
 }
 

@@ -7,9 +7,9 @@
 
 use crate::acpi::{self, Tables, Topology};
 use crate::plan::Plan;
-use crate::{console, selftest, smp, tsc};
+use crate::{selftest, serial, smp, tsc};
 use percore::time::DateTime;
-use percore::{println, BootInfo, PhysRange};
+use percore::{println, BootInfo, KernelCapability, PhysRange};
 
 const MIB: u64 = 1 << 20;
 
@@ -82,8 +82,14 @@ pub fn machine(machine: &Machine, command_line: &str, now: Option<DateTime>) {
 /// Writes out what the console held (the lines above, PCI's and any warnings), then the
 /// rest of the report: the application processors (and any that did not come up), the
 /// cores online, the app. Core 0, after `GO`.
-pub fn print(plan: &Plan, info: &BootInfo, app: &crate::App, timeout_ms: u64) {
-    console::release();
+pub fn print(
+    kernel: &KernelCapability,
+    plan: &Plan,
+    info: &BootInfo,
+    app: &crate::App,
+    timeout_ms: u64,
+) {
+    serial::release(kernel);
     if plan.cores() > 1 {
         println!(
             "manada: starting {} application processors",

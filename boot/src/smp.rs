@@ -11,6 +11,7 @@
 //! meanwhile, and the last core to come online wakes it.
 
 use crate::cpu::rdtsc;
+use crate::entry::{long_mode_data_segments, start_up_gdt_entries};
 use crate::{apic, interrupts, tsc};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -40,10 +41,9 @@ AP_TRAMPOLINE_PARAMS:
     .quad 0                         /* +24 64-bit entry point */
     .p2align 3
 ap_gdt:
-    .quad 0
-    .quad 0x00AF9A000000FFFF        /* 0x08: 64-bit code */
-    .quad 0x00CF92000000FFFF        /* 0x10: data */
-    .quad 0x00CF9A000000FFFF        /* 0x18: 32-bit code */
+"#,
+    start_up_gdt_entries!(),
+    r#"
 ap_gdt_end:
 ap_gdtr:
     .word ap_gdt_end - ap_gdt - 1
@@ -62,6 +62,7 @@ ap_real_mode:
 
     .code32
 ap_protected_mode:
+    /* Only what protected mode needs on the way: long mode loads them all again. */
     movw $0x10, %ax
     movw %ax, %ds
     movw %ax, %es
@@ -82,13 +83,9 @@ ap_protected_mode:
 
     .code64
 ap_long_mode:
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %es
-    movw %ax, %ss
-    xorw %ax, %ax
-    movw %ax, %fs
-    movw %ax, %gs
+"#,
+    long_mode_data_segments!(),
+    r#"
     /* The ticket counter lives in the kernel's data, not on this page: under TCG a
        write to a page of code throws away what was translated from it, and every
        core after the first would translate the trampoline again. */

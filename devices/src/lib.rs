@@ -7,7 +7,7 @@
 
 extern crate alloc;
 
-pub mod blk;
+pub mod disk;
 #[allow(unsafe_code)]
 pub mod mmio;
 pub mod netdev;

@@ -124,15 +124,18 @@ pub fn read(registers: &mut impl Registers) -> Option<DateTime> {
 /// Reads the machine's clock and publishes it as the start of the kernel's wall clock
 /// (`percore::time::wall_clock`); returns what it read, or `None` (and publishes
 /// nothing) when the machine has no clock or it holds no valid time. The boot core
-/// calls it once at start-up.
+/// calls it once at start-up (kernel only).
 #[cfg(target_os = "none")]
-pub fn publish_wall_clock() -> Option<DateTime> {
+pub fn publish_wall_clock(kernel: &percore::KernelCapability) -> Option<DateTime> {
     let now = read(&mut port::Cmos)?;
     let tsc = percore::time::ticks();
-    percore::time::publish_wall_clock(percore::time::WallClockBase {
-        unix_seconds: now.to_unix_seconds()?,
-        tsc,
-    });
+    percore::time::publish_wall_clock(
+        kernel,
+        percore::time::WallClockBase {
+            unix_seconds: now.to_unix_seconds()?,
+            tsc,
+        },
+    );
     Some(now)
 }
 

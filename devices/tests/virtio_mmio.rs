@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use devices::blk::{self, SetupError};
+use devices::disk::{self, SetupError};
 use devices::mmio::MmioWindow;
 use devices::netdev::{NetSetup, NetSetupError, VirtioNet};
 use devices::transport::VirtioTransport;
@@ -479,13 +479,13 @@ const DRIVER_READY: u32 =
 
 #[test]
 fn the_blk_driver_reads_and_writes_a_disk_over_mmio() {
-    let memory = HostMemory::new(blk::dma_size() + 4 * SECTOR_SIZE);
-    let (rings, buffers) = memory.region().split_at(blk::dma_size());
+    let memory = HostMemory::new(disk::dma_size() + 4 * SECTOR_SIZE);
+    let (rings, buffers) = memory.region().split_at(disk::dma_size());
     let (mut transport, window) = attach(FakeDevice::disk());
     window.device().memory = vec![memory.region()];
     assert_eq!(transport.device_id(), DEVICE_BLOCK);
 
-    let mut queue = blk::start_device(&mut transport, rings).expect("disk starts");
+    let mut queue = disk::start_device(&mut transport, rings).expect("disk starts");
     {
         let device = window.device();
         // Reset first, then ACKNOWLEDGE | DRIVER, FEATURES_OK, DRIVER_OK, in that order.
@@ -636,12 +636,12 @@ fn legacy_absent_and_foreign_devices_are_refused() {
 
 #[test]
 fn a_reset_that_never_completes_is_an_error_not_a_hang() {
-    let memory = HostMemory::new(blk::dma_size());
+    let memory = HostMemory::new(disk::dma_size());
     let mut device = FakeDevice::disk();
     device.misbehaviour = Misbehaviour::ResetNeverEnds;
     let (mut transport, window) = attach(device);
     assert_eq!(
-        blk::start_device(&mut transport, memory.region()).err(),
+        disk::start_device(&mut transport, memory.region()).err(),
         Some(SetupError::Transport(TransportError::ResetTimeout))
     );
     let device = window.device();
@@ -680,12 +680,12 @@ fn a_configuration_that_never_settles_is_an_error() {
 
 #[test]
 fn a_configuration_changed_during_the_read_is_read_again() {
-    let memory = HostMemory::new(blk::dma_size());
+    let memory = HostMemory::new(disk::dma_size());
     let mut device = FakeDevice::disk();
     device.misbehaviour = Misbehaviour::ConfigChangesOnce;
     let (mut transport, window) = attach(device);
     window.device().memory = vec![memory.region()];
-    let queue = blk::start_device(&mut transport, memory.region()).expect("disk starts");
+    let queue = disk::start_device(&mut transport, memory.region()).expect("disk starts");
     // The capacity changed from 128 to 64 sectors while the driver read it.
     assert_eq!(queue.config().capacity, 64);
     assert_eq!(window.device().generation_reads, 4);
@@ -693,12 +693,12 @@ fn a_configuration_changed_during_the_read_is_read_again() {
 
 #[test]
 fn refused_and_missing_features_are_errors() {
-    let memory = HostMemory::new(blk::dma_size());
+    let memory = HostMemory::new(disk::dma_size());
     let mut device = FakeDevice::disk();
     device.misbehaviour = Misbehaviour::RefusesFeatures;
     let (mut transport, window) = attach(device);
     assert_eq!(
-        blk::start_device(&mut transport, memory.region()).err(),
+        disk::start_device(&mut transport, memory.region()).err(),
         Some(SetupError::Transport(TransportError::FeaturesRefused))
     );
     assert_ne!(window.device().status & u32::from(STATUS_FAILED), 0);
@@ -707,7 +707,7 @@ fn refused_and_missing_features_are_errors() {
     device.features &= !FEATURE_VERSION_1;
     let (mut transport, window) = attach(device);
     assert_eq!(
-        blk::start_device(&mut transport, memory.region()).err(),
+        disk::start_device(&mut transport, memory.region()).err(),
         Some(SetupError::Transport(TransportError::LegacyOnly))
     );
     assert_eq!(window.device().status_writes.last(), Some(&(3 | 128)));
@@ -715,7 +715,7 @@ fn refused_and_missing_features_are_errors() {
 
 #[test]
 fn missing_small_and_busy_queues_are_errors() {
-    let memory = HostMemory::new(blk::dma_size());
+    let memory = HostMemory::new(disk::dma_size());
     for (maximum, misbehaviour, expected) in [
         (0, Misbehaviour::None, SetupError::NoQueue),
         (3, Misbehaviour::None, SetupError::NoQueue),
@@ -731,7 +731,7 @@ fn missing_small_and_busy_queues_are_errors() {
         let (mut transport, window) = attach(device);
         window.device().memory = vec![memory.region()];
         assert_eq!(
-            blk::start_device(&mut transport, memory.region()).err(),
+            disk::start_device(&mut transport, memory.region()).err(),
             Some(expected)
         );
         assert_ne!(window.device().status & u32::from(STATUS_FAILED), 0);

@@ -14,6 +14,8 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use core::time::Duration;
 
+use percore::placement::Service;
+
 use crate::writeback::{self, WriteBack};
 use crate::{BlockDevice, Clock, Error, Result, Timestamp, Volume, WRITE_BACK_DELAY};
 
@@ -59,25 +61,30 @@ struct State {
     write_back: WriteBack,
 }
 
-static CORE: spin::Once<usize> = spin::Once::new();
-
 /// Mounts `device` and serves it from the running core. Returns what was mounted.
-pub fn start(device: Box<dyn BlockDevice>) -> Result<crate::VolumeInfo> {
+/// Kernel only: the kernel starts the service on the fs core.
+pub fn start(
+    kernel: &percore::KernelCapability,
+    device: Box<dyn BlockDevice>,
+) -> Result<crate::VolumeInfo> {
     let volume = Volume::mount(device, WallClock)?;
     let info = volume.info();
-    percore::cpu::install_service(State {
-        volume: Some(volume),
-        waiting: VecDeque::new(),
-        handed_over: false,
-        write_back: WriteBack::default(),
-    });
-    CORE.call_once(percore::current_core);
+    percore::cpu::install_service(
+        kernel,
+        Service::Fs,
+        State {
+            volume: Some(volume),
+            waiting: VecDeque::new(),
+            handed_over: false,
+            write_back: WriteBack::default(),
+        },
+    );
     Ok(info)
 }
 
-/// Returns the core the service runs on.
-pub fn service_core() -> Option<usize> {
-    CORE.get().copied()
+/// Returns the core the service runs on, once it started.
+fn service_core() -> Option<usize> {
+    percore::placement::service_core(Service::Fs)
 }
 
 /// Runs `operation` on the fs core with the volume and returns its result. When the fs

@@ -31,7 +31,6 @@ pub use core::net::{Ipv4Addr, SocketAddrV4};
 pub use device::{ChecksumOffload, Device, Wire, WireEnd};
 pub use error::{Error, Result};
 pub use handler::{try_box, Event, Handler, Io, Next};
-pub use service::service_core;
 pub use socket::{HandlerListener, TcpListener, TcpStream, UdpSocket};
 pub use stack::{Addressing, Stack, FALLBACK_ADDRESS, FALLBACK_GATEWAY};
 pub use table::{Limits, SocketId, Table, Want};

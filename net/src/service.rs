@@ -34,6 +34,8 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
+use percore::placement::Service;
+
 use crate::device::Device;
 use crate::error::{Error, Result};
 use crate::handler::{AnyConnection, ErasedHandler};
@@ -289,11 +291,9 @@ impl State {
     }
 }
 
-static CORE: spin::Once<usize> = spin::Once::new();
-
 /// Returns the core the net service runs on, once it started.
-pub fn service_core() -> Option<usize> {
-    CORE.get().copied()
+fn service_core() -> Option<usize> {
+    percore::placement::service_core(Service::Net)
 }
 
 /// Milliseconds since boot, from the core's clock.
@@ -314,8 +314,13 @@ fn reserved<T>(count: usize) -> Result<Vec<T>> {
 /// `addressing` says, with a socket table of `limits` (see [`Limits::for_memory`]).
 /// Socket calls work from then on; [`run`] must follow (in a thread of this core) to
 /// move packets. Fails with `OutOfMemory` when this core cannot hold the table that
-/// `limits` asks for.
-pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) -> Result<()> {
+/// `limits` asks for. Kernel only: the kernel starts the service on the net core.
+pub fn start(
+    kernel: &percore::KernelCapability,
+    device: Box<dyn Device>,
+    addressing: Addressing,
+    limits: Limits,
+) -> Result<()> {
     let now = now_ms();
     let calls = limits.sockets.max(MIN_CALLS);
     let state = State {
@@ -330,8 +335,7 @@ pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) ->
         announced: false,
         last_activity_ms: now,
     };
-    percore::cpu::install_service(state);
-    CORE.call_once(percore::current_core);
+    percore::cpu::install_service(kernel, Service::Net, state);
     Ok(())
 }
 
@@ -341,8 +345,8 @@ pub fn start(device: Box<dyn Device>, addressing: Addressing, limits: Limits) ->
 /// interrupt ([`Device::can_wake`]) is armed and the loop parks: the device's interrupt
 /// ([`device_event`]) or the alarm thread (at smoltcp's next timer or a connection's
 /// deadline) wakes it; socket calls from other cores run as jobs meanwhile. A device
-/// that cannot interrupt is polled every millisecond instead.
-pub fn run() -> ! {
+/// that cannot interrupt is polled every millisecond instead. Kernel only.
+pub fn run(_kernel: &percore::KernelCapability) -> ! {
     let wakes = with_state(|state| state.stack.device().can_wake()).unwrap_or(false);
     if wakes && percore::try_spawn_on(percore::current_core(), alarm).is_err() {
         panic!("net: no memory on the net core for its alarm thread");

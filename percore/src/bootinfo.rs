@@ -70,8 +70,8 @@ impl BootInfo {
 static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
 
 /// Publishes the boot information. Only the first call has an effect; returns the
-/// published value.
-pub fn publish(info: BootInfo) -> &'static BootInfo {
+/// published value. Kernel only.
+pub fn publish(_kernel: &crate::KernelCapability, info: BootInfo) -> &'static BootInfo {
     BOOT_INFO.call_once(|| info)
 }
 

@@ -88,14 +88,23 @@ impl Console {
     }
 
     /// Installs the sink and the emergency writer (a lock-free path to the same device).
-    pub fn install(&self, sink: Sink, emergency: fn(fmt::Arguments<'_>)) {
+    pub fn install(
+        &self,
+        _kernel: &crate::KernelCapability,
+        sink: Sink,
+        emergency: fn(fmt::Arguments<'_>),
+    ) {
         self.emergency.call_once(|| emergency);
         self.state.lock().sink = Some(sink);
     }
 
     /// Installs only the emergency writer, so that a fatal report can be written before
     /// the sink is (the sink's device is not set up yet).
-    pub fn install_emergency(&self, emergency: fn(fmt::Arguments<'_>)) {
+    pub fn install_emergency(
+        &self,
+        _kernel: &crate::KernelCapability,
+        emergency: fn(fmt::Arguments<'_>),
+    ) {
         self.emergency.call_once(|| emergency);
     }
 
@@ -231,6 +240,9 @@ macro_rules! println {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // SAFETY: the tests play the kernel's start-up, for consoles of their own.
+    const KERNEL: crate::KernelCapability = unsafe { crate::KernelCapability::new() };
     use std::sync::{Arc, Mutex};
 
     /// A sink that appends to a shared string, one character per call, so that any
@@ -251,7 +263,7 @@ mod tests {
         let text = Arc::new(Mutex::new(String::new()));
         let console: &'static Console = Box::leak(Box::new(Console::new()));
         let sink: Sink = Box::leak(Box::new(Recorder(text.clone())));
-        console.install(sink, |_| {
+        console.install(&KERNEL, sink, |_| {
             panic!("emergency path used while the lock was free")
         });
         (console, text)
@@ -290,7 +302,7 @@ mod tests {
         static USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let console: &'static Console = Box::leak(Box::new(Console::new()));
         let sink: Sink = Box::leak(Box::new(String::new()));
-        console.install(sink, |_| {
+        console.install(&KERNEL, sink, |_| {
             USED.store(true, std::sync::atomic::Ordering::SeqCst)
         });
         let held = console.state.lock();
@@ -307,11 +319,11 @@ mod tests {
     ) -> (&'static Console, Arc<Mutex<String>>) {
         let text = Arc::new(Mutex::new(String::new()));
         let console: &'static Console = Box::leak(Box::new(Console::new()));
-        console.install_emergency(emergency);
+        console.install_emergency(&KERNEL, emergency);
         console.hold();
         if with_sink {
             let sink: Sink = Box::leak(Box::new(Recorder(text.clone())));
-            console.install(sink, emergency);
+            console.install(&KERNEL, sink, emergency);
         }
         (console, text)
     }
@@ -321,7 +333,7 @@ mod tests {
         let (console, text) = held_console(|_| panic!("no emergency expected"), false);
         console.print(format_args!("one\n"));
         let sink: Sink = Box::leak(Box::new(Recorder(text.clone())));
-        console.install(sink, |_| panic!("no emergency expected"));
+        console.install(&KERNEL, sink, |_| panic!("no emergency expected"));
         console.print(format_args!("two\n"));
         assert_eq!(*text.lock().unwrap(), "", "held until released");
         console.release();
@@ -389,7 +401,9 @@ mod tests {
             let text = Arc::new(Mutex::new(String::new()));
             let console: &'static Console = Box::leak(Box::new(Console::new()));
             let sink: Sink = Box::leak(Box::new(Recorder(text.clone())));
-            console.install(sink, |_| panic!("the lock should have been released"));
+            console.install(&KERNEL, sink, |_| {
+                panic!("the lock should have been released")
+            });
             // As if core 2 faulted inside `print`: the lock stays held by it.
             let held = console.state.lock();
             console.holder.store(running_core(), Ordering::Relaxed);

@@ -135,13 +135,19 @@ pub(crate) fn with_mailbox<R>(f: impl FnOnce(&mut Mailbox) -> R) -> R {
         .expect("this core has no mailbox yet")
 }
 
-/// Makes `state` a service state of the running core (a device service's driver data);
-/// a core runs up to [`MAX_SERVICES`] services, each found by its state's type.
+/// Makes `state` the state of `service` on the running core (a device service's driver
+/// data), and records that `service` runs here (see `placement::service_core`). A core
+/// runs up to [`MAX_SERVICES`] services, each found by its state's type. Kernel only: the
+/// services' start-up, which the kernel calls on the service's core.
 ///
 /// # Panics
 /// Panics on a core without a `CoreLocal`, if the core already runs a service with this
 /// state type, or if it runs [`MAX_SERVICES`] already (both are wiring bugs).
-pub fn install_service<T: 'static>(state: T) {
+pub fn install_service<T: 'static>(
+    _kernel: &crate::KernelCapability,
+    service: crate::placement::Service,
+    state: T,
+) {
     let local = current().expect("a service runs on a numbered core");
     let kind = TypeId::of::<T>();
     assert!(
@@ -159,6 +165,7 @@ pub fn install_service<T: 'static>(state: T) {
         .unwrap_or_else(|| panic!("core {} runs {MAX_SERVICES} services already", local.index));
     *slot.state.borrow_mut() = Some(alloc::boxed::Box::new(state));
     slot.kind.set(Some(kind));
+    crate::placement::record_running(service, local.index);
 }
 
 /// Runs `f` with the running core's service state of type `T`; `None` if this core runs
@@ -290,6 +297,7 @@ pub use imp::{current, install, install_none};
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::placement::Service;
 
     #[test]
     fn a_core_runs_several_services_each_found_by_type() {
@@ -300,8 +308,10 @@ mod tests {
             struct Blk(u32);
             struct Fs(&'static str);
             assert_eq!(with_service(|blk: &mut Blk| blk.0), None);
-            install_service(Blk(7));
-            install_service(Fs("volume"));
+            // SAFETY: the test plays the kernel's start-up.
+            let kernel = unsafe { crate::KernelCapability::new() };
+            install_service(&kernel, Service::Blk, Blk(7));
+            install_service(&kernel, Service::Fs, Fs("volume"));
             // One service's state is usable while another's is borrowed.
             let both = with_service(|blk: &mut Blk| {
                 blk.0 += 1;
@@ -309,7 +319,7 @@ mod tests {
             });
             assert_eq!(both, Some(Some((8, "volume"))));
             assert_eq!(with_service(|_: &mut u64| ()), None);
-            let again = std::panic::catch_unwind(|| install_service(Blk(1)));
+            let again = std::panic::catch_unwind(|| install_service(&kernel, Service::Blk, Blk(1)));
             assert!(
                 again.is_err(),
                 "a second blk service on one core is refused"

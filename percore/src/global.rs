@@ -26,7 +26,7 @@ use crate::MAX_CORES;
 static OWNERS: spin::Once<OwnerMap> = spin::Once::new();
 
 /// Publishes which core owns which memory. Boot core, before other cores allocate.
-pub fn publish_owner_map(owners: OwnerMap) {
+pub fn publish_owner_map(_kernel: &crate::KernelCapability, owners: OwnerMap) {
     OWNERS.call_once(|| owners);
 }
 
@@ -34,8 +34,9 @@ fn local() -> &'static CoreLocal {
     cpu::current().expect("memory is used on a core before it has a heap")
 }
 
-/// Gives this core its remote-free outbox (allocated from its now-working heap).
-pub fn enable_remote_frees() {
+/// Gives this core its remote-free outbox (allocated from its now-working heap); once,
+/// when the core starts its kernel instance.
+pub fn enable_remote_frees(_kernel: &crate::KernelCapability) {
     let local = local();
     // Built in place on the heap: the outbox is tens of KiB.
     let mut outbox: Box<core::mem::MaybeUninit<RemoteFrees<MAX_CORES>>> = Box::new_uninit();

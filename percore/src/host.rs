@@ -30,7 +30,7 @@ use crate::bootinfo::{self, BootInfo, CoreDesc};
 use crate::heap::Heap;
 use crate::mailbox::{MailboxLocation, Ring};
 use crate::platform::{self, Hooks};
-use crate::{CoreLocal, Mailbox, MAX_CORES};
+use crate::{CoreLocal, KernelCapability, Mailbox, MAX_CORES};
 
 /// Each core's heap on the host.
 const HEAP_BYTES: usize = 8 << 20;
@@ -82,20 +82,26 @@ pub fn run<T: Send + 'static>(cores: usize, main: impl FnOnce() -> T + Send + 's
             .collect::<Vec<_>>()
             .into_boxed_slice(),
     );
-    publish_machine(cores, locations);
+    // SAFETY: a host machine is made here, so this function plays the kernel's start-up;
+    // the capability goes only to the kernel-only entry points it calls below.
+    let kernel = unsafe { KernelCapability::new() };
+    publish_machine(&kernel, cores, locations);
     CONSOLE_ONCE.call_once(|| {
-        crate::console::CONSOLE.install(Box::leak(Box::new(StandardOutput)), |args| {
+        crate::console::CONSOLE.install(&kernel, Box::leak(Box::new(StandardOutput)), |args| {
             std::eprint!("{args}")
         });
     });
-    platform::install_hooks(Hooks {
-        wake,
-        halt,
-        arm_timer: |deadline| TIMER.with(|timer| timer.set(deadline)),
-        protect: |_, _| true,
-        raise: |kind| panic!("injected fault {kind:?}"),
-        core_failed: |_| {},
-    });
+    platform::install_hooks(
+        &kernel,
+        Hooks {
+            wake,
+            halt,
+            arm_timer: |deadline| TIMER.with(|timer| timer.set(deadline)),
+            protect: |_, _| true,
+            raise: |kind| panic!("injected fault {kind:?}"),
+            core_failed: |_| {},
+        },
+    );
 
     let (result_sender, result) = mpsc::channel();
     let mut main = Some(main);
@@ -131,7 +137,7 @@ pub fn run<T: Send + 'static>(cores: usize, main: impl FnOnce() -> T + Send + 's
 }
 
 /// Publishes the boot information of a `cores`-core machine, once per process.
-fn publish_machine(cores: usize, locations: &'static [MailboxLocation]) {
+fn publish_machine(kernel: &KernelCapability, cores: usize, locations: &'static [MailboxLocation]) {
     let descriptions = locations
         .iter()
         .map(|location| CoreDesc {
@@ -140,16 +146,19 @@ fn publish_machine(cores: usize, locations: &'static [MailboxLocation]) {
             mailbox: *location,
         })
         .collect();
-    let info = bootinfo::publish(BootInfo {
-        cores: descriptions,
-        cmdline: heapless::String::new(),
-        tsc_hz: tsc_hz(),
-        timeline: crate::timeline::Timeline::new(0),
-        x2apic: false,
-        service_reserve: None,
-        services: crate::placement::Placement::decide(cores, &[], |_| None)
-            .expect("no services to place"),
-    });
+    let info = bootinfo::publish(
+        kernel,
+        BootInfo {
+            cores: descriptions,
+            cmdline: heapless::String::new(),
+            tsc_hz: tsc_hz(),
+            timeline: crate::timeline::Timeline::new(0),
+            x2apic: false,
+            service_reserve: None,
+            services: crate::placement::Placement::decide(cores, &[], |_| None)
+                .expect("no services to place"),
+        },
+    );
     assert_eq!(
         info.cores.len(),
         cores,

@@ -18,6 +18,8 @@ pub mod acpi;
 pub mod arch;
 pub mod bootinfo;
 pub mod calibration;
+#[allow(unsafe_code)]
+pub mod capability;
 pub mod channel;
 pub mod cmdline;
 #[allow(unsafe_code)]
@@ -44,6 +46,7 @@ pub mod time;
 pub mod timeline;
 
 pub use bootinfo::{boot_info, core_count, BootInfo, CoreDesc};
+pub use capability::KernelCapability;
 pub use channel::{channel, Receiver, RecvError, SendError, Sender, TryRecvError};
 pub use cpu::{current_core, CoreLocal};
 pub use fence::{is_fenced as core_failed, CoreFailed};

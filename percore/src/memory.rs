@@ -101,7 +101,7 @@ const RESERVE_ALIGN: u64 = 2 * MIB;
 
 /// The smallest reserve: one 2 MiB unit holds every device service there is. virtio-net
 /// takes 1,048 KiB (its rings and 2 KiB packet buffers, `devices::netdev::dma_size`),
-/// a virtio-blk disk 20 KiB (`devices::blk::dma_size`), at most 8 disks: 1.2 MiB.
+/// a virtio-blk disk 20 KiB (`devices::disk::dma_size`), at most 8 disks: 1.2 MiB.
 pub const SERVICE_RESERVE_MIN: u64 = RESERVE_ALIGN;
 /// The least usable RAM that gets a reserve, so the smallest takes at most a quarter.
 pub const SERVICE_RESERVE_FROM: u64 = 4 * SERVICE_RESERVE_MIN;

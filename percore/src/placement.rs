@@ -1,6 +1,7 @@
 //! Which core runs each device service: decided once at boot, in one place, and read by
 //! everyone after (the services to start themselves there, applications to keep their
-//! own threads off those cores).
+//! own threads off those cores); and, once a service started, the core it runs on
+//! ([`service_core`]), which its clients send their requests to.
 //!
 //! The rule: with enough cores (one per service and one more), each service gets its own
 //! core, taken from the top (blk on the last core, then fs, then net); with fewer, they
@@ -42,6 +43,23 @@ impl Service {
             Service::Net => 2,
         }
     }
+}
+
+/// The core each service started on (by `Service::index`), recorded when it installed
+/// its state there (`cpu::install_service`).
+static RUNNING: [spin::Once<usize>; 3] = [const { spin::Once::new() }; 3];
+
+/// Records that `service` runs on `core` from now on (only the first record counts: a
+/// service starts once).
+pub(crate) fn record_running(service: Service, core: usize) {
+    RUNNING[service.index()].call_once(|| core);
+}
+
+/// Returns the core `service` runs on, or `None` before it started (or when it did not
+/// start: no device, a disk that would not mount), so that its clients answer
+/// "no service" instead of waiting on a core that will never serve them.
+pub fn service_core(service: Service) -> Option<usize> {
+    RUNNING[service.index()].get().copied()
 }
 
 /// Why a placement was refused.

@@ -8,6 +8,7 @@
 //! hooks a core spins instead of halting.
 
 use crate::injection::FaultKind;
+use crate::KernelCapability;
 
 /// What the hardware does for a core's kernel (installed by `boot`).
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +32,8 @@ pub struct Hooks {
 
 static HOOKS: spin::Once<Hooks> = spin::Once::new();
 
-/// Installs the platform's hooks. Only the first call has an effect.
-pub fn install_hooks(hooks: Hooks) {
+/// Installs the platform's hooks. Only the first call has an effect; kernel only.
+pub fn install_hooks(_kernel: &KernelCapability, hooks: Hooks) {
     HOOKS.call_once(|| hooks);
 }
 

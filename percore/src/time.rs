@@ -85,8 +85,8 @@ impl WallClockBase {
 static WALL_CLOCK: spin::Once<WallClockBase> = spin::Once::new();
 
 /// Publishes where the wall clock starts; the boot core calls it once at start-up,
-/// before applications run. Later calls have no effect.
-pub fn publish_wall_clock(base: WallClockBase) {
+/// before applications run. Later calls have no effect. Kernel only.
+pub fn publish_wall_clock(_kernel: &crate::KernelCapability, base: WallClockBase) {
     WALL_CLOCK.call_once(|| base);
 }
 

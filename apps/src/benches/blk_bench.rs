@@ -6,7 +6,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::app::{App, AppError};
-use devices::blk::Disk;
+use devices::disk::Disk;
 use percore::random::XorShift64;
 use percore::{println, Instant};
 

@@ -21,6 +21,7 @@ use core::time::Duration;
 
 use crate::app::{App, AppError};
 use ipc::{Kind, Message};
+use percore::placement::{service_core, Service};
 use percore::random::XorShift64;
 use percore::{println, Instant, Mailbox};
 
@@ -439,7 +440,7 @@ fn main() -> Result<(), AppError> {
         settings.duration.as_millis()
     );
     // The workloads use every core; a polling net service would share its core with them.
-    if let Some(core) = net::service_core() {
+    if let Some(core) = service_core(Service::Net) {
         println!(
             "scale: note: the net service shares core {core} with the workloads; boot with --net none (as `cargo xtask bench scale` does) for clean figures"
         );

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use net::trace::{self, Counter};
+use percore::placement::{service_core, Service};
 use percore::println;
 
 use super::date;
@@ -64,7 +65,7 @@ pub(super) fn main() -> Result<(), AppError> {
         println!("httpd: {error}");
         AppError("a bad kernel argument")
     })?;
-    if fs::service::service_core().is_none() {
+    if service_core(Service::Fs).is_none() {
         match command_line.get("fs.disk") {
             None => println!(
                 "httpd: no file system to serve: share a folder (cargo xtask run --share DIR) \
@@ -119,7 +120,7 @@ pub(super) fn main() -> Result<(), AppError> {
         "httpd: serving the share on port {} from the net core (core {}), {} workers on \
          cores {:?} for misses and big files",
         options.port,
-        net::service_core().unwrap_or(0),
+        service_core(Service::Net).unwrap_or(0),
         workers.len(),
         cores
     );

@@ -1,8 +1,8 @@
 //! The fs service's wiring: the disk named by `fs.disk=NAME`, mounted and served from
 //! the fs core.
 
-use devices::blk;
-use percore::println;
+use devices::disk::Disk;
+use percore::{println, KernelCapability};
 
 use crate::kernel::fatal;
 
@@ -30,13 +30,14 @@ pub fn check_disk_name(name: &str, disks: usize) {
 }
 
 /// Mounts the disk `name` on `core` and serves it from there; says why when it cannot.
-pub fn start(core: usize, name: &str) {
-    let Some(disk) = blk::Disk::open(name) else {
+pub fn start(kernel: &KernelCapability, core: usize, name: &str) {
+    let Some(disk) = Disk::open(name) else {
         println!("manada: fs: disk '{name}' did not start; no file system is served");
         return;
     };
+    let kernel = *kernel;
     let mounted = percore::spawn_on(core, move || {
-        fs::service::start(alloc::boxed::Box::new(disk))
+        fs::service::start(&kernel, alloc::boxed::Box::new(disk))
     })
     .join();
     match mounted {

@@ -8,7 +8,7 @@ mod net;
 mod reserve;
 
 use percore::placement::{Placement, Service};
-use percore::{println, BootInfo};
+use percore::{println, BootInfo, KernelCapability};
 
 use crate::kernel::fatal;
 use reserve::ReserveCursor;
@@ -73,14 +73,14 @@ pub fn finish() -> Result<(), alloc::string::String> {
 
 /// Starts every prepared service on its core, in order (fs mounts a blk disk), and
 /// returns once each is ready, so the application's first line may use them.
-pub fn start_all() {
+pub fn start_all(kernel: &KernelCapability) {
     let info = percore::boot_info();
-    blk::start();
+    blk::start(kernel);
     if let (Some(core), Some(name)) = (
         info.services.core_of(Service::Fs),
         info.command_line().get("fs.disk"),
     ) {
-        fs::start(core, name);
+        fs::start(kernel, core, name);
     }
-    net::start();
+    net::start(kernel);
 }

@@ -2,7 +2,7 @@
 //! memory, the TCP/IP stack and the socket table on the net core.
 
 use devices::netdev::{self, NetSetup, VirtioNet};
-use percore::println;
+use percore::{println, KernelCapability};
 
 use super::reserve::ReserveCursor;
 
@@ -30,16 +30,17 @@ pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
 
 /// Starts the net service on its core (sockets work once this returns) and leaves its
 /// polling loop running there.
-pub fn start() {
+pub fn start(kernel: &KernelCapability) {
     if let Some((core, setup)) = SETUP.lock().take() {
-        match percore::spawn_on(core, move || start_here(setup)).join() {
+        let kernel = *kernel;
+        match percore::spawn_on(core, move || start_here(&kernel, setup)).join() {
             Ok(true) => {
                 // The service loop never ends; nobody joins it. A fault in it fails its
                 // core (the socket calls would wait for good otherwise): callers then
                 // get `NoService`.
-                let _ = percore::spawn_on(core, || {
+                let _ = percore::spawn_on(core, move || {
                     let _critical = percore::fault::critical();
-                    net::service::run()
+                    net::service::run(&kernel)
                 });
             }
             Ok(false) => {}
@@ -53,7 +54,7 @@ pub fn start() {
 /// Starts the net service on this core: the device, the TCP/IP stack and the socket
 /// table. Returns false when the device could not be used (the run goes on without
 /// networking; socket calls then fail with `NoService`).
-fn start_here(setup: NetSetup) -> bool {
+fn start_here(kernel: &KernelCapability, setup: NetSetup) -> bool {
     let location = setup.location.clone();
     let mut device = match VirtioNet::start(setup) {
         Ok(device) => device,
@@ -82,6 +83,7 @@ fn start_here(setup: NetSetup) -> bool {
     let heap = percore::global::heap_stats();
     let limits = net::Limits::for_memory(heap.bytes_total.saturating_sub(heap.bytes_in_use));
     let started = net::service::start(
+        kernel,
         alloc::boxed::Box::new(device),
         net::Addressing::Dhcp {
             fallback_after_ms: 3000,

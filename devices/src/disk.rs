@@ -1,5 +1,6 @@
-//! The blk service: every virtio-blk disk is driven by one service core, and threads on
-//! any core use the disks through [`Disk`].
+//! The blk service's disks: every virtio-blk disk is driven by one service core, and
+//! threads on any core use the disks through [`Disk`]. (The virtio-blk protocol and its
+//! queue, which this drives, are `virtio::blk`.)
 //!
 //! A request runs as a short thread on the service core (`spawn_on`): it submits to the
 //! disk's queue, then polls the used ring, yielding between polls, until its own
@@ -11,6 +12,8 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
+
+use percore::placement::Service;
 
 use crate::transport::VirtioTransport;
 use crate::virtio::blk::{self, BlkConfig, BlkQueue, RequestId, CONFIG_LEN, ID_SIZE, SECTOR_SIZE};
@@ -71,14 +74,9 @@ impl fmt::Display for SetupError {
     }
 }
 
-/// Where the service runs and which disks it has: published once when it started.
-#[derive(Debug)]
-struct Published {
-    core: usize,
-    disks: heapless::Vec<DiskInfo, MAX_DISKS>,
-}
-
-static SERVICE: spin::Once<Published> = spin::Once::new();
+/// The disks the service has: published once when it started (where it runs is
+/// `percore::placement::service_core(Service::Blk)`).
+static DISKS: spin::Once<heapless::Vec<DiskInfo, MAX_DISKS>> = spin::Once::new();
 
 /// One disk's driver state, on the service core.
 struct Driver {
@@ -157,11 +155,15 @@ fn start_disk(setup: DiskSetup) -> Result<(Driver, BlkConfig), SetupError> {
 }
 
 /// Starts the service on the running core with `setups` and returns the disks it drives
-/// (a disk that fails to start is reported and left out).
+/// (a disk that fails to start is reported and left out). Kernel only: the kernel starts
+/// the service on the blk core.
 ///
 /// # Panics
 /// Panics if a service already runs on this core.
-pub fn start(setups: impl IntoIterator<Item = DiskSetup>) -> &'static [DiskInfo] {
+pub fn start(
+    kernel: &percore::KernelCapability,
+    setups: impl IntoIterator<Item = DiskSetup>,
+) -> &'static [DiskInfo] {
     let mut drivers = Vec::new();
     let mut disks = heapless::Vec::new();
     for setup in setups {
@@ -195,24 +197,13 @@ pub fn start(setups: impl IntoIterator<Item = DiskSetup>) -> &'static [DiskInfo]
             Err(error) => percore::println!("manada: blk: virtio-blk {location} not used: {error}"),
         }
     }
-    percore::cpu::install_service(State { drivers });
-    let published = SERVICE.call_once(|| Published {
-        core: percore::current_core(),
-        disks,
-    });
-    &published.disks
+    percore::cpu::install_service(kernel, Service::Blk, State { drivers });
+    DISKS.call_once(|| disks)
 }
 
 /// Returns the disks of the service (none if it has not started).
 pub fn disks() -> &'static [DiskInfo] {
-    SERVICE
-        .get()
-        .map_or(&[], |service| service.disks.as_slice())
-}
-
-/// Returns the core the service runs on.
-pub fn service_core() -> Option<usize> {
-    SERVICE.get().map(|service| service.core)
+    DISKS.get().map_or(&[], |disks| disks.as_slice())
 }
 
 /// A disk of the blk service, usable from any core.
@@ -225,12 +216,9 @@ pub struct Disk {
 impl Disk {
     /// Returns the disk called `name` (`disk0`, ...).
     pub fn open(name: &str) -> Option<Disk> {
-        let service = SERVICE.get()?;
-        let index = service.disks.iter().position(|disk| disk.name == name)?;
-        Some(Disk {
-            index,
-            core: service.core,
-        })
+        let core = percore::placement::service_core(Service::Blk)?;
+        let index = disks().iter().position(|disk| disk.name == name)?;
+        Some(Disk { index, core })
     }
 
     /// Returns what the service knows about the disk.
