@@ -9,6 +9,7 @@ use core::cell::Cell;
 use percore::random::XorShift64;
 
 use super::*;
+use crate::httpd::cache::{self, Cached};
 use crate::httpd::validators::{EntityTag, Validators};
 
 /// A connection: what the client sent and the server has not taken, and what the
