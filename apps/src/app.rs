@@ -13,7 +13,7 @@ pub static APPS: &[App] = &[
     crate::primes::APP,
     crate::pipeline::APP,
     // Test fixtures (`fixtures/`).
-    crate::exchange::APP,
+    crate::fixtures::ipc::APP,
     crate::threads::APP,
     crate::blk_test::APP,
     crate::blk_errors::APP,

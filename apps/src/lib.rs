@@ -22,7 +22,7 @@ mod primes;
 
 use benches::{blk_bench, fs_bench, ipc_bench, percore_bench, scale};
 use fixtures::{
-    blk_errors, blk_test, exchange, faults, free_storm, fs_writer, oom, overflow, panic, threads,
+    blk_errors, blk_test, faults, free_storm, fs_writer, oom, overflow, panic, threads,
 };
 
 pub use app::{app_cores, find, join, names, on_every_core, App, AppError, APPS};

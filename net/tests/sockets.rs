@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use net::FALLBACK_ADDRESS;
 use net::{Addressing, Device, Error, Limits, SocketId, Stack, Table, Want, Wire, WireEnd};
+use percore::random::XorShift64;
 use smoltcp::wire::Ipv4Cidr;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
@@ -444,16 +445,9 @@ fn without_a_dhcp_server_the_fallback_address_is_used() {
 #[test]
 fn malformed_frames_do_not_stop_the_server() {
     let (mut server, mut client) = network(Limits::default());
-    let mut state = 0x1234_5678u64;
+    let mut random = XorShift64::new(0x1234_5678);
     for length in (0..1514).step_by(7) {
-        let frame: Vec<u8> = (0..length)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect();
+        let frame: Vec<u8> = (0..length).map(|_| random.next_u64() as u8).collect();
         server.stack.device().inject(&frame);
     }
     // Truncated IPv4 and TCP headers behind a valid Ethernet header to the server's MAC.

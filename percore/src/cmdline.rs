@@ -78,14 +78,11 @@ mod tests {
         let pieces = [
             "app", "apps", "ap", "=", "==", "x", "é", " ", "\t", "\n", "a=b=c", "", "app=",
         ];
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut random = crate::random::XorShift64::new(0x2545_F491_4F6C_DD1D);
         for _ in 0..20_000 {
             let mut text = std::string::String::new();
-            for _ in 0..seed % 9 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                text.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+            for _ in 0..random.below(9) {
+                text.push_str(pieces[random.below(pieces.len() as u64) as usize]);
             }
             for key in ["app", "ap", "", "a"] {
                 assert_eq!(

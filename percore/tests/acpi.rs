@@ -593,13 +593,8 @@ fn aml_of_the_dsdt_and_the_valid_ssdts() {
 
 #[test]
 fn random_corruption_never_panics() {
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut random = percore::random::XorShift64::new(0x9E37_79B9_7F4A_7C15);
+    let mut next = || random.next_u64();
     // Each dump with the tables there are to corrupt: the RSDP, the root table and
     // every table it lists.
     let dumps = DUMPS.map(|name| {

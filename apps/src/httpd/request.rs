@@ -382,6 +382,7 @@ impl<'a> Headers<'a> {
 mod tests {
     use super::*;
     use alloc::vec::Vec;
+    use percore::random::XorShift64;
 
     fn limits() -> Limits {
         Limits::default()
@@ -634,44 +635,33 @@ mod tests {
         complete(fits.as_bytes());
     }
 
-    /// A small deterministic generator for the mutation loop.
-    struct Random(u64);
-
-    impl Random {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, bound: usize) -> usize {
-            (self.next() % bound.max(1) as u64) as usize
-        }
+    /// Returns a number below `bound` (at least 1) from the mutation loop's generator.
+    fn below(random: &mut XorShift64, bound: usize) -> usize {
+        random.below(bound.max(1) as u64) as usize
     }
 
     /// Bytes that matter to the parser, favoured by the mutations.
     const INTERESTING: &[u8] = b"\r\n :/%.\\\0\t\x7f\xff0aGHTP";
 
-    fn mutate(seed: &[u8], random: &mut Random) -> Vec<u8> {
+    fn mutate(seed: &[u8], random: &mut XorShift64) -> Vec<u8> {
         let mut bytes = seed.to_vec();
-        for _ in 0..1 + random.below(6) {
-            let at = random.below(bytes.len() + 1);
-            let byte = if random.below(2) == 0 {
-                INTERESTING[random.below(INTERESTING.len())]
+        for _ in 0..1 + below(random, 6) {
+            let at = below(random, bytes.len() + 1);
+            let byte = if below(random, 2) == 0 {
+                INTERESTING[below(random, INTERESTING.len())]
             } else {
-                random.next() as u8
+                random.next_u64() as u8
             };
-            match random.below(5) {
+            match below(random, 5) {
                 0 if at < bytes.len() => bytes[at] = byte,
                 1 => bytes.insert(at, byte),
                 2 if at < bytes.len() => {
                     bytes.remove(at);
                 }
                 3 => {
-                    let end = (at + random.below(64)).min(bytes.len());
+                    let end = (at + below(random, 64)).min(bytes.len());
                     let copy = bytes[at..end].to_vec();
-                    let to = random.below(bytes.len() + 1);
+                    let to = below(random, bytes.len() + 1);
                     bytes.splice(to..to, copy);
                 }
                 _ => bytes.truncate(at),
@@ -693,7 +683,7 @@ mod tests {
             max_head: 160,
             max_headers: 4,
         };
-        let mut random = Random(0x9e37_79b9_7f4a_7c15);
+        let mut random = XorShift64::new(0x9e37_79b9_7f4a_7c15);
         let mut outcomes = [0usize; 3];
         for round in 0..200_000 {
             let input = mutate(seeds[round % seeds.len()], &mut random);
@@ -722,10 +712,10 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut random = Random(12345);
+        let mut random = XorShift64::new(12345);
         for _ in 0..20_000 {
-            let length = random.below(300);
-            let bytes: Vec<u8> = (0..length).map(|_| random.next() as u8).collect();
+            let length = below(&mut random, 300);
+            let bytes: Vec<u8> = (0..length).map(|_| random.next_u64() as u8).collect();
             let _ = parse(&bytes, &limits());
         }
     }

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use net::{Event, Next};
+use percore::random::XorShift64;
 
 use super::*;
 use crate::httpd::request::Limits;
@@ -601,20 +602,9 @@ fn a_failing_connection_ends_a_big_download() {
     assert!(matches!(reply, Reply::Answered { keep_alive: false }));
 }
 
-/// The generator of the mutation loop.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound.max(1) as u64) as usize
-    }
+/// Returns a number below `bound` (at least 1) from the mutation loop's generator.
+fn below(random: &mut XorShift64, bound: usize) -> usize {
+    random.below(bound.max(1) as u64) as usize
 }
 
 #[test]
@@ -622,7 +612,7 @@ fn mutated_request_streams_never_panic_and_always_get_http_answers() {
     let seed: &[u8] = b"GET /docs HTTP/1.1\r\nHost: h\r\n\r\nHEAD /big.bin HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
         GET /docs/A%20long%20file%20name.txt HTTP/1.1\r\nHost: h\r\nRange: bytes=1-2\r\n\r\nGET /%2e%2e/hello.txt HTTP/1.1\r\nHost: h\r\n\r\n";
     let interesting = b"\r\n :/%.\\\0\t2eEfF-=";
-    let mut random = Random(0x2545_f491_4f6c_dd1d);
+    let mut random = XorShift64::new(0x2545_f491_4f6c_dd1d);
     let settings = Settings {
         limits: Limits {
             max_target: 64,
@@ -634,14 +624,14 @@ fn mutated_request_streams_never_panic_and_always_get_http_answers() {
     let mut answered = 0;
     for _ in 0..3000 {
         let mut bytes = seed.to_vec();
-        for _ in 0..1 + random.below(8) {
-            let at = random.below(bytes.len() + 1);
-            let byte = if random.below(2) == 0 {
-                interesting[random.below(interesting.len())]
+        for _ in 0..1 + below(&mut random, 8) {
+            let at = below(&mut random, bytes.len() + 1);
+            let byte = if below(&mut random, 2) == 0 {
+                interesting[below(&mut random, interesting.len())]
             } else {
-                random.next() as u8
+                random.next_u64() as u8
             };
-            match random.below(3) {
+            match below(&mut random, 3) {
                 0 if at < bytes.len() => bytes[at] = byte,
                 1 => bytes.insert(at, byte),
                 _ if at < bytes.len() => {
@@ -654,8 +644,8 @@ fn mutated_request_streams_never_panic_and_always_get_http_answers() {
         let mut steps = Vec::new();
         let mut rest = &bytes[..];
         while !rest.is_empty() {
-            let take = 1 + random.below(rest.len().min(40));
-            steps.push((random.below(4000) as u64, &rest[..take]));
+            let take = 1 + below(&mut random, rest.len().min(40));
+            steps.push((below(&mut random, 4000) as u64, &rest[..take]));
             rest = &rest[take..];
         }
         let mut share = Share::sample();

@@ -6,7 +6,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::cell::Cell;
 
+use percore::random::XorShift64;
+
 use super::*;
+use crate::httpd::cache::{self, Cached};
 use crate::httpd::validators::{EntityTag, Validators};
 
 /// A connection: what the client sent and the server has not taken, and what the
@@ -516,18 +519,6 @@ fn a_file_the_cache_cannot_keep_is_still_answered() {
     }
 }
 
-/// A small deterministic generator for the fuzz loop.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn random_traffic_never_panics_and_every_answer_is_http() {
     let (mut server, _, _) = warmed();
@@ -542,13 +533,13 @@ fn random_traffic_never_panics_and_every_answer_is_http() {
         b"POST / HTTP/1.1\r\n\r\n",
         b"GET / HTTP/3.0\r\n\r\n",
     ];
-    let mut random = Random(77);
+    let mut random = XorShift64::new(77);
     for round in 0..2_000u64 {
         let mut session = server.open(0);
         let mut wire = FakeWire::new();
-        wire.room = 1 + (random.next() % 20_000) as usize;
-        for _ in 0..random.next() % 6 {
-            wire.client_sends(pieces[(random.next() % pieces.len() as u64) as usize]);
+        wire.room = 1 + (random.next_u64() % 20_000) as usize;
+        for _ in 0..random.next_u64() % 6 {
+            wire.client_sends(pieces[(random.next_u64() % pieces.len() as u64) as usize]);
         }
         let mut next = server.event(&mut session, &mut wire, Event::Opened, round);
         for step in 0..4 {
