@@ -14,14 +14,10 @@ const MONTHS: [&[u8; 3]; 12] = [
 ];
 
 /// Returns the seconds since the Unix epoch now (UTC), or `None` when the kernel has no
-/// wall clock: then the server sends no `Date` (RFC 9110, 6.6.1: a server without a
-/// clock must not).
-///
-/// The kernel's wall clock (`percore::time::wall_clock`, read from the real-time clock
-/// at boot) is being added beside this work; until it is merged this returns `None`,
-/// and this is the one place to point at it.
+/// wall clock (no real-time clock at boot, or on the host): then the server sends no
+/// `Date` (RFC 9110, 6.6.1: a server without a clock must not).
 pub fn unix_now() -> Option<u64> {
-    None
+    percore::time::wall_clock().map(|since_epoch| since_epoch.as_secs())
 }
 
 /// Returns the days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's

@@ -5,6 +5,7 @@
 mod client;
 mod concurrent;
 mod curl;
+mod date;
 mod ranges;
 mod site;
 mod traversal;
@@ -18,6 +19,7 @@ pub use site::{build_site, SiteFile};
 
 use concurrent::concurrent_clients;
 use curl::curl_fetches;
+use date::check_date;
 use ranges::check_ranges_and_conditions;
 use site::check_file;
 use traversal::check_traversal;
@@ -55,6 +57,7 @@ pub fn check(port: u16, site: &[SiteFile], idle: Duration) -> Result<Figures, St
 
     // Every file, byte for byte, on one keep-alive connection; HEAD in between.
     let mut client = Client::connect(port, Duration::from_secs(30))?;
+    check_date(&client.request("GET", site[0].target)?)?;
     for file in site {
         check_file(&client.request("GET", file.target)?, file)?;
         let head = client.request("HEAD", file.target)?;
