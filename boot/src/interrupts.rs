@@ -46,10 +46,12 @@ exception_common:
     call exception_entry
     ud2
 
-    /* Wake-up IPI: only acknowledges; its purpose is to end a `hlt`. */
+    /* An interrupt stub that saves the registers a Rust call may change, calls
+       HANDLER and returns from the interrupt. */
+    .macro caller_saved_stub name, handler
     .p2align 4
-    .global wakeup_stub
-wakeup_stub:
+    .global \name
+\name:
     push rax
     push rcx
     push rdx
@@ -60,7 +62,7 @@ wakeup_stub:
     push r10
     push r11
     cld
-    call wakeup_interrupt
+    call \handler
     pop r11
     pop r10
     pop r9
@@ -71,32 +73,13 @@ wakeup_stub:
     pop rcx
     pop rax
     iretq
+    .endm
+
+    /* Wake-up IPI: only acknowledges; its purpose is to end a `hlt`. */
+    caller_saved_stub wakeup_stub, wakeup_interrupt
 
     /* A device's MSI-X interrupt (the net core's network device): wakes its service. */
-    .p2align 4
-    .global device_stub
-device_stub:
-    push rax
-    push rcx
-    push rdx
-    push rsi
-    push rdi
-    push r8
-    push r9
-    push r10
-    push r11
-    cld
-    call device_interrupt
-    pop r11
-    pop r10
-    pop r9
-    pop r8
-    pop rdi
-    pop rsi
-    pop rdx
-    pop rcx
-    pop rax
-    iretq
+    caller_saved_stub device_stub, device_interrupt
 
     /* Spurious APIC interrupt: no acknowledgement is due. */
     .p2align 4

@@ -5,6 +5,8 @@
 //! FAT stores local time without a zone; the server takes it as UTC (what QEMU's
 //! vvfat shows and what the kernel's clock keeps).
 
+use percore::time::DateTime;
+
 /// Bytes of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub const HTTP_DATE_LENGTH: usize = 29;
 
@@ -20,37 +22,6 @@ pub fn unix_now() -> Option<u64> {
     percore::time::wall_clock().map(|since_epoch| since_epoch.as_secs())
 }
 
-/// Returns the days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-/// `days_from_civil`); `month` 1 to 12.
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (i64::from(month) + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// Returns the year, month (1 to 12) and day of the date `days` after 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// Returns the seconds since the Unix epoch of a date and time, or `None` when a field
 /// is out of range (a corrupt FAT entry, a bad header) or the moment is before 1970.
 pub fn unix_seconds(
@@ -61,18 +32,16 @@ pub fn unix_seconds(
     minute: u32,
     second: u32,
 ) -> Option<u64> {
-    let valid = (1..=12).contains(&month)
-        && (1..=31).contains(&day)
-        && hour < 24
-        && minute < 60
-        && second < 61;
-    if !valid {
-        return None;
+    let field = |value: u32| u8::try_from(value).ok();
+    DateTime {
+        year,
+        month: field(month)?,
+        day: field(day)?,
+        hour: field(hour)?,
+        minute: field(minute)?,
+        second: field(second)?,
     }
-    let days = days_from_civil(i64::from(year), month, day);
-    let seconds =
-        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
-    u64::try_from(seconds).ok()
+    .to_unix_seconds()
 }
 
 /// Returns the seconds since the Unix epoch of a FAT timestamp, or `None` for one that
@@ -90,25 +59,31 @@ pub fn from_fat(timestamp: fs::Timestamp) -> Option<u64> {
 
 /// Returns `seconds` since the Unix epoch as an IMF-fixdate.
 pub fn format(seconds: u64) -> [u8; HTTP_DATE_LENGTH] {
-    let days = (seconds / 86_400) as i64;
-    let time = seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
+    let days = seconds / 86_400;
+    let DateTime {
+        year,
+        month,
+        day,
+        hour,
+        minute,
+        second,
+    } = DateTime::from_unix_seconds(seconds);
     let mut out = [0u8; HTTP_DATE_LENGTH];
     out[..3].copy_from_slice(DAYS[(days % 7) as usize]);
     out[3..5].copy_from_slice(b", ");
-    two_digits(&mut out[5..7], day);
+    two_digits(&mut out[5..7], u32::from(day));
     out[7] = b' ';
-    out[8..11].copy_from_slice(MONTHS[(month - 1) as usize]);
+    out[8..11].copy_from_slice(MONTHS[usize::from(month) - 1]);
     out[11] = b' ';
-    let year = year.clamp(0, 9999) as u32;
+    let year = year.min(9999);
     two_digits(&mut out[12..14], year / 100);
     two_digits(&mut out[14..16], year % 100);
     out[16] = b' ';
-    two_digits(&mut out[17..19], (time / 3600) as u32);
+    two_digits(&mut out[17..19], u32::from(hour));
     out[19] = b':';
-    two_digits(&mut out[20..22], (time / 60 % 60) as u32);
+    two_digits(&mut out[20..22], u32::from(minute));
     out[22] = b':';
-    two_digits(&mut out[23..25], (time % 60) as u32);
+    two_digits(&mut out[23..25], u32::from(second));
     out[25..].copy_from_slice(b" GMT");
     out
 }

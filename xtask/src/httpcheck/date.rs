@@ -51,20 +51,15 @@ fn parse_imf_fixdate(text: &str) -> Option<u64> {
     if words.next() != Some("GMT") || words.next().is_some() || !(1..=31).contains(&day) {
         return None;
     }
-    let days = days_from_civil(year, month, day);
-    u64::try_from(days)
-        .ok()
-        .map(|days| days * 86_400 + hour * 3_600 + minute * 60 + second)
-}
-
-/// Returns the days since 1970-01-01 of a Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (i64::from(month) + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    era * 146_097 + year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year - 719_468
+    percore::time::DateTime {
+        year: u32::try_from(year).ok()?,
+        month: u8::try_from(month).ok()?,
+        day: u8::try_from(day).ok()?,
+        hour: u8::try_from(hour).ok()?,
+        minute: u8::try_from(minute).ok()?,
+        second: u8::try_from(second).ok()?,
+    }
+    .to_unix_seconds()
 }
 
 #[cfg(test)]
