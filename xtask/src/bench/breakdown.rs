@@ -1,7 +1,8 @@
 //! The http suite's per-request breakdown: the host CPU each QEMU thread spent (every
 //! vCPU, and QEMU's main thread, which runs the user networking), and, with `--trace`,
 //! the guest's own counters (`net::trace`: cross-core calls, frames, notifications and
-//! TSC cycles of the net core's work), each over the requests of the same wrk run.
+//! TSC cycles of the net core's work), each over the requests of the same wrk run; and
+//! the host's TCP counters that show connections lost before the guest saw them.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -212,6 +213,56 @@ pub(super) fn trace_per_request(before: &Trace, after: &Trace) -> Option<BTreeMa
     Some(measures)
 }
 
+/// The host's TCP counters that tell a wait in the host from a wait in the guest.
+///
+/// QEMU's user networking listens on a forwarded port with a backlog of one: when a client
+/// opens many connections at once, the host kernel drops the handshakes that find the
+/// queue full, and the client sends again after 0.2 s (1 s for a connection request),
+/// doubling each time. Those waits are in the client's latency, but the guest never saw
+/// the connection. The counters are the whole host's, so they mean this only on a quiet
+/// host.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct HostTcp {
+    /// Handshakes dropped because a listening socket's queue was full
+    /// (`TcpExt: ListenOverflows` in `/proc/net/netstat`).
+    pub listen_overflows: u64,
+    /// Segments sent again (`Tcp: RetransSegs` in `/proc/net/snmp`).
+    pub retransmitted: u64,
+}
+
+impl HostTcp {
+    /// Returns the counts from `self` to `later`.
+    pub fn until(&self, later: &HostTcp) -> HostTcp {
+        HostTcp {
+            listen_overflows: later.listen_overflows.saturating_sub(self.listen_overflows),
+            retransmitted: later.retransmitted.saturating_sub(self.retransmitted),
+        }
+    }
+}
+
+/// Returns counter `field` of a `/proc/net/snmp` or `/proc/net/netstat` text, whose rows
+/// come in pairs that start with `prefix`: the names, then the values.
+fn proc_net_counter(text: &str, prefix: &str, field: &str) -> Option<u64> {
+    let mut rows = text.lines().filter(|line| line.starts_with(prefix));
+    while let (Some(names), Some(values)) = (rows.next(), rows.next()) {
+        let pairs = names.split_whitespace().zip(values.split_whitespace());
+        if let Some((_, value)) = pairs.skip(1).find(|(name, _)| *name == field) {
+            return value.parse().ok();
+        }
+    }
+    None
+}
+
+/// Returns the host's TCP counters, or `None` where `/proc/net` does not have them.
+pub(super) fn host_tcp() -> Option<HostTcp> {
+    let netstat = fs::read_to_string("/proc/net/netstat").ok()?;
+    let snmp = fs::read_to_string("/proc/net/snmp").ok()?;
+    Some(HostTcp {
+        listen_overflows: proc_net_counter(&netstat, "TcpExt:", "ListenOverflows")?,
+        retransmitted: proc_net_counter(&snmp, "Tcp:", "RetransSegs")?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +326,44 @@ mod tests {
         assert!(!measures.contains_key("net_wait_kcycles_per_call"));
         assert_eq!(measures["net_busy_kcycles"], 2.0);
         assert_eq!(trace_per_request(&before, &before), None);
+    }
+
+    #[test]
+    fn reads_host_tcp_counters() {
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
+                       TcpExt: 0 69 69\n\
+                       IpExt: InNoRoutes ListenOverflows\n\
+                       IpExt: 0 5\n";
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Tcp: RtoAlgorithm RetransSegs InErrs\nTcp: 1 64 0\n";
+        assert_eq!(
+            proc_net_counter(netstat, "TcpExt:", "ListenOverflows"),
+            Some(69)
+        );
+        assert_eq!(
+            proc_net_counter(netstat, "IpExt:", "ListenOverflows"),
+            Some(5)
+        );
+        assert_eq!(proc_net_counter(snmp, "Tcp:", "RetransSegs"), Some(64));
+        assert_eq!(proc_net_counter(snmp, "Tcp:", "Missing"), None);
+        assert_eq!(proc_net_counter(snmp, "Udp:", "RetransSegs"), None);
+        // The prefix names a column too: it is the row's name, not a counter.
+        assert_eq!(proc_net_counter(snmp, "Tcp:", "Tcp:"), None);
+        let before = HostTcp {
+            listen_overflows: 10,
+            retransmitted: 100,
+        };
+        let after = HostTcp {
+            listen_overflows: 24,
+            retransmitted: 130,
+        };
+        assert_eq!(
+            before.until(&after),
+            HostTcp {
+                listen_overflows: 14,
+                retransmitted: 30
+            }
+        );
+        assert_eq!(after.until(&before), HostTcp::default());
     }
 }

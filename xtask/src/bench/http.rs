@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::breakdown::{self, Trace};
+use super::breakdown::{self, HostTcp, Trace};
 use super::{progress, Context, Record};
 use crate::qemu;
 use crate::tools;
@@ -21,6 +21,9 @@ use crate::tools;
 /// The core counts measured unless `--cores` says otherwise: the two the web issue's
 /// figures compare (a service core and an application core; each service on its own).
 pub(super) const CORES: &[usize] = &[2, 4];
+/// The measure that counts handshakes the host dropped at the forwarded port: the report
+/// explains it where it is not zero.
+pub(super) const LISTEN_OVERFLOWS: &str = "listen_overflows";
 /// The guest port that serves the trace's counters (`trace_port`).
 const TRACE_PORT: u16 = 81;
 /// Single requests timed with curl, each on a new connection.
@@ -37,10 +40,14 @@ struct WrkResult {
     p50_ms: f64,
     p90_ms: f64,
     p99_ms: f64,
+    /// The slowest request.
+    max_ms: f64,
     /// Connect, read, write errors and timeouts.
     socket_errors: u64,
     /// Responses that were not 2xx or 3xx.
     bad_responses: u64,
+    /// What the host's TCP counters counted during the run (`run_wrk`).
+    host: Option<HostTcp>,
 }
 
 /// Returns a wrk duration (`713.39us`, `2.34ms`, `1.20s`, `1.00m`) in milliseconds.
@@ -62,6 +69,7 @@ fn milliseconds(text: &str) -> Option<f64> {
 /// Returns what `wrk --latency` printed, or what is missing.
 fn parse_wrk(output: &str) -> Result<WrkResult, String> {
     let mut percentiles = [None; 3];
+    let mut max = None;
     let mut requests = None;
     let mut requests_per_s = None;
     let mut socket_errors = 0;
@@ -78,6 +86,7 @@ fn parse_wrk(output: &str) -> Result<WrkResult, String> {
                 };
                 percentiles[slot] = milliseconds(value);
             }
+            ["Latency", _average, _deviation, slowest, _within] => max = milliseconds(slowest),
             [count, "requests", "in", ..] => requests = count.parse().ok(),
             ["Requests/sec:", rate] => requests_per_s = rate.parse().ok(),
             ["Socket", "errors:", rest @ ..] => {
@@ -101,8 +110,10 @@ fn parse_wrk(output: &str) -> Result<WrkResult, String> {
         p50_ms: p50.ok_or_else(|| missing("50% latency (run with --latency)"))?,
         p90_ms: p90.ok_or_else(|| missing("90% latency"))?,
         p99_ms: p99.ok_or_else(|| missing("99% latency"))?,
+        max_ms: max.ok_or_else(|| missing("latency line"))?,
         socket_errors,
         bad_responses,
+        host: None,
     })
 }
 
@@ -175,8 +186,10 @@ fn wait_ready(port: u16, expected: &[u8], ended: &AtomicBool) -> Result<(), Stri
     }
 }
 
-/// Runs wrk against the page; `close` asks for a new connection per request.
+/// Runs wrk against the page, with the host's TCP counters around it; `close` asks for a
+/// new connection per request.
 fn run_wrk(port: u16, seconds: u64, close: bool) -> Result<WrkResult, String> {
+    let host_before = breakdown::host_tcp();
     let mut command = Command::new("wrk");
     command.args(["-t2", "-c16", &format!("-d{seconds}s"), "--latency"]);
     if close {
@@ -186,6 +199,7 @@ fn run_wrk(port: u16, seconds: u64, close: bool) -> Result<WrkResult, String> {
     let output = command
         .output()
         .map_err(|error| format!("cannot run wrk: {error}"))?;
+    let host_after = breakdown::host_tcp();
     let text = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(format!(
@@ -195,7 +209,10 @@ fn run_wrk(port: u16, seconds: u64, close: bool) -> Result<WrkResult, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let result = parse_wrk(&text)?;
+    let mut result = parse_wrk(&text)?;
+    result.host = host_before
+        .zip(host_after)
+        .map(|(before, after)| before.until(&after));
     if result.requests == 0 || result.bad_responses > 0 {
         return Err(format!(
             "{} requests, {} not answered 2xx/3xx:\n{text}",
@@ -270,7 +287,7 @@ fn measured_run(port: u16, trace_port: u16, seconds: u64) -> Result<Measured, St
 /// Returns the records of `mode`'s wrk runs at `cores`.
 fn wrk_records(mode: &str, cores: usize, results: &[WrkResult]) -> Vec<Record> {
     let pick = |value: fn(&WrkResult) -> f64| results.iter().map(value).collect::<Vec<f64>>();
-    vec![
+    let mut records = vec![
         Record::new(
             format!("{mode}/requests_per_s"),
             cores,
@@ -280,13 +297,31 @@ fn wrk_records(mode: &str, cores: usize, results: &[WrkResult]) -> Vec<Record> {
         Record::new(format!("{mode}/p50"), cores, "ms", pick(|r| r.p50_ms)),
         Record::new(format!("{mode}/p90"), cores, "ms", pick(|r| r.p90_ms)),
         Record::new(format!("{mode}/p99"), cores, "ms", pick(|r| r.p99_ms)),
+        Record::new(format!("{mode}/max"), cores, "ms", pick(|r| r.max_ms)),
         Record::new(
             format!("{mode}/socket_errors"),
             cores,
             "errors",
             pick(|r| r.socket_errors as f64),
         ),
-    ]
+    ];
+    let host: Option<Vec<HostTcp>> = results.iter().map(|r| r.host).collect();
+    if let Some(host) = host.filter(|host| !host.is_empty()) {
+        let pick = |value: fn(&HostTcp) -> u64| host.iter().map(|h| value(h) as f64).collect();
+        records.push(Record::new(
+            format!("{mode}/{LISTEN_OVERFLOWS}"),
+            cores,
+            "drops",
+            pick(|h| h.listen_overflows),
+        ));
+        records.push(Record::new(
+            format!("{mode}/host_retransmits"),
+            cores,
+            "segments",
+            pick(|h| h.retransmitted),
+        ));
+    }
+    records
 }
 
 /// Returns the breakdown records of the keep-alive runs at `cores`: each measure's
@@ -469,8 +504,10 @@ Transfer/sec:      1.21MB
                 p50_ms: 2.34,
                 p90_ms: 3.69,
                 p99_ms: 8.84,
+                max_ms: 24.03,
                 socket_errors: 0,
                 bad_responses: 0,
+                host: None,
             })
         );
         let troubled = KEEP_ALIVE
