@@ -12,7 +12,8 @@ mod report;
 mod scale;
 mod suites;
 
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
@@ -291,8 +292,36 @@ pub fn main(args: &BenchArgs) -> Result<(), String> {
             context.repeat
         );
         let records = suite.run(&context)?;
-        report::write(&context, suite.name(), &records)?;
+        write_suite(&context, suite.name(), &records)?;
     }
+    Ok(())
+}
+
+/// Writes the suite's JSON, Markdown and plots into the output folder, prints its table,
+/// and rewrites `report.md` from every suite's JSON there.
+fn write_suite(context: &Context, suite: &str, records: &[Record]) -> Result<(), String> {
+    let dir = &context.out;
+    let io =
+        |path: &Path, error: std::io::Error| format!("cannot write {}: {error}", path.display());
+    fs::create_dir_all(dir).map_err(|error| io(dir, error))?;
+    let report = report::SuiteReport::new(context, suite, records);
+    let json_path = dir.join(format!("{suite}.json"));
+    fs::write(&json_path, report::to_json(&report)).map_err(|error| io(&json_path, error))?;
+    let markdown = report::to_markdown(&report);
+    let markdown_path = dir.join(format!("{suite}.md"));
+    fs::write(&markdown_path, &markdown).map_err(|error| io(&markdown_path, error))?;
+    for (name, svg) in plot::suite_plots(&report) {
+        let path = dir.join(&name);
+        fs::write(&path, svg).map_err(|error| io(&path, error))?;
+    }
+    println!("{markdown}");
+    report::write_combined(dir)?;
+    eprintln!(
+        "xtask: wrote {}, {} and {}",
+        json_path.display(),
+        markdown_path.display(),
+        dir.join("report.md").display()
+    );
     Ok(())
 }
 

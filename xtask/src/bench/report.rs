@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::http::LISTEN_OVERFLOWS;
-use super::{oversubscription, plot, Context, Record, Suite};
+use super::{oversubscription, Context, Record, Suite};
 use crate::tools;
 
 /// Where and how a suite was measured.
@@ -37,7 +37,7 @@ pub(super) struct SuiteReport {
 
 impl SuiteReport {
     /// Returns the report of `suite`'s `records` measured in `context`.
-    fn new(context: &Context, suite: &str, records: &[Record]) -> SuiteReport {
+    pub fn new(context: &Context, suite: &str, records: &[Record]) -> SuiteReport {
         let profile = if context.args.debug {
             "debug"
         } else {
@@ -470,34 +470,6 @@ fn report_order(name: &str) -> (usize, String) {
         .position(|suite| suite.name() == name)
         .unwrap_or(Suite::ALL.len());
     (position, name.to_string())
-}
-
-/// Writes the suite's JSON, Markdown and plots into the output folder, prints its table,
-/// and rewrites `report.md` from every suite's JSON there.
-pub(super) fn write(context: &Context, suite: &str, records: &[Record]) -> Result<(), String> {
-    let dir = &context.out;
-    let io =
-        |path: &Path, error: std::io::Error| format!("cannot write {}: {error}", path.display());
-    fs::create_dir_all(dir).map_err(|error| io(dir, error))?;
-    let report = SuiteReport::new(context, suite, records);
-    let json_path = dir.join(format!("{suite}.json"));
-    fs::write(&json_path, to_json(&report)).map_err(|error| io(&json_path, error))?;
-    let markdown = to_markdown(&report);
-    let markdown_path = dir.join(format!("{suite}.md"));
-    fs::write(&markdown_path, &markdown).map_err(|error| io(&markdown_path, error))?;
-    for (name, svg) in plot::suite_plots(&report) {
-        let path = dir.join(&name);
-        fs::write(&path, svg).map_err(|error| io(&path, error))?;
-    }
-    println!("{markdown}");
-    write_combined(dir)?;
-    eprintln!(
-        "xtask: wrote {}, {} and {}",
-        json_path.display(),
-        markdown_path.display(),
-        dir.join("report.md").display()
-    );
-    Ok(())
 }
 
 /// Rewrites `dir/report.md` from every `*.json` suite report in `dir`.
