@@ -233,6 +233,7 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
     serial::init(&KERNEL);
     crate::mmio::read_command_line(&params.cmdline);
     crate::pci::discover(&device_tables, &mut || frames.take());
+    crate::mmio::discover(&device_tables, &mut || frames.take());
     timeline.end(Phase::Pci, rdtsc());
 
     let online_count = (0..plan.cores())

@@ -77,6 +77,8 @@ mod services;
 #[cfg(target_os = "none")]
 mod smp;
 #[cfg(target_os = "none")]
+mod transports;
+#[cfg(target_os = "none")]
 mod tsc;
 
 pub use app::{app_cores, command_line, find, join, on_every_core, App, AppError};

@@ -2,7 +2,7 @@
 //! (QEMU's microvm with ACPI, Firecracker with ACPI) and `virtio_mmio.device=` words on
 //! the command line (microvm without ACPI, Firecracker), maps each window uncached,
 //! prints one line per device, and keeps the blk and net transports for their services
-//! beside the PCI ones (`pci::take_blk_transports`, `pci::take_net_transports`).
+//! beside the PCI ones (`transports`).
 
 use crate::acpi::DeviceTables;
 use crate::paging;
@@ -135,8 +135,12 @@ fn probe(window: &DeviceWindow, frames: paging::FrameSource<'_>) {
     let mut location = heapless::String::new();
     let _ = core::fmt::write(&mut location, format_args!("{base:#x}"));
     let kept = match device {
-        DEVICE_BLOCK => crate::pci::add_blk_transport(VirtioTransport::Mmio(transport), location),
-        DEVICE_NET => crate::pci::add_net_transport(VirtioTransport::Mmio(transport), location),
+        DEVICE_BLOCK => {
+            crate::transports::add_blk_transport(VirtioTransport::Mmio(transport), location)
+        }
+        DEVICE_NET => {
+            crate::transports::add_net_transport(VirtioTransport::Mmio(transport), location)
+        }
         // Nothing drives other device types yet.
         _ => true,
     };

@@ -1,63 +1,16 @@
 //! Finds the PCI devices at boot (ECAM from ACPI MCFG where present, ports otherwise),
-//! prints one line per device, and maps memory BARs above 4 GiB; then the virtio-mmio
-//! devices (`mmio`). Keeps the virtio-blk and virtio-net transports of both for their
-//! services.
+//! prints one line per device, maps memory BARs above 4 GiB, and keeps the virtio-blk and
+//! virtio-net transports for their services (`transports`).
 
 use crate::acpi::DeviceTables;
 use crate::paging;
-use devices::disk;
+use crate::transports::{add_blk_transport, add_net_transport, net_count};
 use devices::pci::{self, Bar, ConfigSpace, Devices};
-use devices::transport::VirtioTransport;
 use devices::virtio_pci::VirtioPci;
 use percore::println;
 
 /// The devices found at boot; written once by the boot core, read-only afterwards.
 static DEVICES: spin::Once<Devices> = spin::Once::new();
-
-/// A transport found at boot and where it is (a PCI address or an MMIO window), for
-/// the log.
-pub type Found = (VirtioTransport, heapless::String<16>);
-
-/// The most virtio-net devices kept for the net service.
-pub const MAX_NET_DEVICES: usize = 4;
-
-/// The virtio-blk transports found at boot (PCI and MMIO), waiting for the blk service.
-static BLK_TRANSPORTS: spin::Mutex<heapless::Vec<Found, { disk::MAX_DISKS }>> =
-    spin::Mutex::new(heapless::Vec::new());
-
-/// The virtio-net transports found at boot (PCI and MMIO), waiting for the net service.
-static NET_TRANSPORTS: spin::Mutex<heapless::Vec<Found, MAX_NET_DEVICES>> =
-    spin::Mutex::new(heapless::Vec::new());
-
-/// Returns how many virtio-blk disks were found at boot (and not yet taken).
-pub fn blk_count() -> usize {
-    BLK_TRANSPORTS.lock().len()
-}
-
-/// Returns how many virtio-net devices were found at boot (and not yet taken).
-pub fn net_count() -> usize {
-    NET_TRANSPORTS.lock().len()
-}
-
-/// Takes the virtio-net transports found at boot (once; later calls get none).
-pub fn take_net_transports() -> heapless::Vec<Found, MAX_NET_DEVICES> {
-    core::mem::take(&mut *NET_TRANSPORTS.lock())
-}
-
-/// Takes the virtio-blk transports found at boot (once; later calls get none).
-pub fn take_blk_transports() -> heapless::Vec<Found, { disk::MAX_DISKS }> {
-    core::mem::take(&mut *BLK_TRANSPORTS.lock())
-}
-
-/// Keeps a virtio-blk transport for the blk service; false when the list is full.
-pub fn add_blk_transport(transport: VirtioTransport, location: heapless::String<16>) -> bool {
-    BLK_TRANSPORTS.lock().push((transport, location)).is_ok()
-}
-
-/// Keeps a virtio-net transport for the net service; false when the list is full.
-pub fn add_net_transport(transport: VirtioTransport, location: heapless::String<16>) -> bool {
-    NET_TRANSPORTS.lock().push((transport, location)).is_ok()
-}
 
 /// Records the transport of every virtio-blk function (vendor 0x1af4, device 0x1042
 /// modern or 0x1001 transitional) and every virtio-net function (0x1041 or 0x1000).
@@ -106,9 +59,8 @@ pub fn devices() -> &'static [pci::PciDevice] {
     DEVICES.get().map_or(&[], |devices| devices.as_slice())
 }
 
-/// Enumerates PCI and maps the BARs that lie above the identity-mapped 4 GiB, then finds
-/// the virtio-mmio devices. Boot core only, before other cores start (it writes page
-/// tables).
+/// Enumerates PCI and maps the BARs that lie above the identity-mapped 4 GiB. Boot core
+/// only, before other cores start (it writes page tables).
 pub fn discover(acpi: &DeviceTables, frames: paging::FrameSource<'_>) {
     let devices = DEVICES.call_once(|| {
         let mut found = Devices::new();
@@ -128,7 +80,6 @@ pub fn discover(acpi: &DeviceTables, frames: paging::FrameSource<'_>) {
             }
         }
     }
-    crate::mmio::discover(acpi, frames);
 }
 
 fn enumerate(acpi: &DeviceTables, frames: paging::FrameSource<'_>, found: &mut Devices) {

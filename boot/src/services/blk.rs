@@ -13,7 +13,7 @@ static SETUP: spin::Mutex<Option<(usize, heapless::Vec<disk::DiskSetup, { disk::
 /// Gives every virtio-blk disk its DMA memory, for the service on `core`.
 pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
     let mut setups = heapless::Vec::new();
-    for (transport, location) in crate::pci::take_blk_transports() {
+    for (transport, location) in crate::transports::take_blk_transports() {
         let Some(dma) = reserve.take(disk::dma_size()) else {
             reserve.report_full("blk", "virtio-blk", &location, disk::dma_size());
             break;

@@ -18,7 +18,7 @@ pub use reserve::MEMORY_TOTALS;
 /// fs, whose disk) was found, at the core `place.NAME=K` names or the rule's. A core or a
 /// disk that does not exist ends the run with a clear error.
 pub fn decide(cores: usize, command_line: &percore::cmdline::CommandLine<'_>) -> Placement {
-    let disks = crate::pci::blk_count();
+    let disks = crate::transports::blk_count();
     let mut present: heapless::Vec<Service, 3> = heapless::Vec::new();
     if disks > 0 {
         let _ = present.push(Service::Blk);
@@ -27,7 +27,7 @@ pub fn decide(cores: usize, command_line: &percore::cmdline::CommandLine<'_>) ->
         fs::check_disk_name(name, disks);
         let _ = present.push(Service::Fs);
     }
-    if crate::pci::net_count() > 0 {
+    if crate::transports::net_count() > 0 {
         let _ = present.push(Service::Net);
     }
     let mut chosen: [Option<usize>; 3] = [None; 3];

@@ -11,7 +11,8 @@ static SETUP: spin::Mutex<Option<(usize, NetSetup)>> = spin::Mutex::new(None);
 
 /// Gives the first virtio-net device its DMA memory, for the service on `core`.
 pub fn prepare(core: usize, reserve: &mut ReserveCursor) {
-    let Some((transport, location)) = crate::pci::take_net_transports().into_iter().next() else {
+    let Some((transport, location)) = crate::transports::take_net_transports().into_iter().next()
+    else {
         return;
     };
     let Some(dma) = reserve.take(netdev::dma_size()) else {
