@@ -24,7 +24,7 @@ const REG_SPURIOUS: u32 = 0xF0;
 const REG_ICR_LOW: u32 = 0x300;
 const REG_ICR_HIGH: u32 = 0x310;
 
-const SPURIOUS_VECTOR: u32 = crate::interrupts::SPURIOUS_VECTOR as u32;
+const SPURIOUS_VECTOR: u32 = crate::vectors::SPURIOUS_VECTOR as u32;
 const SOFTWARE_ENABLE: u32 = 1 << 8;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 const ICR_INIT_ASSERT: u32 = 0x0000_4500;

@@ -9,6 +9,7 @@
 
 use crate::entry::KERNEL_CODE_SELECTOR;
 use crate::gdt::{IST_DOUBLE_FAULT, IST_MACHINE_CHECK, IST_NMI, IST_PAGE_FAULT};
+use crate::vectors::{DEVICE_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR, WAKEUP_VECTOR};
 use core::arch::global_asm;
 
 global_asm!(
@@ -103,15 +104,6 @@ extern "C" {
     fn device_stub();
     fn spurious_stub();
 }
-
-/// The vector of the wake-up IPI that ends an idle core's `hlt`.
-pub const WAKEUP_VECTOR: u8 = 0xF0;
-/// The vector of each core's APIC timer (it only ends a `hlt`, like the wake-up IPI).
-pub const TIMER_VECTOR: u8 = 0xEF;
-/// The vector of the network device's MSI-X interrupt, sent to the net core.
-pub const DEVICE_VECTOR: u8 = 0xE0;
-/// The APIC's spurious-interrupt vector.
-pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
 /// What the stubs leave on the stack, lowest address first.
 #[repr(C)]

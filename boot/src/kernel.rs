@@ -11,7 +11,7 @@ use crate::cpu::{halt_forever, rdtsc};
 use crate::exit::{exit, Outcome};
 use crate::gdt::CoreTables;
 use crate::plan::{self, LocalPage, Plan, Slot, PLAN};
-use crate::{acpi, apic, entry, interrupts, paging, pvh, serial, services, smp, tsc};
+use crate::{acpi, apic, entry, interrupts, paging, pvh, serial, services, smp, tsc, vectors};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use ipc::Doorbell;
 use percore::bootinfo::{self, BootInfo, CoreDesc};
@@ -274,7 +274,7 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
     platform::install_hooks(
         &KERNEL,
         Hooks {
-            wake: |apic_id| apic::send_interrupt(apic_id, interrupts::WAKEUP_VECTOR),
+            wake: |apic_id| apic::send_interrupt(apic_id, vectors::WAKEUP_VECTOR),
             halt: interrupts::halt_until_interrupt,
             arm_timer: apic::arm_timer,
             protect: protect_guard_page,
@@ -287,7 +287,7 @@ extern "C" fn boot_core_continue(starting: usize) -> ! {
     // The others halt until this wake-up (a core that is not in the run, woken too,
     // halts again for good), then set their own instances up while this core reports.
     if info.cores.len() > 1 {
-        apic::send_interrupt_to_others(interrupts::WAKEUP_VECTOR);
+        apic::send_interrupt_to_others(vectors::WAKEUP_VECTOR);
     }
     crate::report::print(&KERNEL, plan, info, app, AP_START_TIMEOUT_US / 1000);
     services::prepare(info);
@@ -463,7 +463,7 @@ fn run_core(slot_index: usize) -> ! {
     // SAFETY: this core's block, in this core's memory, for the rest of the run.
     unsafe { percore::cpu::install(local) };
     percore::global::enable_remote_frees(&KERNEL);
-    apic::enable_timer(interrupts::TIMER_VECTOR);
+    apic::enable_timer(vectors::TIMER_VECTOR);
     READY_TSC[index].store(rdtsc(), Ordering::Release);
 
     crate::selftest::start_core(index, info.cores.len());

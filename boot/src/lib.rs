@@ -80,6 +80,8 @@ mod smp;
 mod transports;
 #[cfg(target_os = "none")]
 mod tsc;
+#[cfg(target_os = "none")]
+mod vectors;
 
 pub use app::{app_cores, command_line, find, join, on_every_core, App, AppError};
 pub use core::time::Duration;

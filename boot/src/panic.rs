@@ -122,7 +122,7 @@ fn fail_core(reason: CoreFailure) -> ! {
         for (other, desc) in info.cores.iter().enumerate() {
             if other != index && !percore::core_failed(other) {
                 others += 1;
-                crate::apic::send_interrupt(desc.apic_id, crate::interrupts::WAKEUP_VECTOR);
+                crate::apic::send_interrupt(desc.apic_id, crate::vectors::WAKEUP_VECTOR);
             }
         }
     }

@@ -12,7 +12,7 @@
 
 use crate::cpu::rdtsc;
 use crate::entry::{long_mode_data_segments, start_up_gdt_entries};
-use crate::{apic, interrupts, tsc};
+use crate::{apic, interrupts, tsc, vectors};
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use percore::MAX_CORES;
@@ -158,10 +158,7 @@ pub fn mark_online(slot: usize) {
     ONLINE[slot].store(true, Ordering::Release);
     let count = ONLINE_COUNT.fetch_add(1, Ordering::AcqRel) + 1;
     if slot != 0 && count == AWAITED.load(Ordering::Acquire) {
-        apic::send_interrupt(
-            BOOT_APIC_ID.load(Ordering::Relaxed),
-            interrupts::WAKEUP_VECTOR,
-        );
+        apic::send_interrupt(BOOT_APIC_ID.load(Ordering::Relaxed), vectors::WAKEUP_VECTOR);
     }
 }
 
@@ -298,7 +295,7 @@ pub fn rest_while_starting(planned: usize) {
     if planned == 0 {
         return;
     }
-    apic::arm_timer_counts(interrupts::TIMER_VECTOR, REST_COUNTS);
+    apic::arm_timer_counts(vectors::TIMER_VECTOR, REST_COUNTS);
     // The timer's count was loaded before the first halt: once it reads zero it fired.
     while ONLINE_COUNT.load(Ordering::Acquire) <= planned && apic::timer_reading().value != 0 {
         interrupts::halt_until_interrupt();
@@ -312,7 +309,7 @@ pub fn rest_while_starting(planned: usize) {
 /// online, or when the boot core gave up on the others.
 pub fn wait_until_online(planned: usize, timeout_us: u64, mut poll: impl FnMut()) -> (usize, u64) {
     let deadline = tsc::deadline_us(timeout_us);
-    apic::enable_timer(interrupts::TIMER_VECTOR);
+    apic::enable_timer(vectors::TIMER_VECTOR);
     let ended = loop {
         poll();
         if ONLINE_COUNT.load(Ordering::Acquire) > planned {

@@ -70,7 +70,7 @@ fn start_here(kernel: &KernelCapability, setup: NetSetup) -> bool {
         && crate::msix::route_net(
             0,
             crate::apic::id_from_cpuid(),
-            crate::interrupts::DEVICE_VECTOR,
+            crate::vectors::DEVICE_VECTOR,
         )
         && device.route_receive_interrupts(0);
     let mac = device.config().mac;
