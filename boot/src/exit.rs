@@ -24,3 +24,11 @@ pub fn exit(outcome: Outcome) -> ! {
     ));
     halt_forever()
 }
+
+/// Reports a start-up failure and ends the run. Before the console has its UART
+/// (`serial::init`), the report goes out by the console's emergency path, which
+/// `serial::hold` installs first thing at boot, after what was held.
+pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
+    percore::console::CONSOLE.print_fatal(format_args!("manada: {args}\n"));
+    exit(Outcome::Failure)
+}

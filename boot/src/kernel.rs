@@ -8,7 +8,7 @@
 //! ends the run.
 
 use crate::cpu::{halt_forever, rdtsc};
-use crate::exit::{exit, Outcome};
+use crate::exit::{exit, fatal, Outcome};
 use crate::gdt::CoreTables;
 use crate::plan::{self, LocalPage, Plan, Slot, PLAN};
 use crate::{acpi, apic, entry, interrupts, paging, pvh, serial, services, smp, tsc, vectors};
@@ -568,11 +568,4 @@ fn report_timeline() {
     timeline.end(Phase::Cores, ready);
     timeline.end(Phase::Services, rdtsc());
     println!("manada: {}", timeline.display(info.tsc_hz));
-}
-
-/// Reports a start-up failure and ends the run.
-pub fn fatal(args: core::fmt::Arguments<'_>) -> ! {
-    serial::init(&KERNEL);
-    percore::console::CONSOLE.print_fatal(format_args!("manada: {args}\n"));
-    exit(Outcome::Failure)
 }

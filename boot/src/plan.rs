@@ -6,8 +6,8 @@
 //! boot core's part grows with the core count only by a list of APIC ids and shares.
 
 use crate::acpi::Topology;
+use crate::exit::fatal;
 use crate::gdt::{CoreTables, IST_STACKS};
-use crate::kernel::fatal;
 use crate::paging;
 use ipc::Doorbell;
 use percore::mailbox::{MailboxLocation, Ring};

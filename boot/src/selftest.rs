@@ -68,9 +68,9 @@ pub fn simulate_dead_core(command_line: &str) -> bool {
 /// core outside the run, ends the run with a clear error; an unknown word is reported.
 pub fn check(command_line: &str, cores: usize) {
     match parse(command_line) {
-        Err(error) => crate::kernel::fatal(format_args!("selftest: {error}")),
+        Err(error) => crate::exit::fatal(format_args!("selftest: {error}")),
         Ok(Selftest::Fault(injection)) if injection.core >= cores => {
-            crate::kernel::fatal(format_args!(
+            crate::exit::fatal(format_args!(
                 "selftest: core {} is not a core of this run (0 to {})",
                 injection.core,
                 cores - 1

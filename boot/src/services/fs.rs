@@ -4,7 +4,7 @@
 use devices::disk::Disk;
 use percore::{println, KernelCapability};
 
-use crate::kernel::fatal;
+use crate::exit::fatal;
 
 /// Ends the run with a clear error unless `name` is one of the `disks` disks found at
 /// boot (`disk0` to `disk{disks-1}`).

@@ -10,7 +10,7 @@ mod reserve;
 use percore::placement::{Placement, Service};
 use percore::{println, BootInfo, KernelCapability};
 
-use crate::kernel::fatal;
+use crate::exit::fatal;
 use reserve::ReserveCursor;
 pub use reserve::MEMORY_TOTALS;
 
