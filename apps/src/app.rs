@@ -1,7 +1,7 @@
 //! The table of this crate's applications, in the order `--app` help and the kernel list
 //! them: the ones a user runs or reads first, then the test fixtures, then the benches.
 
-pub use manada::{app_cores, join, on_every_core, App, AppError};
+use manada::App;
 
 /// Every application in the image. The first runs when the command line names none.
 pub static APPS: &[App] = &[

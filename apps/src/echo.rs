@@ -15,7 +15,7 @@ use alloc::vec;
 use net::{TcpListener, TcpStream, UdpSocket};
 use percore::println;
 
-use crate::app::{app_cores, App, AppError};
+use manada::{app_cores, App, AppError};
 
 pub(crate) const APP: App = App {
     name: "echo",

@@ -4,7 +4,7 @@
 
 use alloc::format;
 
-use crate::app::{App, AppError};
+use manada::{App, AppError};
 use percore::println;
 
 pub(crate) const APP: App = App {

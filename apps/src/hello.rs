@@ -1,6 +1,6 @@
 //! `hello`: a thread pinned to every core greets with its core's index and the count.
 
-use crate::app::{on_every_core, App, AppError};
+use manada::{on_every_core, App, AppError};
 
 pub(crate) const APP: App = App {
     name: "hello",

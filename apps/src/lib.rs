@@ -25,7 +25,8 @@ use fixtures::{
     blk_errors, blk_test, faults, free_storm, fs_writer, oom, overflow, panic, threads,
 };
 
-pub use app::{app_cores, find, join, names, on_every_core, App, AppError, APPS};
+pub use app::{find, names, APPS};
+pub use manada::{app_cores, join, on_every_core, App, AppError};
 
 /// The cores of the host machine (`percore::host`) the apps' tests run on.
 #[cfg(test)]

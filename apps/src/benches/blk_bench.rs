@@ -5,8 +5,8 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::app::{App, AppError};
 use devices::disk::Disk;
+use manada::{App, AppError};
 use percore::random::XorShift64;
 use percore::{println, Instant};
 
@@ -66,7 +66,7 @@ fn main() -> Result<(), AppError> {
         })
         .collect();
     for reader in readers {
-        crate::app::join(reader)??;
+        manada::join(reader)??;
     }
     let seconds = start.elapsed().as_secs_f64().max(1e-9);
     println!(

@@ -7,7 +7,7 @@
 use alloc::format;
 use alloc::vec::Vec;
 
-use crate::app::{App, AppError};
+use manada::{App, AppError};
 use percore::{println, Instant};
 
 pub(crate) const APP: App = App {

@@ -7,8 +7,8 @@
 //! Results are lines `ipc-bench: rtt A->B C cycles N ns` and
 //! `ipc-bench: throughput A->B R messages/s`, which `cargo xtask bench ipc` collects.
 
-use crate::app::{on_every_core, App, AppError};
 use ipc::{Kind, Message};
+use manada::{on_every_core, App, AppError};
 use percore::{println, Instant, Mailbox};
 
 pub(crate) const APP: App = App {

@@ -8,7 +8,7 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::app::{on_every_core, App, AppError};
+use manada::{on_every_core, App, AppError};
 use percore::{println, Instant};
 
 pub(crate) const APP: App = App {
@@ -61,7 +61,7 @@ fn main() -> Result<(), AppError> {
 
     let start = Instant::now();
     for i in 0..ROUNDS {
-        crate::app::join(percore::spawn(move || i))?;
+        manada::join(percore::spawn(move || i))?;
     }
     println!(
         "percore-bench: spawn_join_local {} cycles",
@@ -70,7 +70,7 @@ fn main() -> Result<(), AppError> {
     if cores > 1 {
         let start = Instant::now();
         for i in 0..ROUNDS / 10 {
-            crate::app::join(percore::spawn_on(1, move || i))?;
+            manada::join(percore::spawn_on(1, move || i))?;
         }
         println!(
             "percore-bench: spawn_join_remote {} cycles",
@@ -88,7 +88,7 @@ fn main() -> Result<(), AppError> {
         percore::yield_now();
     }
     let per_yield = cycles_per(start, ROUNDS);
-    crate::app::join(partner)?;
+    manada::join(partner)?;
     println!("percore-bench: yield {per_yield} cycles");
 
     if cores > 1 {
@@ -96,7 +96,7 @@ fn main() -> Result<(), AppError> {
         let blocks: Vec<Box<[u8; 32]>> = (0..blocks_count).map(|_| Box::new([7; 32])).collect();
         let before = percore::global::heap_stats().remote_frees_received;
         let start = Instant::now();
-        crate::app::join(percore::spawn_on(1, move || drop(blocks)))?;
+        manada::join(percore::spawn_on(1, move || drop(blocks)))?;
         // The Vec's buffer and every box come home: wait until they all did.
         let mut waited = 0;
         while percore::global::heap_stats().remote_frees_received - before < blocks_count as u64 + 1

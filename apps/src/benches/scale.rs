@@ -19,8 +19,8 @@
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::app::{App, AppError};
 use ipc::{Kind, Message};
+use manada::{App, AppError};
 use percore::placement::{service_core, Service};
 use percore::random::XorShift64;
 use percore::{println, Instant, Mailbox};
@@ -392,7 +392,7 @@ fn on_cores(
     // Join all before looking at any result: no thread is left running.
     let results: Vec<_> = handles
         .into_iter()
-        .map(|(core, handle)| (core, crate::app::join(handle).and_then(|rate| rate)))
+        .map(|(core, handle)| (core, manada::join(handle).and_then(|rate| rate)))
         .collect();
     results
         .into_iter()
@@ -418,7 +418,7 @@ fn run(
             let clients = cores - 1;
             let serving = percore::spawn_on(server, move || rpc_server(clients));
             let rates = on_cores(0..clients, server, duration, rpc_client);
-            let answered = crate::app::join(serving);
+            let answered = manada::join(serving);
             let rates = rates?;
             if answered? == 0 {
                 return Err(AppError("scale: the RPC server answered no call"));

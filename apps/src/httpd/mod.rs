@@ -17,7 +17,7 @@ mod service;
 mod validators;
 mod worker;
 
-use crate::app::App;
+use manada::App;
 
 pub(crate) const APP: App = App {
     name: "httpd",

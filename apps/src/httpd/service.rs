@@ -15,7 +15,7 @@ use super::date;
 use super::options::Options;
 use super::server::{Reply, Server, Session, Settings};
 use super::worker::{self, FileReader, Found, Site, SiteError, Transport, TransportError};
-use crate::app::AppError;
+use manada::AppError;
 
 /// The net core's part as a connection handler.
 struct Httpd {
@@ -94,7 +94,7 @@ pub(super) fn main() -> Result<(), AppError> {
         AppError("cannot listen")
     })?;
     let listener = Arc::new(listener);
-    let cores = crate::app::app_cores();
+    let cores = manada::app_cores();
     let mut workers = Vec::new();
     for index in 0..options.workers {
         let core = cores[index % cores.len()];
