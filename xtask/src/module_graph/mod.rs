@@ -408,8 +408,10 @@ mod tests {
         assert_eq!(found, ["a b"]);
     }
 
-    /// The crates whose modules must stay free of circles.
-    const LAYERED: &[&str] = &["ipc", "percore", "devices", "fs", "net"];
+    /// The crates whose modules must stay free of circles: all but xtask, whose command
+    /// folders (`bench`, `test`) keep the types their suites share in the folder's
+    /// `mod.rs`, which also runs those suites.
+    const LAYERED: &[&str] = &["ipc", "percore", "devices", "fs", "net", "apps", "boot"];
 
     #[test]
     #[ignore = "a report, not a check"]
