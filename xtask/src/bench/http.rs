@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::breakdown::{self, HostTcp, Trace};
-use super::{progress, Context, Record};
+use super::context::{progress, Context, Record};
 use crate::qemu;
 use crate::tools;
 

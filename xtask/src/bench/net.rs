@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{progress, Context, Record};
+use super::context::{progress, Context, Record};
 use crate::qemu;
 use crate::tools;
 

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::context::{oversubscription, Context, Record, Suite};
 use super::http::LISTEN_OVERFLOWS;
-use super::{oversubscription, Context, Record, Suite};
 use crate::tools;
 
 /// Where and how a suite was measured.

@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{median, plot, progress, report, Context, Record};
+use super::context::{median, progress, Context, Record};
+use super::{plot, report};
 use crate::qemu;
 
 /// A workload of app `scale` (apps/src/scale.rs) and how many cores do it.

@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::Duration;
 
-use super::{median, progress, Context, Record};
+use super::context::{median, progress, Context, Record};
 use crate::qemu::{self, QemuConfig};
 use crate::tools::{self, Workspace};
 
