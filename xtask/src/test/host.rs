@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::Totals;
+use super::options::Totals;
 use crate::tools::{self, Workspace};
 
 /// Runs every host step that applies to `workspace` and returns the summed counts.

@@ -17,47 +17,14 @@ mod fs_crash;
 mod host;
 mod httpd;
 mod net;
+mod options;
 mod runner;
 
-use std::path::PathBuf;
+use crate::tools::{self, Workspace};
 
-use clap::Args;
-
-use crate::qemu::AccelChoice;
-use crate::tools;
-
-/// Options of `cargo xtask test`.
-#[derive(Debug, Args)]
-pub struct TestArgs {
-    /// Test the release kernel.
-    #[arg(long)]
-    pub release: bool,
-    /// Accelerator for the QEMU tests.
-    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
-    pub accel: AccelChoice,
-    /// QEMU tests run at the same time.
-    #[arg(long, default_value_t = 2, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
-    pub jobs: u64,
-    /// Per-test timeout for QEMU tests, in seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub timeout: u64,
-    /// Run only the host unit tests.
-    #[arg(long, conflicts_with = "qemu_only")]
-    pub host_only: bool,
-    /// Run only the QEMU integration tests.
-    #[arg(long)]
-    pub qemu_only: bool,
-    /// Run only the QEMU tests whose name contains this text.
-    #[arg(long, value_name = "TEXT")]
-    pub filter: Option<String>,
-    /// Boot this kernel image instead of building one.
-    #[arg(long, value_name = "ELF")]
-    pub kernel: Option<PathBuf>,
-    /// Run only the QEMU smoke tests of the application crate in this folder (its
-    /// qemu-tests.toml; see `cargo xtask new`).
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["kernel", "host_only"])]
-    pub app_crate: Option<PathBuf>,
-}
+pub use options::TestArgs;
+use options::Totals;
+use runner::Case;
 
 /// Runs an application crate's smoke tests and prints `N passed, N failed` last.
 fn app_crate_tests(
@@ -74,18 +41,37 @@ fn app_crate_tests(
     Ok(())
 }
 
-/// Passed and failed counts, summed over all steps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub passed: usize,
-    pub failed: usize,
+/// Returns every integration test, in the order they start.
+fn catalogue() -> Vec<Case> {
+    let mut cases: Vec<Case> = [
+        boot::cases(),
+        apps::cases(),
+        clock::cases(),
+        blk::cases(),
+        fs::cases(),
+        fs_crash::cases(),
+        net::cases(),
+        httpd::cases(),
+        faults::cases(),
+        bench::cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    // A stable sort keeps the catalogue order within each group.
+    cases.sort_by_key(|case| case.start);
+    cases
 }
 
-impl std::ops::AddAssign for Totals {
-    fn add_assign(&mut self, other: Totals) {
-        self.passed += other.passed;
-        self.failed += other.failed;
-    }
+/// Returns the boot tests' context: the kernel built, QEMU present, the accelerator chosen.
+fn boot_context(args: &TestArgs, workspace: &Workspace) -> Result<runner::Context, String> {
+    let kernel = crate::build::kernel_or_build(workspace, args.kernel.as_deref(), args.release)?;
+    runner::context_for(args, kernel)
+}
+
+/// Runs the integration tests `args.jobs` at a time and returns their counts.
+fn run_qemu_tests(args: &TestArgs, workspace: &Workspace) -> Totals {
+    runner::run_cases(args, catalogue(), || boot_context(args, workspace))
 }
 
 /// Runs every test tier and prints `N passed, N failed` last.
@@ -102,7 +88,7 @@ pub fn main(args: &TestArgs) -> Result<(), String> {
         totals += host::run_all(&workspace);
     }
     if !args.host_only {
-        totals += runner::run_qemu_tests(args, &workspace);
+        totals += run_qemu_tests(args, &workspace);
     }
     // The last line of the output, for people and scripts alike.
     println!("{} passed, {} failed", totals.passed, totals.failed);
@@ -110,4 +96,32 @@ pub fn main(args: &TestArgs) -> Result<(), String> {
         return Err(String::new());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runner::Start;
+
+    #[test]
+    fn names_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for case in catalogue() {
+            assert!(
+                seen.insert(case.name.clone()),
+                "two cases named {}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn long_cases_start_first_and_host_cases_last() {
+        let starts: Vec<Start> = catalogue().iter().map(|case| case.start).collect();
+        let mut sorted = starts.clone();
+        sorted.sort();
+        assert_eq!(starts, sorted);
+        assert_eq!(starts.first(), Some(&Start::First));
+        assert_eq!(starts.last(), Some(&Start::Last));
+    }
 }

@@ -9,10 +9,9 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{TestArgs, Totals};
-use crate::build;
+use super::options::{TestArgs, Totals};
 use crate::qemu::{self, Accel, Machine, QemuConfig};
-use crate::tools::{self, Workspace};
+use crate::tools;
 
 /// Why a case failed: the reason, and the console lines to show with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,34 +153,6 @@ impl std::fmt::Debug for Case {
     }
 }
 
-/// Returns every integration test, in the order they start.
-pub fn catalogue() -> Vec<Case> {
-    let mut cases: Vec<Case> = [
-        super::boot::cases(),
-        super::apps::cases(),
-        super::clock::cases(),
-        super::blk::cases(),
-        super::fs::cases(),
-        super::fs_crash::cases(),
-        super::net::cases(),
-        super::httpd::cases(),
-        super::faults::cases(),
-        super::bench::cases(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    // A stable sort keeps the catalogue order within each group.
-    cases.sort_by_key(|case| case.start);
-    cases
-}
-
-/// Returns the boot tests' context: the kernel built, QEMU present, the accelerator chosen.
-fn boot_context(args: &TestArgs, workspace: &Workspace) -> Result<Context, String> {
-    let kernel = build::kernel_or_build(workspace, args.kernel.as_deref(), args.release)?;
-    context_for(args, kernel)
-}
-
 /// Returns the context of boot tests of `kernel`: QEMU present, the accelerator chosen.
 pub fn context_for(args: &TestArgs, kernel: PathBuf) -> Result<Context, String> {
     tools::ensure_qemu()?;
@@ -191,11 +162,6 @@ pub fn context_for(args: &TestArgs, kernel: PathBuf) -> Result<Context, String> 
         accel,
         timeout: Duration::from_secs(args.timeout),
     })
-}
-
-/// Runs the integration tests `args.jobs` at a time and returns their counts.
-pub fn run_qemu_tests(args: &TestArgs, workspace: &Workspace) -> Totals {
-    run_cases(args, catalogue(), || boot_context(args, workspace))
 }
 
 /// Runs the `cases` that `--filter` selects, `args.jobs` at a time, the boot cases in
@@ -382,31 +348,4 @@ fn read_all_in_background(mut stream: impl Read + Send + 'static) -> thread::Joi
         let _ = stream.read_to_string(&mut text);
         text
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_unique() {
-        let mut seen = std::collections::HashSet::new();
-        for case in catalogue() {
-            assert!(
-                seen.insert(case.name.clone()),
-                "two cases named {}",
-                case.name
-            );
-        }
-    }
-
-    #[test]
-    fn long_cases_start_first_and_host_cases_last() {
-        let starts: Vec<Start> = catalogue().iter().map(|case| case.start).collect();
-        let mut sorted = starts.clone();
-        sorted.sort();
-        assert_eq!(starts, sorted);
-        assert_eq!(starts.first(), Some(&Start::First));
-        assert_eq!(starts.last(), Some(&Start::Last));
-    }
 }
