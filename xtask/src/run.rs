@@ -344,6 +344,14 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     for (host, guest) in &args.forwards {
         eprintln!("xtask: forwarding 127.0.0.1:{host} to guest port {guest} (tcp and udp)");
     }
+    if !args.forwards.is_empty() {
+        // QEMU's user networking listens with a backlog of one: a burst of connections
+        // costs host retransmissions that look like a slow guest (README, --forward).
+        eprintln!(
+            "xtask: QEMU queues two new connections per forwarded port: the host retries \
+             more at once after 0.2-1.7 s (see --forward in the README)"
+        );
+    }
     if !args.forwards.is_empty() && config.net.is_none() {
         return Err("--forward needs --net user".into());
     }
