@@ -341,6 +341,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     config.net = (args.net == NetChoice::User).then(|| args.forwards.clone());
     config.gdb = args.gdb;
     config.check_command_line()?;
+    config.check_memory()?;
     for (host, guest) in &args.forwards {
         eprintln!("xtask: forwarding 127.0.0.1:{host} to guest port {guest} (tcp and udp)");
     }

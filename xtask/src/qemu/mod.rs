@@ -3,6 +3,7 @@
 
 mod command_line;
 mod config;
+mod image;
 mod options;
 mod outcome;
 mod process;

@@ -111,6 +111,11 @@ impl MemSize {
     pub const fn from_mebibytes(mebibytes: u64) -> MemSize {
         MemSize { mebibytes }
     }
+
+    /// Returns the size in MiB.
+    pub const fn mebibytes(self) -> u64 {
+        self.mebibytes
+    }
 }
 
 impl FromStr for MemSize {

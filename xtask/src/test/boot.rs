@@ -1,10 +1,12 @@
 //! Boot tests: every core online at every size and machine, faults reported, the
-//! mailbox exchange, threads and heaps, and `--cores` values refused.
+//! mailbox exchange, threads and heaps, and `--cores` and `--mem` values refused.
 
+use std::fs;
 use std::time::Duration;
 
 use super::runner::{
-    require_line, require_success, run_xtask, Case, CaseResult, Context, Failure, Start, WithTail,
+    remove_scratch, require_line, require_success, run_xtask, scratch_dir, Case, CaseResult,
+    Context, Failure, Start, WithTail,
 };
 use crate::markers::{self, Marker};
 use crate::qemu::{self, Machine, Status};
@@ -206,6 +208,10 @@ pub fn cases() -> Vec<Case> {
             move || check_refused(cores),
         ));
     }
+    cases.push(Case::host(
+        "run --mem smaller than the image refused",
+        check_memory_refused,
+    ));
     cases
 }
 
@@ -396,6 +402,42 @@ fn check_refused(cores: &str) -> CaseResult {
     } else if !run.output.contains(&range) {
         format!("message does not name the range {range}")
     } else {
+        return Ok(());
+    };
+    Err(Failure { reason, tail })
+}
+
+/// Returns `Ok` when `xtask run --mem 2M` with an image that ends at 2.5 MiB fails, names
+/// the smallest memory that holds it (4M) and starts no QEMU: such a guest would hang or
+/// triple-fault before the kernel could say why.
+fn check_memory_refused() -> CaseResult {
+    let dir = scratch_dir("small-mem").map_err(Failure::from)?;
+    // An ELF64 header and one loaded segment at 1 MiB of 1.5 MiB (what QEMU reads of it).
+    let mut image = vec![0u8; 64 + 56];
+    image[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    image[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+    image[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+    image[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+    image[64..68].copy_from_slice(&1u32.to_le_bytes());
+    image[64 + 0x18..64 + 0x20].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    image[64 + 0x28..64 + 0x30].copy_from_slice(&0x18_0000u64.to_le_bytes());
+    let kernel = dir.join("small.elf");
+    fs::write(&kernel, image)
+        .map_err(|error| Failure::from(format!("cannot write {}: {error}", kernel.display())))?;
+    let kernel = kernel.display().to_string();
+    let run = run_xtask(
+        &["run", "--mem", "2M", "--timeout", "5", "--kernel", &kernel],
+        Duration::from_secs(30),
+    )?;
+    let tail: Vec<String> = run.output.lines().map(String::from).collect();
+    let reason = if run.success {
+        "xtask run --mem 2M succeeded".to_string()
+    } else if run.output.contains("xtask: running") || run.output.contains(qemu::QEMU) {
+        "QEMU was started".into()
+    } else if !run.output.contains("--mem 2M is too small") || !run.output.contains("at least 4M") {
+        "the error does not say that 2M is too small and 4M is needed".into()
+    } else {
+        remove_scratch(&dir);
         return Ok(());
     };
     Err(Failure { reason, tail })
