@@ -250,9 +250,15 @@ pub struct Area {
 /// `usable`.
 pub fn take_area(usable: &mut heapless::Vec<PhysRange, 64>, cores: usize) -> Area {
     let block = block_layout(cores);
-    let Some(area) = memory::take_front(usable, block.size() * cores as u64) else {
+    let needed = block.size() * cores as u64;
+    let Some(area) = memory::take_front(usable, needed) else {
+        let largest = usable.iter().map(PhysRange::len).max().unwrap_or(0);
         fatal(format_args!(
-            "no room for the start-up area of {cores} cores"
+            "too little memory to start {cores} core{}: their start-up area needs {} KiB in \
+             one piece and the largest free piece has {} KiB; run with more memory (--mem)",
+            if cores == 1 { "" } else { "s" },
+            needed.div_ceil(1024),
+            largest / 1024
         ))
     };
     Area {

@@ -287,6 +287,19 @@ pub fn parse_place(text: &str) -> Result<(String, usize), String> {
     Ok((service.to_string(), core))
 }
 
+/// Returns `Ok` when no host port is forwarded twice (QEMU would refuse the second rule
+/// with a message about its own syntax).
+fn check_forwards(forwards: &[(u16, u16)]) -> Result<(), String> {
+    for (index, (host, guest)) in forwards.iter().enumerate() {
+        if let Some((_, other)) = forwards[..index].iter().find(|(seen, _)| seen == host) {
+            return Err(format!(
+                "--forward {host}:{guest}: host port {host} is already forwarded to guest port {other}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Returns where the host reaches httpd: the URL of the forward to its port (`port=N`
 /// among the kernel arguments, else 80), or how to add one.
 fn httpd_address(kernel_args: &[String], forwards: &[(u16, u16)]) -> String {
@@ -327,6 +340,10 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     };
     let args = &args;
     // The user's options are checked before anything is built or started.
+    if !args.forwards.is_empty() && args.net != NetChoice::User {
+        return Err("--forward needs --net user".into());
+    }
+    check_forwards(&args.forwards)?;
     let (disks, share_args) = with_share(&workspace, args)?;
     let kernel = match crate_image {
         Some(image) => image,
@@ -352,9 +369,6 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
             "xtask: QEMU queues two new connections per forwarded port: the host retries \
              more at once after 0.2-1.7 s (see --forward in the README)"
         );
-    }
-    if !args.forwards.is_empty() && config.net.is_none() {
-        return Err("--forward needs --net user".into());
     }
     if args.app() == "httpd" {
         eprintln!(
@@ -392,6 +406,17 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_port_is_forwarded_once() {
+        assert_eq!(check_forwards(&[]), Ok(()));
+        assert_eq!(check_forwards(&[(8080, 80), (7777, 7), (7778, 7)]), Ok(()));
+        let error = check_forwards(&[(8080, 80), (7777, 7), (7777, 8)]).unwrap_err();
+        assert_eq!(
+            error,
+            "--forward 7777:8: host port 7777 is already forwarded to guest port 7"
+        );
+    }
     use clap::Parser;
 
     /// `cargo xtask run` alone, for parsing its options in tests.

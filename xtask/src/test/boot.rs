@@ -212,6 +212,19 @@ pub fn cases() -> Vec<Case> {
         "run --mem smaller than the image refused",
         check_memory_refused,
     ));
+    cases.push(Case::boot(
+        format!("hello q35 x{MAX_CORES} --mem 16M names the memory needed"),
+        |context: &Context| {
+            let mut config = context.config(Machine::Q35, MAX_CORES, "hello");
+            config.mem = qemu::MemSize::from_mebibytes(16);
+            let outcome = context.run(&config)?;
+            fails_with(
+                &outcome,
+                &format!("manada: too little memory to start {MAX_CORES} cores: their start-up area needs"),
+            )?;
+            fails_with(&outcome, "run with more memory (--mem)")
+        },
+    ));
     cases
 }
 
