@@ -49,11 +49,28 @@ impl<'a> CommandLine<'a> {
     pub fn has_flag(&self, flag: &str) -> bool {
         self.text.split_ascii_whitespace().any(|word| word == flag)
     }
+
+    /// Returns the whole number after `key=`: `Ok(None)` without the word, an error when
+    /// the value is not a number (so a mistyped value is refused, not replaced by a default).
+    pub fn number(&self, key: &str) -> Result<Option<u64>, core::num::ParseIntError> {
+        self.get(key).map(str::parse::<u64>).transpose()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_absent_read_or_refused() {
+        let c = CommandLine::new("messages=250 ops=-1 rounds= count=12x");
+        assert_eq!(c.number("messages"), Ok(Some(250)));
+        assert_eq!(c.number("absent"), Ok(None));
+        assert!(c.number("ops").is_err());
+        assert!(c.number("count").is_err());
+        // `rounds=` with nothing after it is a value left out: refused too.
+        assert!(c.number("rounds").is_err());
+    }
 
     #[test]
     fn reads_key_values_and_flags() {

@@ -112,8 +112,8 @@ fn run() -> Result<(), AppError> {
     }
     let messages = percore::boot_info()
         .command_line()
-        .get("messages")
-        .and_then(|text| text.parse::<u64>().ok())
+        .number("messages")
+        .map_err(|_| AppError("messages=M takes a number"))?
         .unwrap_or(DEFAULT_MESSAGES);
     let tsc_hz = percore::boot_info().tsc_hz;
     let mut node = Node {

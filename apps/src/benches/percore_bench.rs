@@ -21,22 +21,24 @@ const DEFAULT_OPS: u64 = 2_000_000;
 const BATCH: usize = 64;
 const ROUNDS: u64 = 10_000;
 
-fn ops() -> u64 {
-    percore::boot_info()
+/// Returns `ops=N` from the command line, or the default.
+fn ops() -> Result<u64, AppError> {
+    Ok(percore::boot_info()
         .command_line()
-        .get("ops")
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(DEFAULT_OPS)
+        .number("ops")
+        .map_err(|_| AppError("ops=N takes a number"))?
+        .unwrap_or(DEFAULT_OPS))
 }
 
 fn cycles_per(start: Instant, count: u64) -> u64 {
     (Instant::now().ticks() - start.ticks()) / count.max(1)
 }
 
-/// Allocates and frees `ops()` blocks of 16..=1024 bytes, 64 live at a time; returns
+/// Allocates and frees `ops=N` blocks of 16..=1024 bytes, 64 live at a time; returns
 /// allocation+free pairs per second on this core.
 fn allocation_rate() -> u64 {
-    let pairs = ops();
+    // `main` refused a malformed value before any core got here.
+    let pairs = ops().unwrap_or(DEFAULT_OPS);
     let sizes: [usize; BATCH] = core::array::from_fn(|i| 16 + (i * 53) % 1009);
     let mut blocks: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
     let start = Instant::now();
@@ -55,6 +57,7 @@ fn allocation_rate() -> u64 {
 
 fn main() -> Result<(), AppError> {
     let cores = percore::core_count();
+    ops()?;
     for (core, rate) in on_every_core(allocation_rate)?.into_iter().enumerate() {
         println!("percore-bench: alloc_pairs_per_s core={core} {rate} pairs/s");
     }
