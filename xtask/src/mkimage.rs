@@ -86,9 +86,10 @@ pub fn main(args: &MkimageArgs) -> Result<(), String> {
         copied += 1;
     }
     eprintln!(
-        "xtask: wrote {} ({} MiB FAT16, {copied} entries of {})",
+        "xtask: wrote {} ({} MiB FAT16, {copied} {} of {})",
         args.image.display(),
         args.size_mib,
+        if copied == 1 { "entry" } else { "entries" },
         args.dir.display()
     );
     Ok(())
