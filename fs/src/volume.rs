@@ -133,6 +133,9 @@ impl<D: BlockDevice, C: Clock> Volume<D, C> {
     /// not a consistent FAT16 volume.
     pub fn mount_with(mut device: D, clock: C, options: MountOptions) -> Result<Self> {
         let sectors = device.sector_count();
+        if sectors == 0 {
+            return Err(Error::Corrupt("the disk is empty (0 sectors)"));
+        }
         let mut sector = [0u8; SECTOR_SIZE];
         device.read(0, &mut sector)?;
         let partition = mbr::locate(&sector, sectors)?;

@@ -59,3 +59,13 @@ fn each_bad_field_is_named_with_its_value() {
         assert!(!shown.contains("partition"), "{shown}");
     }
 }
+
+#[test]
+fn an_empty_disk_is_named_as_such() {
+    let error = Volume::mount(RamDisk::from_bytes(Vec::new()), FixedClock(NOW))
+        .expect_err("nothing to mount");
+    assert_eq!(
+        error.to_string(),
+        "corrupt volume: the disk is empty (0 sectors)"
+    );
+}
