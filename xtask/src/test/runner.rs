@@ -180,6 +180,12 @@ pub fn run_cases(
         })
         .collect();
     let mut totals = Totals::default();
+    if let (Some(filter), true) = (&args.filter, cases.is_empty()) {
+        // A mistyped filter must not look like a green run.
+        println!("FAIL --filter {filter:?} matches no QEMU test");
+        totals.failed += 1;
+        return totals;
+    }
     let context = match cases.iter().any(Case::needs_kernel) {
         false => None,
         true => match context() {
