@@ -322,8 +322,9 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
     for (service, core) in &args.places {
         if *core >= args.cores {
             return Err(format!(
-                "--place {service}={core}: cores are 0..{} with --cores {}",
-                args.cores, args.cores
+                "--place {service}={core}: cores are 0 to {} with --cores {}",
+                args.cores - 1,
+                args.cores
             ));
         }
     }

@@ -116,6 +116,9 @@ impl Outcome {
                 },
             ),
             Status::Other(code) => {
+                if let Some(problem) = share_problem(&self.stderr, &self.console) {
+                    return Err(problem);
+                }
                 let last = self
                     .stderr
                     .last()
@@ -142,6 +145,35 @@ impl Outcome {
     }
 }
 
+/// Returns what to tell the user when QEMU could not make a FAT16 disk of a shared folder
+/// (vvfat): its reason, from its error line on the `-drive file=fat:` option or the line it
+/// printed before it, and what to do.
+fn share_problem(stderr: &[String], console: &[String]) -> Option<String> {
+    let drive = stderr.iter().find(|line| {
+        line.contains("file=fat:")
+            && (line.contains("Could not read directory") || line.contains("does not fit in FAT"))
+    })?;
+    let reason = match console
+        .iter()
+        .chain(stderr)
+        .find(|line| line.starts_with("Too many entries"))
+    {
+        Some(line) => line.trim().to_string(),
+        None => drive
+            .rsplit(": ")
+            .next()
+            .unwrap_or(drive)
+            .trim()
+            .to_string(),
+    };
+    Some(format!(
+        "QEMU cannot present the shared folder as a FAT16 disk: {reason}. QEMU's vvfat holds \
+         at most 512 directory entries in the top folder (each file takes two or more, more \
+         for a long name) and 516 MB in all: move files into subfolders, share less, or make \
+         an image with `cargo xtask mkimage DIR IMAGE` and boot it with --disk IMAGE"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +187,37 @@ mod tests {
         assert_eq!(exit(0), Status::NoKernelCode);
         assert_eq!(exit(1), Status::Other(1));
         assert_eq!(Status::from_exit(ExitStatus::from_raw(9)), Status::Signal);
+    }
+
+    #[test]
+    fn a_share_vvfat_cannot_hold_is_explained() {
+        let drive = |reason: &str| {
+            format!(
+                "qemu-system-x86_64: -drive file=fat:rw:/tmp/many,format=raw,if=none,id=disk0: {reason}"
+            )
+        };
+        let mut outcome = Outcome::new(Status::Other(1), Vec::new(), None);
+        outcome.stderr = vec![
+            "Too many entries in root directory".into(),
+            drive("Could not read directory /tmp/many"),
+        ];
+        let error = outcome.verdict().unwrap_err();
+        assert!(error.starts_with("QEMU cannot present the shared folder as a FAT16 disk: Too many entries in root directory."), "{error}");
+        assert!(error.contains("move files into subfolders"));
+        outcome.stderr = vec![drive(
+            "Directory does not fit in FAT16 (capacity 516.06 MB)",
+        )];
+        let error = outcome.verdict().unwrap_err();
+        assert!(
+            error.contains(": Directory does not fit in FAT16 (capacity 516.06 MB)."),
+            "{error}"
+        );
+        // Another QEMU error keeps QEMU's own words.
+        outcome.stderr = vec!["qemu-system-x86_64: -m 1T: cannot set up guest memory".into()];
+        assert_eq!(
+            outcome.verdict().unwrap_err(),
+            "QEMU exited with status 1: qemu-system-x86_64: -m 1T: cannot set up guest memory"
+        );
     }
 
     #[test]
