@@ -287,6 +287,22 @@ pub fn parse_place(text: &str) -> Result<(String, usize), String> {
     Ok((service.to_string(), core))
 }
 
+/// Returns `Ok` when every forwarded host port is free on 127.0.0.1 for TCP and UDP, else
+/// which one is taken (QEMU would only say it could not set up the rule).
+fn check_ports_free(forwards: &[(u16, u16)]) -> Result<(), String> {
+    for &(host, guest) in forwards {
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", host)).map(drop);
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", host)).map(drop);
+        if let Err(error) = tcp.and(udp) {
+            return Err(format!(
+                "--forward {host}:{guest}: 127.0.0.1:{host} is not free ({error}); another \
+                 guest or program may be using it: choose another host port"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Returns `Ok` when no host port is forwarded twice (QEMU would refuse the second rule
 /// with a message about its own syntax).
 fn check_forwards(forwards: &[(u16, u16)]) -> Result<(), String> {
@@ -345,6 +361,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
         return Err("--forward needs --net user".into());
     }
     check_forwards(&args.forwards)?;
+    check_ports_free(&args.forwards)?;
     let (disks, share_args) = with_share(&workspace, args)?;
     let kernel = match crate_image {
         Some(image) => image,
@@ -407,6 +424,21 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarded_port_must_be_free() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let error = check_ports_free(&[(port, 80)]).unwrap_err();
+        assert!(
+            error.starts_with(&format!(
+                "--forward {port}:80: 127.0.0.1:{port} is not free"
+            )),
+            "{error}"
+        );
+        drop(taken);
+        assert_eq!(check_ports_free(&[]), Ok(()));
+    }
 
     #[test]
     fn a_host_port_is_forwarded_once() {
