@@ -1,11 +1,13 @@
 //! The host side of the httpd integration test: the site it serves, a small HTTP/1.1
 //! client, and the checks run against the guest through a forwarded port (files byte for
-//! byte, HEAD, ranges and conditions, traversal, HTTP/1.0, idle close, concurrency).
+//! byte, HEAD, ranges and conditions, traversal, malformed requests, HTTP/1.0, idle
+//! close, concurrency).
 
 mod client;
 mod concurrent;
 mod curl;
 mod date;
+mod malformed;
 mod ranges;
 mod site;
 mod traversal;
@@ -20,6 +22,7 @@ pub use site::{build_site, SiteFile};
 use concurrent::concurrent_clients;
 use curl::curl_fetches;
 use date::check_date;
+use malformed::check_malformed;
 use ranges::check_ranges_and_conditions;
 use site::check_file;
 use traversal::check_traversal;
@@ -96,6 +99,7 @@ pub fn check(port: u16, site: &[SiteFile], idle: Duration) -> Result<Figures, St
     check_file(&client.request("GET", site[1].target)?, &site[1])?;
 
     check_traversal(port)?;
+    check_malformed(port)?;
 
     // HTTP/1.0 without keep-alive: one response, then the server closes.
     let mut client = Client::connect(port, Duration::from_secs(30))?;

@@ -270,6 +270,24 @@ impl Server {
         event: Event,
         now_ms: u64,
     ) -> Next {
+        let next = self.handle(session, wire, event, now_ms);
+        if next == Next::Close {
+            // The response must reach the client: a close with received bytes unread is a
+            // reset, which can destroy it (a 400 for a malformed head, a 413, the answer
+            // before pipelined requests after `Connection: close`). What the client sent
+            // beyond the answered request is dropped, so the close is a FIN after it.
+            wire.consume(usize::MAX);
+        }
+        next
+    }
+
+    fn handle<W: Wire>(
+        &mut self,
+        session: &mut Session,
+        wire: &mut W,
+        event: Event,
+        now_ms: u64,
+    ) -> Next {
         match event {
             Event::TimedOut => return self.timed_out(session, wire),
             Event::Resumed => {

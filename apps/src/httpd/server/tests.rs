@@ -308,6 +308,20 @@ fn errors_and_methods_are_answered_on_the_net_core() {
     let response = one(&mut wire);
     assert_eq!(response.status, 413);
     assert_eq!(response.header("Connection"), Some("close"));
+    // The body it refused is not left unread: a close with unread bytes is a reset,
+    // which would destroy the 413 before the client read it.
+    assert!(wire.received.is_empty());
+
+    // A malformed head gets its 400, and nothing it sent is left unread either.
+    let mut wire = FakeWire::new();
+    let mut session = server.open(0);
+    wire.client_sends(b"\x00\xff garbage\r\n\r\nmore bytes");
+    assert_eq!(
+        server.event(&mut session, &mut wire, Event::Opened, 0),
+        Next::Close
+    );
+    assert_eq!(one(&mut wire).status, 400);
+    assert!(wire.received.is_empty());
 
     // A head that cannot fit the receive buffer.
     let mut wire = FakeWire::new();
