@@ -33,4 +33,4 @@ pub use error::{Error, Result};
 pub use handler::{try_box, Event, Handler, Io, Next};
 pub use socket::{HandlerListener, TcpListener, TcpStream, UdpSocket};
 pub use stack::{Addressing, Stack, FALLBACK_ADDRESS, FALLBACK_GATEWAY};
-pub use table::{Limits, SocketId, Table, Want};
+pub use table::{Limits, SocketId, Table, Want, MAX_DATAGRAM};

@@ -235,7 +235,9 @@ impl UdpSocket {
         self.port
     }
 
-    /// Sends `data` as one datagram to `to`, waiting for room in the send buffer.
+    /// Sends `data` as one datagram to `to`, waiting for room in the send buffer. At most
+    /// [`crate::MAX_DATAGRAM`] bytes (one frame; there are no IP fragments):
+    /// `Error::InvalidInput` for more.
     pub fn send_to(&self, data: &[u8], to: SocketAddrV4) -> Result<usize> {
         let id = self.id;
         let data = owned(data)?;

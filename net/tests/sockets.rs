@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use net::FALLBACK_ADDRESS;
-use net::{Addressing, Device, Error, Limits, SocketId, Stack, Table, Want, Wire, WireEnd};
+use net::{
+    Addressing, Device, Error, Limits, SocketId, Stack, Table, Want, Wire, WireEnd, MAX_DATAGRAM,
+};
 use percore::random::XorShift64;
 use smoltcp::wire::Ipv4Cidr;
 
@@ -325,6 +327,26 @@ fn udp_datagrams_go_both_ways() {
     assert_eq!(
         answers,
         (0..5).map(|n| format!("datagram {n}")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_datagram_that_needs_fragments_is_refused() {
+    let (mut client, _) = network(Limits::default());
+    let (sockets, _) = client.stack.parts();
+    let (id, _) = client.table.bind_udp(sockets, 0).unwrap();
+    let to = SocketAddrV4::new(SERVER, 7);
+    let (sockets, _) = client.stack.parts();
+    assert_eq!(
+        client.table.send_to(sockets, id, &[7; MAX_DATAGRAM], to),
+        Ok(Some(()))
+    );
+    let (sockets, _) = client.stack.parts();
+    assert_eq!(
+        client
+            .table
+            .send_to(sockets, id, &[7; MAX_DATAGRAM + 1], to),
+        Err(Error::InvalidInput)
     );
 }
 

@@ -10,6 +10,11 @@ use super::entry::{endpoint, ipv4, Entry, SocketId};
 use super::{try_zeroed, Limits, Table};
 use crate::error::{Error, Result};
 
+/// The largest UDP payload that fits one Ethernet frame: a 1,500-byte IP packet less
+/// its IPv4 and UDP headers. Larger datagrams would need IP fragments, which this stack
+/// neither sends nor reassembles (the driver drops fragments it receives).
+pub const MAX_DATAGRAM: usize = 1500 - 20 - 8;
+
 impl Table {
     fn udp(&self, id: SocketId) -> Result<SocketHandle> {
         match self.entry(id) {
@@ -54,7 +59,9 @@ impl Table {
         }
     }
 
-    /// Queues the datagram `data` to `to`; `None` when the send buffer has no room yet.
+    /// Queues the datagram `data` to `to`; `None` when the send buffer has no room yet. A
+    /// datagram larger than [`MAX_DATAGRAM`] is refused: it would need IP fragments, which
+    /// this stack neither sends nor reassembles.
     pub fn send_to(
         &mut self,
         sockets: &mut SocketSet<'static>,
@@ -63,7 +70,10 @@ impl Table {
         to: SocketAddrV4,
     ) -> Result<Option<()>> {
         let handle = self.udp(id)?;
-        if to.port() == 0 || to.ip().is_unspecified() || data.len() > self.limits.udp_buffer {
+        if to.port() == 0
+            || to.ip().is_unspecified()
+            || data.len() > MAX_DATAGRAM.min(self.limits.udp_buffer)
+        {
             return Err(Error::InvalidInput);
         }
         match sockets

@@ -32,6 +32,7 @@ use smoltcp::socket::{tcp, udp};
 
 use crate::error::{Error, Result};
 
+pub use datagrams::MAX_DATAGRAM;
 pub(crate) use entry::Wait;
 use entry::{established, Entry, Listener, Slot};
 pub use entry::{SocketId, Want};
