@@ -1,5 +1,6 @@
 //! The net service: the device, the TCP/IP stack and the applications' sockets, owned by
-//! the net core and used by every core through [`crate::socket`].
+//! the net core and used by every core through the socket types ([`crate::TcpStream`],
+//! [`crate::UdpSocket`], ...).
 //!
 //! A socket call travels to the net core as a job (`percore::run_on`) that works on the
 //! [`Table`] in the core's loop, while the calling thread parks on its own core; only

@@ -67,7 +67,7 @@ impl Limits {
     /// service starts: half of it may go to sockets (the rest stays for the stack, the
     /// calls in flight, connection handlers' caches and any other service on the
     /// core), so the socket limit is that half over the cost of one socket, within
-    /// [`MIN_SOCKETS`] and [`MAX_SOCKETS`]. Past the limit new connections are refused;
+    /// `MIN_SOCKETS` and `MAX_SOCKETS`. Past the limit new connections are refused;
     /// the memory behind it is there.
     pub fn for_memory(free_bytes: usize) -> Limits {
         let defaults = Limits::default();

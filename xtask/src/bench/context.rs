@@ -45,7 +45,7 @@ pub struct BenchArgs {
     /// quick mode.
     #[arg(long)]
     pub quick: bool,
-    /// Where the reports go [default: <target>/bench].
+    /// Where the reports go [default: target/bench].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// http suite: switch the guest's trace on (`trace=1`) and add its counters per

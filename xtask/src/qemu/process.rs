@@ -98,7 +98,7 @@ pub fn kill_after_line(
     )
 }
 
-/// The loop behind [`run_until`], [`kill_after_line`] and [`serve_watching`] (which
+/// The loop behind [`run_until`], [`kill_after_line`] and [`serve_watching`](super::serve_watching) (which
 /// gets each console line in `mirror` as it arrives).
 ///
 /// A panic or exception line does not end the run: the kernel contains faults (a
