@@ -108,7 +108,11 @@ impl fmt::Display for Error {
             Error::Io(error) => write!(f, "I/O error: {error}"),
             Error::ReadOnly => f.write_str("read-only"),
             Error::StaleHandle => f.write_str("file handle no longer refers to a file"),
-            Error::NoService => f.write_str("no file service is running"),
+            Error::NoService => f.write_str(
+                "no file service is running (none mounts a volume without fs.disk=diskN on \
+                 the kernel command line, which `cargo xtask run --share DIR` adds; or its \
+                 core failed)",
+            ),
         }
     }
 }
